@@ -1,0 +1,36 @@
+# bnlab — two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+# Tests that exercise the Keras layer run once per backend; the rest run once, on the default (JAX).
+BACKENDS_EXTRA := tensorflow torch
+
+.PHONY: demo test test-fast bench reproduce data clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Each target installs what it needs; the stamp files make a second run skip pip.
+$(VENV)/.installed-demo: pyproject.toml | $(PY)
+	$(PIP) install -e . 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -c "import bnlab, keras, jax, numpy, matplotlib"
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(PY)
+	$(PIP) install -e '.[test,tensorflow,torch]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -c "import bnlab, keras, jax, tensorflow, torch, pytest"
+	touch $@
+
+data:
+	@scripts/ensure-fashion-mnist.sh
+
+demo: $(VENV)/.installed-demo data
+	$(VENV)/bin/bnlab demo
+
+test: $(VENV)/.installed-test data
+	KERAS_BACKEND=jax $(PY) -m pytest
+	for b in $(BACKENDS_EXTRA); do KERAS_BACKEND=$$b $(PY) -m pytest -m backend || exit 1; done
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

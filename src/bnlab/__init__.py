@@ -1,0 +1,18 @@
+"""bnlab — a batch-normalization laboratory.
+
+Importing bnlab picks Keras's backend only when the user has not: if ``KERAS_BACKEND`` is unset,
+bnlab sets it to ``jax``, the fastest backend measured on the project's machines (see
+docs/performance.md). Keras reads the variable once, when it is first imported, so this lives in
+the package's ``__init__`` and runs before any bnlab module imports Keras. (Keras's own
+``~/.keras/keras.json`` is not taken as a choice: Keras writes that file itself on first import.)
+"""
+
+import os
+
+__version__ = "0.1.0"
+
+DEFAULT_BACKEND = "jax"
+
+os.environ.setdefault("KERAS_BACKEND", DEFAULT_BACKEND)
+# TensorFlow, when installed, is imported by Keras even on other backends: keep its C++ logs quiet.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

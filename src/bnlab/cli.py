@@ -1,0 +1,267 @@
+"""The ``bnlab`` command line: parses, calls the layer below, prints. No logic of its own.
+
+    bnlab list                         the named experiments, one line each
+    bnlab run EXPERIMENT [options]     train its trials (arm × seed) into the store, then report
+    bnlab report EXPERIMENT            write runs/EXPERIMENT/report.{md,html} and figures
+    bnlab summary MODEL [options]      model.summary() and each BN layer's variables
+    bnlab demo                         the main job: bn-placement on Fashion-MNIST, ~3 minutes
+
+User errors (unknown names, bad or missing data, a broken store) print one line and exit 2.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import bnlab  # noqa: F401  (chooses the default Keras backend before anything imports Keras)
+
+DEFAULT_STORE = Path("runs") / "bnlab.sqlite"
+# The main job: every arm of bn-placement on Fashion-MNIST, 3 seeds x 3 epochs (about 3 minutes on
+# two cores with the JAX backend).
+DEMO = {"experiment": "bn-placement", "seeds": 3, "epochs": 3}
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for: reported in one line, exit code 2."""
+
+
+def main(argv=None):
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from bnlab.data import DatasetError
+    from bnlab.store import StoreError
+
+    try:
+        return args.func(args) or 0
+    except (UserError, DatasetError, StoreError, ValueError) as exc:
+        print(f"bnlab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nbnlab: interrupted; finished trials are stored, run the same command again to "
+              "complete the rest", file=sys.stderr)
+        return 130
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="bnlab", description="A batch-normalization laboratory.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list the named experiments")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("run", help="run an experiment's trials (arm x seed) and write its report")
+    p.add_argument("experiment")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="write an experiment's report from the store")
+    p.add_argument("experiment")
+    p.add_argument("--store", type=Path, default=DEFAULT_STORE, help="results store (SQLite)")
+    p.add_argument("--out", type=Path, help="output folder (default runs/EXPERIMENT)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("summary", help="print a model's summary and its BN variables")
+    p.add_argument("model", help="mlp, deep-mlp, lenet or deep-cnn")
+    p.add_argument("--norm", default="keras", help="none, keras or scratch (default keras)")
+    p.add_argument("--placement", default="after", help="after or before (default after)")
+    p.add_argument("--activation", help="override the model's activation (e.g. elu)")
+    p.add_argument("--momentum", type=float, default=0.99)
+    p.add_argument("--epsilon", type=float, default=1e-3)
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("demo", help="the main job: bn-placement on Fashion-MNIST, then its report")
+    p.add_argument("--store", type=Path, default=DEFAULT_STORE, help="results store (SQLite)")
+    p.add_argument("--data-dir", type=Path, help="where the dataset files are")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _add_run_options(p):
+    p.add_argument("--arms", help="comma-separated arm names (default: all)")
+    p.add_argument("--seeds", type=_positive, default=3, help="number of random seeds (default 3)")
+    p.add_argument("--epochs", type=_positive, help="override the experiment's epochs")
+    p.add_argument("--steps", type=_positive, help="override the experiment's steps (deep-cnn)")
+    p.add_argument("--limit", type=_positive, help="use only the first N images of each split")
+    p.add_argument("--dataset", help="fashion_mnist or mnist (default: the experiment's)")
+    p.add_argument("--data-dir", type=Path, help="where the dataset files are")
+    p.add_argument("--store", type=Path, default=DEFAULT_STORE, help="results store (SQLite)")
+    p.add_argument("--force", action="store_true", help="rerun trials already finished")
+    p.add_argument("--no-report", action="store_true", help="do not write the report")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def cmd_list(args):
+    from bnlab.experiments import EXPERIMENTS
+
+    width = max(len(name) for name in EXPERIMENTS)
+    for name, exp in EXPERIMENTS.items():
+        length = f"{exp.steps} steps" if exp.steps else f"{exp.epochs} epochs"
+        print(f"{name:<{width}}  seed {exp.seed_source:<9} {exp.title}")
+        print(f"{'':<{width}}  arms: {', '.join(a.name for a in exp.arms)}; "
+              f"{exp.dataset}, {exp.optimizer['name']}, batch {exp.batch_size}, {length}")
+
+
+def cmd_run(args):
+    from bnlab import experiments
+    from bnlab.data import DATASETS, DatasetError
+    from bnlab.store import Store
+    from bnlab.train import run_trials
+
+    experiment = _experiment(args.experiment)
+    arms = experiments.select_arms(experiment, _split_names(args.arms))
+    if args.dataset and args.dataset not in DATASETS:
+        raise UserError(f"unknown dataset {args.dataset!r}; known: {', '.join(DATASETS)}")
+    if args.steps and not experiment.steps:
+        raise UserError(f"{experiment.name} trains for epochs: use --epochs, not --steps")
+    if args.epochs and experiment.steps:
+        raise UserError(f"{experiment.name} trains for steps: use --steps, not --epochs")
+    backend = os.environ["KERAS_BACKEND"]
+    configs = [
+        experiments.trial_config(experiment, arm, seed, dataset=args.dataset, epochs=args.epochs,
+                                 steps=args.steps, limit=args.limit, backend=backend)
+        for arm in arms for seed in range(1, args.seeds + 1)
+    ]
+    print(f"bnlab: {experiment.name}: {len(arms)} arm(s) x {args.seeds} seed(s) on "
+          f"{configs[0]['dataset']} (backend {backend}); store {args.store}")
+    with Store(args.store) as store:
+        try:
+            run_trials(configs, store, force=args.force, data_dir=args.data_dir,
+                       progress=not args.quiet)
+        except DatasetError as exc:
+            if configs[0]["dataset"] == "mnist":
+                raise UserError(f"{exc} — or run this experiment on Fashion-MNIST instead: "
+                                f"bnlab run {experiment.name} --dataset fashion_mnist") from None
+            raise
+        _print_summary(store, experiment, configs)
+        if not args.no_report:
+            _write_report(store, experiment, configs, Path("runs") / experiment.name,
+                          command=_command_line())
+
+
+def cmd_report(args):
+    from bnlab.store import Store
+
+    experiment = _experiment(args.experiment)
+    if not args.store.exists():
+        raise UserError(f"no results store at {args.store}; run `bnlab run {experiment.name}` "
+                        "first")
+    with Store(args.store) as store:
+        _print_summary(store, experiment, None)
+        _write_report(store, experiment, None, args.out or Path("runs") / experiment.name,
+                      command=None)
+
+
+def cmd_summary(args):
+    import keras
+
+    from bnlab import models
+
+    model = models.build(args.model, norm=args.norm, placement=args.placement,
+                         activation=args.activation, momentum=args.momentum,
+                         epsilon=args.epsilon)
+    model.summary()
+    total, trainable, non_trainable = models.count_params(model)
+    print(f"parameters: {total:,} total, {trainable:,} trainable, {non_trainable:,} non-trainable")
+    bn_types = (keras.layers.BatchNormalization, models.BatchNorm)
+    for index, layer in enumerate(model.layers):
+        if isinstance(layer, bn_types):
+            print(f"\nlayer {index}: {layer.name} ({type(layer).__name__}, "
+                  f"momentum {layer.momentum}, epsilon {layer.epsilon})")
+            for variable in layer.variables:
+                print(f"  {variable.path:<45} shape {str(tuple(variable.shape)):<8} "
+                      f"trainable={variable.trainable}")
+
+
+def cmd_demo(args):
+    run_args = _parser().parse_args([
+        "run", DEMO["experiment"], "--seeds", str(DEMO["seeds"]), "--epochs", str(DEMO["epochs"]),
+        "--store", str(args.store),
+    ] + (["--data-dir", str(args.data_dir)] if args.data_dir else []))
+    return cmd_run(run_args)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _experiment(name):
+    from bnlab import experiments
+
+    try:
+        return experiments.get(name)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _split_names(text):
+    return [n.strip() for n in text.split(",") if n.strip()] if text else None
+
+
+def _selection(store, experiment, configs):
+    """The trials a report covers: those of ``configs`` after a run; otherwise the trials that
+    share the settings of the experiment's most recently finished trial (a store may hold the
+    same experiment at several settings, e.g. a quick --limit look and the full run)."""
+    trials = store.trials(experiment.name)
+    if configs is not None:
+        ids = {store.trial_id(c) for c in configs}
+        return [t for t in trials if t.id in ids]
+    if not trials:
+        return []
+    newest = max(trials, key=lambda t: t.finished_at or "")
+    key = _settings(newest.config)
+    return [t for t in trials if _settings(t.config) == key]
+
+
+def _settings(config):
+    return {k: v for k, v in config.items() if k not in ("arm", "seed", "model")}
+
+
+def _print_summary(store, experiment, configs):
+    from bnlab import report
+
+    trials = _selection(store, experiment, configs)
+    if not trials:
+        raise UserError(f"no finished trials of {experiment.name} in {store.path}; run "
+                        f"`bnlab run {experiment.name}` first")
+    rows = report.summary_rows(store, _spec(experiment), trials=trials)
+    print()
+    print(report.text_table(rows))
+
+
+def _write_report(store, experiment, configs, out_dir, command):
+    from bnlab import report
+
+    trials = _selection(store, experiment, configs)
+    paths = report.write_report(store, _spec(experiment, command), out_dir, trials=trials)
+    print(f"\nreport: {paths['markdown']}  (also {paths['html'].name} and the PNG figures in "
+          f"{out_dir})")
+
+
+def _spec(experiment, command=None):
+    from bnlab import experiments
+
+    return experiments.as_report_spec(experiment, command)
+
+
+def _command_line():
+    return "bnlab " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("bnlab") else None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Backend plumbing for the layer tests: gradients of a scalar loss on JAX, TensorFlow and PyTorch.
+
+Keras 3 has no backend-neutral ``grad``, so each backend's own autodiff is used here. The loss is
+L = Σ layer(x) · R for a fixed random R, so dL/dy = R and the results can be held against
+``bnlab.reference.backward(R, cache)``.
+"""
+
+import keras
+import numpy as np
+
+BACKEND = keras.backend.backend()
+
+
+def grads(layer, x, r, training):
+    """Return (dx, {weight name: gradient}) of Σ layer(x, training) · r as NumPy arrays."""
+    names = [v.path.split("/")[-1] for v in layer.trainable_variables]
+    if BACKEND == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        trainable = [v.value for v in layer.trainable_variables]
+        non_trainable = [v.value for v in layer.non_trainable_variables]
+        r_ = jnp.asarray(r)
+
+        def loss(trainable, x):
+            y, _ = layer.stateless_call(trainable, non_trainable, x, training=training)
+            return jnp.sum(y.astype("float32") * r_)
+
+        g_weights, g_x = jax.grad(loss, argnums=(0, 1))(trainable, jnp.asarray(x))
+    elif BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        x_ = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x_)
+            y = layer(x_, training=training)
+            loss = tf.reduce_sum(tf.cast(y, "float32") * r)
+        g_x, *g_weights = tape.gradient(
+            loss, [x_] + [v.value for v in layer.trainable_variables]
+        )
+    elif BACKEND == "torch":
+        import torch
+
+        x_ = torch.tensor(x, requires_grad=True)
+        for v in layer.trainable_variables:
+            v.value.grad = None
+        y = layer(x_, training=training)
+        loss = torch.sum(y.float() * torch.tensor(r))
+        loss.backward()
+        g_x = x_.grad
+        g_weights = [v.value.grad for v in layer.trainable_variables]
+    else:  # pragma: no cover - only the three backends above are supported
+        raise NotImplementedError(BACKEND)
+    return np.asarray(keras.ops.convert_to_numpy(g_x)), {
+        n: np.asarray(keras.ops.convert_to_numpy(g)) for n, g in zip(names, g_weights)
+    }
+
+
+def to_numpy(t):
+    return np.asarray(keras.ops.convert_to_numpy(t))
