@@ -34,3 +34,7 @@ test: $(VENV)/.installed-test data
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+
+# Every experiment at the seeds' full settings, 5 seeds each (about half an hour on 2 cores).
+reproduce: $(VENV)/.installed-demo data
+	scripts/reproduce.sh

@@ -64,6 +64,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("BNLAB_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("BNLAB_DATA_DIR", raising=False)
     monkeypatch.delenv("KERAS_HOME", raising=False)
+    monkeypatch.delenv("BNLAB_OFFLINE", raising=False)  # downloads here go to file:// URLs
     monkeypatch.setitem(data.DEBIAN_DIRS, "fashion_mnist", tmp_path / "debian")
     monkeypatch.setattr(data, "KERAS_DATASETS_DIR", tmp_path / "keras")
     nowhere = (tmp_path / "no-server").as_uri() + "/"
@@ -447,3 +448,9 @@ def test_real_fashion_mnist(monkeypatch):
     for y in (ds.y_train, ds.y_val, ds.y_test):
         assert y.min() == 0 and y.max() == 9
     assert np.bincount(ds.y_test).tolist() == [1000] * 10
+
+
+def test_bnlab_offline_turns_downloads_off(monkeypatch):
+    monkeypatch.setenv("BNLAB_OFFLINE", "1")
+    with pytest.raises(DatasetError, match="downloads are off"):
+        data.load("fashion_mnist")

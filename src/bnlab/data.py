@@ -440,7 +440,7 @@ def _find(name: str, info: dict, data_dir, download: bool) -> _Source:
             break
     else:
         if not download:
-            raise _not_found(name, info, searched, "download=False")
+            raise _not_found(name, info, searched, "downloads are off: download=False or BNLAB_OFFLINE=1")
         try:
             _download(info, cache_dir() / name)
         except _DownloadFailed as e:
@@ -496,7 +496,9 @@ def load(name: str, data_dir=None, *, validation: int = 5000, validation_split: 
     does (seed 001): ``split_at = int(n * (1 - f))``. ``validation=0`` gives an empty validation
     set. ``preprocessing`` is None (uint8), ``"scale"`` or ``"standardize"``: see
     :func:`preprocess`. Missing, corrupt or inconsistent files raise :class:`DatasetError`.
+    ``download=False``, or the environment variable ``BNLAB_OFFLINE=1``, never downloads.
     """
+    download = download and os.environ.get("BNLAB_OFFLINE", "") in ("", "0")
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
     _check_split_args(validation, validation_split)

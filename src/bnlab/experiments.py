@@ -213,6 +213,22 @@ def trial_config(experiment, arm, seed, *, dataset=None, epochs=None, steps=None
     return config
 
 
+def command_line(experiment, config, seeds):
+    """The ``bnlab run`` command that recreates trials of ``config``'s settings over ``seeds``."""
+    words = ["bnlab", "run", experiment.name, "--seeds", str(seeds)]
+    if config["dataset"] != experiment.dataset:
+        words += ["--dataset", config["dataset"]]
+    if config.get("epochs") and config["epochs"] != experiment.epochs:
+        words += ["--epochs", str(config["epochs"])]
+    if config.get("steps") and config["steps"] != experiment.steps:
+        words += ["--steps", str(config["steps"])]
+    if config.get("limit"):
+        words += ["--limit", str(config["limit"])]
+    if config.get("backend"):
+        words = [f"KERAS_BACKEND={config['backend']}"] + words
+    return " ".join(words)
+
+
 def as_report_spec(experiment, command=None):
     """The plain description bnlab.report.write_report reads."""
     return {

@@ -1,0 +1,35 @@
+"""Shared test set-up: no network, no writes to the user's caches, real Fashion-MNIST when present."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_environment(tmp_path_factory):
+    """Offline, with bnlab's cache in a temporary folder for the whole session."""
+    saved = {k: os.environ.get(k) for k in ("BNLAB_CACHE_DIR", "BNLAB_OFFLINE", "BNLAB_DATA_DIR")}
+    os.environ["BNLAB_CACHE_DIR"] = str(tmp_path_factory.mktemp("bnlab-cache"))
+    os.environ["BNLAB_OFFLINE"] = "1"
+    os.environ.pop("BNLAB_DATA_DIR", None)
+    from bnlab.train import enable_compilation_cache
+
+    enable_compilation_cache()  # shared by the tests of one session: same shapes compile once
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def fashion_mnist():
+    """Skip when Debian's dataset-fashion-mnist is not installed (`make test` installs it)."""
+    if not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"Fashion-MNIST is not installed in {FASHION_DIR}: apt-get install "
+                    "dataset-fashion-mnist")
+    return FASHION_DIR

@@ -1,0 +1,158 @@
+"""The command line: listing, the errors a user can make, an end-to-end run, resume after kill -9."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bnlab import cli
+from bnlab.store import Store
+
+BNLAB = [sys.executable, "-m", "bnlab.cli"]
+
+
+def main(*argv):
+    return cli.main(list(argv))
+
+
+def test_list_names_every_experiment(capsys):
+    assert main("list") == 0
+    out = capsys.readouterr().out
+    for name in ("bn-placement", "lenet-bn", "deep-mlp", "deep-cnn"):
+        assert name in out
+    assert "arms: baseline, bn-after, bn-before, bn-before-elu" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["run", "no-such-experiment"], "unknown experiment 'no-such-experiment'; known: bn-placement"),
+    (["run", "bn-placement", "--arms", "bn-after,nope"], "unknown arm 'nope' for experiment"),
+    (["run", "bn-placement", "--dataset", "cifar10"], "unknown dataset 'cifar10'"),
+    (["run", "bn-placement", "--steps", "5"], "use --epochs, not --steps"),
+    (["run", "deep-cnn", "--epochs", "5"], "use --steps, not --epochs"),
+    (["report", "nope"], "unknown experiment 'nope'"),
+    (["report", "bn-placement", "--store", "missing.sqlite"], "no results store at missing.sqlite"),
+    (["summary", "resnet"], "unknown model 'resnet'"),
+])
+def test_user_errors_give_one_line_and_exit_code_2(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(*argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bnlab: error: ") and message in lines[0]
+    assert not (tmp_path / "runs").exists()  # nothing half-written
+
+
+def test_errors_from_the_real_command_have_no_traceback(tmp_path):
+    result = subprocess.run(BNLAB + ["run", "bn-placement", "--arms", "nope"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("bnlab: error: unknown arm 'nope'")
+
+
+def test_bad_option_values_are_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main("run", "bn-placement", "--seeds", "0")
+    assert exit_info.value.code == 2
+    assert "expected a positive integer" in capsys.readouterr().err
+
+
+def test_missing_mnist_points_to_fashion_mnist(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))  # no mnist.npz there
+    assert main("run", "lenet-bn", "--seeds", "1", "--limit", "100", "--quiet") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "MNIST" in err and "--dataset fashion_mnist" in err
+    with Store(tmp_path / "runs" / "bnlab.sqlite") as store:
+        assert store.trials() == []  # no trial marked finished
+
+
+def test_corrupt_dataset_file_is_named_with_its_fix(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (data / stem).write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05abc")  # truncated
+    assert main("run", "bn-placement", "--data-dir", str(data), "--seeds", "1", "--quiet") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(data) in err and "fix:" in err
+
+
+def test_summary_prints_parameters_and_bn_variables(capsys):
+    assert main("summary", "mlp", "--norm", "scratch") == 0
+    out = capsys.readouterr().out
+    assert "271,346 total, 268,978 trainable, 2,368 non-trainable" in out
+    assert "moving_mean" in out and "trainable=False" in out and "trainable=True" in out
+    assert "BatchNorm" in out
+
+
+def test_two_trials_end_to_end_then_report_then_resume(tmp_path, monkeypatch, capsys,
+                                                       fashion_mnist):
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", "bn-placement", "--arms", "baseline,bn-after", "--seeds", "1", "--epochs", "1",
+            "--limit", "2000", "--quiet"]
+    assert main(*argv) == 0
+    out = capsys.readouterr().out
+    assert "baseline" in out and "bn-after" in out and "report: runs/bn-placement/report.md" in out
+    with Store("runs/bnlab.sqlite") as store:
+        trials = store.trials("bn-placement")
+        assert sorted(t.arm for t in trials) == ["baseline", "bn-after"]
+        assert all(len(store.history(t.id)) == 1 for t in trials)
+    folder = tmp_path / "runs" / "bn-placement"
+    for name in ("report.md", "report.html", "curves.png", "final_accuracy.png"):
+        assert (folder / name).stat().st_size > 500, name
+    assert (folder / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (folder / "report.md").read_text()
+    assert "bn-after" in report and "baseline" in report and "BN vs none" in report
+
+    (folder / "report.md").unlink()
+    assert main("report", "bn-placement") == 0
+    assert (folder / "report.md").exists()
+
+    capsys.readouterr()
+    assert main(*argv) == 0  # everything finished: nothing is trained again
+    assert "2 of 2 trials already finished" in capsys.readouterr().out
+
+
+def test_kill_9_in_the_middle_then_resume(tmp_path, fashion_mnist):
+    """A run killed with SIGKILL leaves no unfinished trial marked finished; the next run
+    completes only the missing ones."""
+    argv = ["run", "bn-placement", "--arms", "bn-after", "--seeds", "3", "--epochs", "1",
+            "--limit", "1000", "--quiet", "--no-report"]
+    store_path = tmp_path / "runs" / "bnlab.sqlite"
+    child = subprocess.Popen(BNLAB + argv, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    finished = 0
+    while time.monotonic() < deadline and child.poll() is None:
+        if store_path.exists():
+            try:
+                with sqlite3.connect(store_path, timeout=1) as conn:
+                    finished = conn.execute(
+                        "SELECT COUNT(*) FROM trials WHERE status='finished'").fetchone()[0]
+            except sqlite3.Error:
+                finished = 0
+            if finished >= 1:
+                break
+        time.sleep(0.2)
+    assert child.poll() is None, "the run ended before it could be killed"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    with Store(store_path) as store:
+        done_before = {t.id for t in store.trials()}
+        assert 1 <= len(done_before) < 3
+    result = subprocess.run(BNLAB + argv, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"{len(done_before)} of 3 trials already finished" in result.stdout
+    with Store(store_path) as store:
+        trials = store.trials()
+        assert sorted(t.seed for t in trials) == [1, 2, 3]
+        assert done_before <= {t.id for t in trials}
+        assert all(t.finished_at for t in trials)

@@ -1,0 +1,127 @@
+"""One trial and many: histories, results, seed 003's step loop, determinism, resuming."""
+
+import numpy as np
+import pytest
+
+import bnlab  # noqa: F401
+import keras
+from bnlab import experiments, train
+from bnlab.store import Store
+
+BACKEND = keras.backend.backend()
+
+
+def config_for(experiment="bn-placement", arm="bn-after", seed=1, **overrides):
+    exp = experiments.get(experiment)
+    overrides.setdefault("limit", 2000)
+    if not exp.steps:
+        overrides.setdefault("epochs", 1)
+    overrides.setdefault("dataset", "fashion_mnist")
+    return experiments.trial_config(exp, exp.arm(arm), seed, backend=BACKEND, **overrides)
+
+
+def run(config):
+    arrays, class_names = train.load_data(config)
+    return train.run_trial(config, arrays, class_names, progress=False)
+
+
+@pytest.mark.backend
+def test_epoch_trial_records_history_and_results(fashion_mnist):
+    history, results = run(config_for(epochs=2))
+    assert [row["epoch"] for row in history] == [1, 2]
+    for row in history:
+        assert {"loss", "accuracy", "val_loss", "val_accuracy", "seconds"} <= set(row)
+    assert history[1]["seconds"] > history[0]["seconds"] > 0
+    assert history[1]["loss"] < history[0]["loss"]
+    assert results["test_accuracy"] > 0.3  # chance is 0.1; 2 epochs on 2000 images
+    assert (results["params_total"], results["params_non_trainable"]) == (271_346, 2_368)
+    assert results["backend"] == BACKEND and results["seconds_per_epoch"] > 0
+
+
+@pytest.mark.backend
+def test_same_config_gives_the_same_history(fashion_mnist):
+    config = config_for(arm="bn-before", limit=1000)
+    first, _ = run(config)
+    second, _ = run(config)
+    for a, b in zip(first, second):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-7), key
+    other, _ = run(config_for(arm="bn-before", limit=1000, seed=2))
+    assert other[0]["loss"] != first[0]["loss"]
+
+
+def test_step_trial_logs_like_seed_003(fashion_mnist):
+    config = config_for("deep-cnn", "scratch", steps=40)
+    config["log_every"] = {"batch": 10, "validation": 20}
+    history, results = run(config)
+    assert [row["step"] for row in history] == [0, 10, 20, 30, 40]
+    assert [("val_accuracy" in row, "batch_accuracy" in row) for row in history] == [
+        (True, False), (False, True), (True, False), (False, True), (True, False)]
+    assert 0.0 <= results["single_sample_accuracy"] <= 1.0
+    assert results["seconds_per_step"] > 0
+
+
+def test_predictions_of_the_first_test_images(fashion_mnist):
+    config = config_for("deep-mlp", "bn", limit=1000)
+    _, results = run(config)
+    predictions = results["predictions"]
+    assert [p["index"] for p in predictions] == [0, 1, 2]
+    assert predictions[0]["label"] == "Ankle boot"  # Fashion-MNIST's first test image
+    assert all(abs(sum(p["probabilities"]) - 1) < 1e-3 for p in predictions)
+
+
+def test_single_sample_accuracy_equals_batched_accuracy_in_inference_mode(fashion_mnist):
+    """A BN model fed one image at a time must agree with the batched predictions: inference
+    mode uses population statistics (a batch of one would otherwise normalize to β)."""
+    config = config_for("bn-placement", "bn-after", limit=1000)
+    arrays, _ = train.load_data(config)
+    keras.utils.set_random_seed(0)
+    model = train.compile_model(config)
+    model.fit(*arrays["train"], batch_size=32, epochs=1, verbose=0)
+    x, y = arrays["test"]
+    batched = np.mean(np.argmax(model.predict(x[:100], verbose=0), axis=1) == y[:100])
+    assert train._single_sample_accuracy(model, arrays["test"]) == pytest.approx(batched)
+
+
+def test_batch_order_is_a_fresh_permutation_each_pass():
+    order = train._batch_order(n=100, batch_size=32, steps=7, seed=1)
+    assert order.shape == (7, 32)
+    first_pass = order[:3].ravel()
+    assert len(set(first_pass)) == 96  # three full batches of distinct images, the tail dropped
+    assert np.array_equal(order, train._batch_order(100, 32, 7, seed=1))
+    assert not np.array_equal(order, train._batch_order(100, 32, 7, seed=2))
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train._batch_order(n=10, batch_size=32, steps=1, seed=1)
+
+
+def test_interrupted_run_resumes_with_only_the_missing_trials(tmp_path, monkeypatch,
+                                                              fashion_mnist):
+    configs = [config_for(arm=arm, limit=500) for arm in ("baseline", "bn-after", "bn-before")]
+    real_run_trial, calls = train.run_trial, []
+
+    def interrupted_on_second(config, *args, **kwargs):
+        calls.append(config["arm"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_run_trial(config, *args, **kwargs)
+
+    with Store(tmp_path / "s.sqlite") as store:
+        monkeypatch.setattr(train, "run_trial", interrupted_on_second)
+        with pytest.raises(KeyboardInterrupt):
+            train.run_trials(configs, store, progress=False, log=lambda *a: None)
+        assert [t.status for t in store.trials(status=None)] == ["finished", "failed"]
+
+        calls.clear()
+        monkeypatch.setattr(train, "run_trial",
+                            lambda c, *a, **k: (calls.append(c["arm"]), real_run_trial(c, *a, **k))[1])
+        messages = []
+        train.run_trials(configs, store, progress=False, log=messages.append)
+        assert calls == ["bn-after", "bn-before"]
+        assert "1 of 3 trials already finished" in messages[0]
+        assert sorted(t.arm for t in store.trials()) == ["baseline", "bn-after", "bn-before"]
+
+        calls.clear()
+        train.run_trials(configs, store, progress=False, log=messages.append)
+        assert calls == []  # a finished trial is never run twice
+        train.run_trials(configs[:1], store, force=True, progress=False, log=messages.append)
+        assert calls == ["baseline"]
