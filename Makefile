@@ -38,3 +38,7 @@ clean:
 # Every experiment at the seeds' full settings, 5 seeds each (about half an hour on 2 cores).
 reproduce: $(VENV)/.installed-demo data
 	scripts/reproduce.sh
+
+# Speed benchmarks, side by side in one run (about 12 minutes on 2 cores; run it on an idle machine).
+bench: $(VENV)/.installed-test data
+	$(PY) bench/run.py --out docs/performance.md

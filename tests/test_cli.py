@@ -123,7 +123,7 @@ def test_two_trials_end_to_end_then_report_then_resume(tmp_path, monkeypatch, ca
 def test_kill_9_in_the_middle_then_resume(tmp_path, fashion_mnist):
     """A run killed with SIGKILL leaves no unfinished trial marked finished; the next run
     completes only the missing ones."""
-    argv = ["run", "bn-placement", "--arms", "bn-after", "--seeds", "3", "--epochs", "1",
+    argv = ["run", "bn-placement", "--arms", "baseline,bn-after", "--seeds", "2", "--epochs", "1",
             "--limit", "1000", "--quiet", "--no-report"]
     store_path = tmp_path / "runs" / "bnlab.sqlite"
     child = subprocess.Popen(BNLAB + argv, cwd=tmp_path, stdout=subprocess.DEVNULL,
@@ -146,13 +146,14 @@ def test_kill_9_in_the_middle_then_resume(tmp_path, fashion_mnist):
     child.wait()
     with Store(store_path) as store:
         done_before = {t.id for t in store.trials()}
-        assert 1 <= len(done_before) < 3
+        assert 1 <= len(done_before) < 4
     result = subprocess.run(BNLAB + argv, cwd=tmp_path, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
-    assert f"{len(done_before)} of 3 trials already finished" in result.stdout
+    assert f"{len(done_before)} of 4 trials already finished" in result.stdout
     with Store(store_path) as store:
         trials = store.trials()
-        assert sorted(t.seed for t in trials) == [1, 2, 3]
+        assert sorted((t.arm, t.seed) for t in trials) == [
+            ("baseline", 1), ("baseline", 2), ("bn-after", 1), ("bn-after", 2)]
         assert done_before <= {t.id for t in trials}
         assert all(t.finished_at for t in trials)

@@ -5,7 +5,7 @@ import pytest
 
 import bnlab  # noqa: F401
 import keras
-from bnlab import experiments, train
+from bnlab import experiments, recipe, train
 from bnlab.store import Store
 
 BACKEND = keras.backend.backend()
@@ -21,7 +21,7 @@ def config_for(experiment="bn-placement", arm="bn-after", seed=1, **overrides):
 
 
 def run(config):
-    arrays, class_names = train.load_data(config)
+    arrays, class_names = recipe.load_data(config)
     return train.run_trial(config, arrays, class_names, progress=False)
 
 
@@ -74,24 +74,25 @@ def test_single_sample_accuracy_equals_batched_accuracy_in_inference_mode(fashio
     """A BN model fed one image at a time must agree with the batched predictions: inference
     mode uses population statistics (a batch of one would otherwise normalize to β)."""
     config = config_for("bn-placement", "bn-after", limit=1000)
-    arrays, _ = train.load_data(config)
+    arrays, _ = recipe.load_data(config)
     keras.utils.set_random_seed(0)
-    model = train.compile_model(config)
+    model = recipe.compile_model(config)
     model.fit(*arrays["train"], batch_size=32, epochs=1, verbose=0)
     x, y = arrays["test"]
     batched = np.mean(np.argmax(model.predict(x[:100], verbose=0), axis=1) == y[:100])
     assert train._single_sample_accuracy(model, arrays["test"]) == pytest.approx(batched)
 
 
-def test_batch_order_is_a_fresh_permutation_each_pass():
-    order = train._batch_order(n=100, batch_size=32, steps=7, seed=1)
+def test_step_order_is_a_fresh_permutation_each_pass():
+    order = recipe.step_order(n=100, batch_size=32, steps=7, seed=1)
     assert order.shape == (7, 32)
     first_pass = order[:3].ravel()
     assert len(set(first_pass)) == 96  # three full batches of distinct images, the tail dropped
-    assert np.array_equal(order, train._batch_order(100, 32, 7, seed=1))
-    assert not np.array_equal(order, train._batch_order(100, 32, 7, seed=2))
+    assert np.array_equal(order, recipe.step_order(100, 32, 7, seed=1))
+    assert not np.array_equal(order, recipe.step_order(100, 32, 7, seed=2))
+    assert np.array_equal(order[:3].ravel(), recipe.epoch_order(1, 0, 100)[:96])
     with pytest.raises(ValueError, match="fewer than one batch"):
-        train._batch_order(n=10, batch_size=32, steps=1, seed=1)
+        recipe.step_order(n=10, batch_size=32, steps=1, seed=1)
 
 
 def test_interrupted_run_resumes_with_only_the_missing_trials(tmp_path, monkeypatch,
@@ -108,20 +109,21 @@ def test_interrupted_run_resumes_with_only_the_missing_trials(tmp_path, monkeypa
     with Store(tmp_path / "s.sqlite") as store:
         monkeypatch.setattr(train, "run_trial", interrupted_on_second)
         with pytest.raises(KeyboardInterrupt):
-            train.run_trials(configs, store, progress=False, log=lambda *a: None)
+            train.run_trials(configs, store, progress=False, log=lambda *a: None, path="fit")
         assert [t.status for t in store.trials(status=None)] == ["finished", "failed"]
 
         calls.clear()
         monkeypatch.setattr(train, "run_trial",
                             lambda c, *a, **k: (calls.append(c["arm"]), real_run_trial(c, *a, **k))[1])
         messages = []
-        train.run_trials(configs, store, progress=False, log=messages.append)
+        train.run_trials(configs, store, progress=False, log=messages.append, path="fit")
         assert calls == ["bn-after", "bn-before"]
         assert "1 of 3 trials already finished" in messages[0]
         assert sorted(t.arm for t in store.trials()) == ["baseline", "bn-after", "bn-before"]
 
         calls.clear()
-        train.run_trials(configs, store, progress=False, log=messages.append)
+        train.run_trials(configs, store, progress=False, log=messages.append, path="fit")
         assert calls == []  # a finished trial is never run twice
-        train.run_trials(configs[:1], store, force=True, progress=False, log=messages.append)
+        train.run_trials(configs[:1], store, force=True, progress=False, log=messages.append,
+                         path="fit")
         assert calls == ["baseline"]

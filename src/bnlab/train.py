@@ -8,9 +8,11 @@ Same config, same backend and same seed give the same history: the seed fixes th
 ``run_trials(configs, store, ...)`` is the resumable executor: a trial already finished in the
 store is skipped (unless ``force``), every other one is marked running, trained, and then written in
 one transaction with its history and results, so an interrupted run leaves nothing marked finished
-that did not finish and the next run completes only what is missing.
+that did not finish and the next run completes only what is missing. On the JAX backend it trains
+the seeds of an arm together, as one vectorized program (``bnlab.multiseed``).
 """
 
+import json
 import time
 import traceback
 
@@ -19,10 +21,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from bnlab import data as bndata
-from bnlab import models
+from bnlab import models, multiseed, recipe
 
 EVAL_BATCH_SIZE = 500  # inference-mode BN makes evaluation independent of the batch size
-CONV_MODELS = ("lenet", "deep-cnn")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -47,54 +48,7 @@ def enable_compilation_cache(path=None):
 
 
 # ----------------------------------------------------------------------------------------------
-# data for one trial
-
-
-def load_data(config, data_dir=None):
-    """The trial's dataset: loaded, split, preprocessed, limited, shaped for its model."""
-    ds = bndata.load(config["dataset"], data_dir, preprocessing=config["preprocessing"],
-                     **config["split"])
-    limit = config.get("limit")
-    channel = config["model"]["name"] in CONV_MODELS
-    arrays = {}
-    for split in ("train", "val", "test"):
-        x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
-        if limit:
-            x, y = x[:limit], y[:limit]
-        arrays[split] = (x[..., None] if channel else x, y)
-    return arrays, ds.class_names
-
-
-def _data_key(config):
-    return (config["dataset"], tuple(sorted(config["split"].items())), config["preprocessing"],
-            config.get("limit"), config["model"]["name"] in CONV_MODELS)
-
-
-# ----------------------------------------------------------------------------------------------
-# one trial
-
-
-def compile_model(config):
-    """Build and compile the trial's model with its optimizer, loss and accuracy metric."""
-    spec = dict(config["model"])
-    name = spec.pop("name")
-    model = models.build(name, seed=config["seed"], **spec)
-    opt = config["optimizer"]
-    optimizer = getattr(keras.optimizers, opt["name"])(learning_rate=opt["learning_rate"])
-    if models.LOSSES[name] == "sigmoid_cross_entropy":
-        loss = keras.losses.BinaryCrossentropy(from_logits=True)
-        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-    else:
-        loss = models.LOSSES[name]
-        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
-    return model
-
-
-def _labels_for(model_name, y):
-    if models.LOSSES[model_name] == "sigmoid_cross_entropy":
-        return np.eye(models.NUM_CLASSES, dtype="float32")[y]
-    return y
+# one trial on Keras's fit (any backend)
 
 
 class _EpochRecorder(keras.callbacks.Callback):
@@ -133,10 +87,14 @@ def _evaluate(model, x, y):
 
 
 def _fit_epochs(model, config, arrays, bar):
+    """``fit`` one epoch at a time, each on the training images in ``recipe.epoch_order``."""
     (x, y), (xv, yv) = arrays["train"], arrays["val"]
     recorder = _EpochRecorder(bar)
-    model.fit(x, y, batch_size=config["batch_size"], epochs=config["epochs"], shuffle=True,
-              validation_data=(xv, yv) if len(xv) else None, verbose=0, callbacks=[recorder])
+    for epoch in range(config["epochs"]):
+        order = recipe.epoch_order(config["seed"], epoch, len(x))
+        model.fit(x[order], y[order], batch_size=config["batch_size"], initial_epoch=epoch,
+                  epochs=epoch + 1, shuffle=False, verbose=0, callbacks=[recorder],
+                  validation_data=(xv, yv) if len(xv) else None)
     later = recorder.epoch_seconds[1:] or recorder.epoch_seconds
     timing = {"first_epoch_seconds": recorder.epoch_seconds[0],
               "seconds_per_epoch": float(np.mean(later)),
@@ -144,24 +102,12 @@ def _fit_epochs(model, config, arrays, bar):
     return recorder.rows, timing
 
 
-def _batch_order(n, batch_size, steps, seed):
-    """(steps, batch_size) indices: a fresh permutation each pass over the data, as seed 003's
-    ``mnist.train.next_batch`` draws them; the last incomplete batch of a pass is dropped."""
-    if n < batch_size:
-        raise ValueError(f"{n} training images are fewer than one batch of {batch_size}")
-    rng = np.random.default_rng(seed)
-    per_pass = n // batch_size
-    passes = -(-steps // per_pass)
-    order = [rng.permutation(n)[: per_pass * batch_size] for _ in range(passes)]
-    return np.concatenate(order).reshape(-1, batch_size)[:steps]
-
-
 def _fit_steps(model, config, arrays, bar):
     """Seed 003's loop: training-batch metrics every 25 steps, validation every 100."""
     (x, y), (xv, yv) = arrays["train"], arrays["val"]
     every_batch = config["log_every"]["batch"]
     every_val = config["log_every"]["validation"]
-    order = _batch_order(len(x), config["batch_size"], config["steps"], config["seed"])
+    order = recipe.step_order(len(x), config["batch_size"], config["steps"], config["seed"])
     val_loss, val_acc = _evaluate(model, xv, yv)
     rows = [{"epoch": None, "step": 0, "seconds": 0.0, "val_loss": val_loss,
              "val_accuracy": val_acc}]
@@ -188,10 +134,9 @@ def _fit_steps(model, config, arrays, bar):
 
 def run_trial(config, arrays, class_names, *, progress=True, position=None):
     """Train and evaluate one trial; returns (history rows, results dict)."""
-    model_name = config["model"]["name"]
-    labelled = {k: (x, _labels_for(model_name, y)) for k, (x, y) in arrays.items()}
+    labelled = {k: (x, recipe.labels(config, y)) for k, (x, y) in arrays.items()}
     keras.utils.set_random_seed(config["seed"])
-    model = compile_model(config)
+    model = recipe.compile_model(config)
     total, trainable, non_trainable = models.count_params(model)
     length = config.get("steps") or config["epochs"]
     desc = f"{config['arm']} seed {config['seed']}"
@@ -245,12 +190,21 @@ def _single_sample_accuracy(model, test, count=100):
 # many trials
 
 
-def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log=print):
+PATHS = ("auto", "fit")
+
+
+def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log=print,
+               path="auto"):
     """Run every trial of ``configs`` not yet finished in ``store``; returns the ids run.
 
-    Interrupting (Ctrl-C) marks the running trial failed and re-raises; a killed process leaves it
-    marked running. Either way the next call runs it again, and never a finished one.
+    ``path="auto"`` trains the seeds of each arm together as one vectorized program where the
+    backend allows it (JAX: ``bnlab.multiseed``), and each trial with Keras's ``fit`` elsewhere;
+    ``path="fit"`` always uses ``fit``. Results record the path that produced them.
+    Interrupting (Ctrl-C) marks the running trials failed and re-raises; a killed process leaves
+    them marked running. Either way the next call runs them again, and never a finished one.
     """
+    if path not in PATHS:
+        raise ValueError(f"unknown path {path!r}; choose one of {', '.join(PATHS)}")
     enable_compilation_cache()
     todo = [c for c in configs if force or not store.is_finished(store.trial_id(c))]
     skipped = len(configs) - len(todo)
@@ -260,21 +214,49 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
     datasets, done = {}, []
     with tqdm(total=len(todo), desc="trials", unit="trial", disable=not progress or not todo,
               dynamic_ncols=True) as bar:
-        for config in todo:
-            key = _data_key(config)
+        for group in _work_units(todo, path):
+            together = path == "auto" and multiseed.supported(group[0])
+            key = recipe.data_key(group[0])
             if key not in datasets:
-                datasets[key] = load_data(config, data_dir)
+                datasets[key] = recipe.load_data(group[0], data_dir)
             arrays, class_names = datasets[key]
-            trial_id = store.start(config)
+            ids = [store.start(config) for config in group]
             try:
-                history, results = run_trial(config, arrays, class_names, progress=progress)
+                if together:
+                    outcomes = _run_group(group, arrays, class_names, progress)
+                else:
+                    outcomes = [run_trial(group[0], arrays, class_names, progress=progress)]
             except BaseException as exc:
-                store.fail(trial_id, "".join(traceback.format_exception_only(exc)).strip()
-                           or type(exc).__name__)
+                reason = "".join(traceback.format_exception_only(exc)).strip()
+                for trial_id in ids:
+                    store.fail(trial_id, reason or type(exc).__name__)
                 raise
-            store.finish(trial_id, history, results)
-            done.append(trial_id)
-            bar.update(1)
-            bar.set_postfix_str(f"{config['arm']} seed {config['seed']}: "
-                                f"test acc {results['test_accuracy']:.4f}")
+            for trial_id, config, (history, results) in zip(ids, group, outcomes):
+                store.finish(trial_id, history, results)
+                done.append(trial_id)
+                bar.update(1)
+                bar.set_postfix_str(f"{config['arm']} seed {config['seed']}: "
+                                    f"test acc {results['test_accuracy']:.4f}")
     return done
+
+
+def _work_units(configs, path):
+    """What is trained at once: the seeds of an arm together where ``multiseed`` applies (configs
+    that differ only in their seed, in first-seen order), every other trial alone."""
+    groups = {}
+    for config in configs:
+        if path == "auto" and multiseed.supported(config):
+            key = json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True)
+        else:
+            key = json.dumps(config, sort_keys=True)
+        groups.setdefault(key, []).append(config)
+    return list(groups.values())
+
+
+def _run_group(configs, arrays, class_names, progress):
+    config = configs[0]
+    seeds = ", ".join(str(c["seed"]) for c in configs)
+    with tqdm(total=config.get("steps") or config["epochs"], leave=False, dynamic_ncols=True,
+              desc=f"{config['arm']} seeds {seeds}", disable=not progress,
+              unit="step" if config.get("steps") else "epoch") as bar:
+        return multiseed.run_group(configs, arrays, class_names, bar)

@@ -1,0 +1,145 @@
+"""Shared plumbing of the benchmark scripts: timing, subprocesses that answer in JSON, the machine.
+
+Every measurement that needs a Keras backend runs in its own process (Keras fixes its backend at
+import). Such a child prints progress lines starting with ``bench:`` on stderr (the driver shows
+them as they come and keeps everything else for the error message) and its result as ONE JSON
+object on the last line of stdout.
+"""
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+PACKAGES = ("keras", "jax", "jaxlib", "tensorflow-cpu", "tensorflow", "torch", "numpy")
+
+
+def log(message):
+    """A progress line for the person watching (stderr; the driver relays it)."""
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def emit(result):
+    """The child's answer: one JSON object, the last line of stdout."""
+    sys.stdout.flush()
+    print(json.dumps(result), flush=True)
+
+
+def median(values):
+    return float(statistics.median(values))
+
+
+def time_calls(fn, reps, warmup=3):
+    """Median wall seconds of ``fn()`` over ``reps`` calls, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return median(times)
+
+
+def child_env(backend=None, **extra):
+    """The environment of a measuring child: quiet TensorFlow; ``backend`` sets KERAS_BACKEND,
+    ``backend=None`` removes it so that bnlab picks its default, as ``bnlab run`` does."""
+    env = dict(os.environ)
+    env.pop("KERAS_BACKEND", None)
+    if backend:
+        env["KERAS_BACKEND"] = backend
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.setdefault("BNLAB_OFFLINE", "1")  # a benchmark never downloads
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def run_child(script, args=(), backend=None, env=None, timeout=900):
+    """Run ``bench/<script>`` with ``args`` in a fresh Python; return its JSON answer.
+
+    ``bench:`` lines on its stderr are relayed live; on failure the tail of its stderr is shown.
+    """
+    cmd = [sys.executable, str(BENCH / script), *map(str, args)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env or child_env(backend), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    other, out = [], []
+
+    def relay():
+        for line in proc.stderr:
+            if line.startswith("bench:"):
+                print("   " + line.rstrip(), file=sys.stderr, flush=True)
+            else:
+                other.append(line)
+
+    readers = [threading.Thread(target=relay, daemon=True),
+               threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)]
+    for reader in readers:
+        reader.start()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"{' '.join(cmd[1:])} ran past {timeout} s") from None
+    for reader in readers:
+        reader.join()
+    out = "".join(out)
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    if proc.returncode != 0 or not lines:
+        tail = "".join(other[-25:])
+        raise RuntimeError(f"{' '.join(cmd[1:])} failed (exit {proc.returncode}):\n{tail}")
+    return json.loads(lines[-1])
+
+
+# ----------------------------------------------------------------------------------------------
+# the machine
+
+
+def cpuinfo():
+    """The first processor's fields of /proc/cpuinfo, as a dict of strings."""
+    info = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if not line.strip():
+                break
+            key, _, value = line.partition(":")
+            info[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return info
+
+
+def versions():
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def memory_gib():
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def machine():
+    info = cpuinfo()
+    return {"cpu": info.get("model name", platform.processor() or "unknown"),
+            "family": info.get("cpu family"), "model": info.get("model"),
+            "cores": os.cpu_count(), "memory_gib": memory_gib(),
+            "kernel": platform.release(), "versions": versions()}

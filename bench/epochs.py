@@ -1,0 +1,260 @@
+"""Seconds per epoch (or per step) of the experiments' arms on one path, in this process.
+
+    python bench/epochs.py --path {bnlab,keras-tf,torch} --experiment NAME [--arms a,b]
+        [--epochs 3] [--steps 125 --chunk 25] [--limit N] [--scratch] [--multi ARM:K]
+
+Paths:
+  bnlab     bnlab's side, through ONE function, :func:`bnlab_epoch_times`. Today that is bnlab's
+            default path: ``bnlab.train.run_trial`` (Keras ``fit``) on the backend bnlab picks
+            (JAX; run this process without KERAS_BACKEND), with JAX's compilation cache on, as
+            ``bnlab run`` does.
+  keras-tf  the same ``run_trial`` call in a process with KERAS_BACKEND=tensorflow (the seeds'
+            stack); the run refuses any other backend.
+  torch     the plain PyTorch twin of the model (bench/torch_models.py), eager, with the same
+            batch size, optimizer, data and shuffling, data held in memory as float32 tensors.
+
+What is timed:
+  epoch experiments  ``--epochs E`` (≥ 2) full epochs over the whole training split (55,000
+            images; 48,000 for lenet-bn), every batch including the last partial one. The first
+            epoch (tracing, compilation or a load from JAX's compilation cache, warm-up) is
+            reported apart; "seconds per epoch" is the mean of epochs 2..E. Validation is not
+            timed (bnlab's recorder subtracts it).
+  step experiments (deep-cnn)  ``--steps S`` steps of batch 64 in chunks of ``--chunk C`` (bnlab's
+            step loop calls ``fit`` once per chunk); the first chunk (compiling) is reported apart;
+            "seconds per step" is the time of the other S − C steps divided by S − C.
+  Evaluations are never timed; to spend less wall time on them the validation and test splits
+  are cut to their first 500 images, and the seeds' untimed extras (predictions, single-sample
+  accuracy) are switched off. ``--limit N`` (for ``--quick`` checks only) cuts every split to N.
+  ``--scratch`` adds, right after each MLP arm that uses Keras's BN, the same arm with
+  ``norm="scratch"`` (bnlab.layers.BatchNorm), measured the same way on the bnlab path.
+  ``--multi ARM:K`` adds K seeds of ARM given to :func:`bnlab_epoch_times` in one call (trained
+  together where the path can; the default path trains them one after another).
+
+The answer (last stdout line) is JSON: {"path", "backend", "experiment", "results": [...]}.
+"""
+
+import argparse
+import math
+import os
+import sys
+
+from common import emit, log
+
+VAL_TEST_CUT = 500
+
+
+# ----------------------------------------------------------------------------------------------
+# THE bnlab side: point this at a faster bnlab path and every bnlab number of `make bench` follows
+
+
+def bnlab_epoch_times(configs, arrays, class_names):
+    """Train the trials ``configs`` (same experiment and arm; one per seed) on bnlab's path.
+
+    Contract (what bench/run.py reads): ``configs`` are ``bnlab.experiments.trial_config`` dicts
+    with ``epochs`` (≥ 2) or ``steps`` set; ``arrays``/``class_names`` come from bnlab's
+    ``load_data``. Return a dict with
+      ``first_seconds``      wall seconds of the first epoch (epoch experiments) or of the first
+                             chunk of ``config["log_every"]["batch"]`` steps (step experiments),
+                             all seeds together;
+      ``seconds_per_epoch``  mean wall seconds of the later epochs, all seeds together, or
+      ``seconds_per_step``   for step experiments: seconds per later step, all seeds together;
+      ``path``               a short name of the path, shown in the tables.
+    Today: bnlab's default path, Keras ``fit`` via ``run_trial``, the seeds one after another.
+    A path that returns ``run_trial``'s (history, results) pairs, one per config, plugs in with
+    :func:`timing`; e.g. K seeds trained as one program (``together=True``: the results carry
+    the group's time, not one seed's):
+        return timing(multiseed.run_group(configs, arrays, class_names), together=True)
+    """
+    from bnlab import train
+
+    train.enable_compilation_cache()  # as `bnlab run` does, whichever path
+    return keras_epoch_times(configs, arrays, class_names)
+
+
+def keras_epoch_times(configs, arrays, class_names):
+    """``bnlab.train.run_trial`` for each config in turn: Keras ``fit`` on this process's backend."""
+    from bnlab import train
+
+    train.enable_compilation_cache()
+    return timing([train.run_trial(c, arrays, class_names, progress=False) for c in configs])
+
+
+def timing(outcomes, together=False):
+    """The contract's dict from (history, results) pairs as bnlab's trainers return them.
+
+    Epochs: ``first_epoch_seconds`` and ``seconds_per_epoch`` of the results. Steps: from the
+    history's cumulative training seconds, logged after each chunk of steps. Separate runs
+    (``together=False``) add up; a group trained together is timed once.
+    """
+    outcomes = outcomes[:1] if together else outcomes
+    first = later = 0.0
+    for history, results in outcomes:
+        if "seconds_per_epoch" in results:
+            first += results["first_epoch_seconds"]
+            later += results["seconds_per_epoch"]
+        else:
+            rows = [r for r in history if r.get("step")]  # cumulative train seconds per chunk
+            first += rows[0]["seconds"]
+            later += (rows[-1]["seconds"] - rows[0]["seconds"]) / (rows[-1]["step"] - rows[0]["step"])
+    results = outcomes[0][1]
+    key = "seconds_per_epoch" if "seconds_per_epoch" in results else "seconds_per_step"
+    path = f"{results.get('path', '?')}/{results.get('backend', '?')}"
+    if len(outcomes) > 1:
+        path += " (seeds in turn)"
+    return {"first_seconds": first, key: later, "path": path}
+
+
+# ----------------------------------------------------------------------------------------------
+# plain PyTorch
+
+
+def torch_times(config, data):
+    """The torch twin of ``config``'s model trained like bnlab trains it; same result keys."""
+    import torch
+
+    import torch_models as tm
+
+    torch.manual_seed(config["seed"])
+    spec = dict(config["model"])
+    name = spec.pop("name")
+    model = tm.build(name, **spec)
+    opt = tm.optimizer(model.parameters(), config["optimizer"])
+    loss = tm.loss_function(name)
+    x, y = data
+    if config.get("steps"):
+        chunk = config["log_every"]["batch"]
+        chunks = [chunk] * (config["steps"] // chunk)
+        times = tm.train_steps(model, opt, loss, x, y, config["batch_size"], chunks, config["seed"])
+        return {"first_seconds": times[0], "seconds_per_step": sum(times[1:]) / sum(chunks[1:]),
+                "path": "torch eager"}
+    times = tm.train_epochs(model, opt, loss, x, y, config["batch_size"], config["epochs"],
+                            config["seed"])
+    return {"first_seconds": times[0], "seconds_per_epoch": sum(times[1:]) / len(times[1:]),
+            "path": "torch eager"}
+
+
+def torch_data(config):
+    """The training split as float32/int64 torch tensors (NCHW for conv models; one-hot float
+    labels for the deep CNN's sigmoid cross-entropy)."""
+    import numpy as np
+    import torch
+
+    from bnlab import data
+
+    torch.set_num_threads(os.cpu_count())
+    ds = data.load(config["dataset"], preprocessing=config["preprocessing"], **config["split"])
+    x, y = ds.x_train, ds.y_train
+    if config.get("limit"):
+        x, y = x[:config["limit"]], y[:config["limit"]]
+    name = config["model"]["name"]
+    if name in ("lenet", "deep-cnn"):
+        x = x[:, None]  # NCHW
+    if name == "deep-cnn":
+        y = np.eye(10, dtype="float32")[y]
+    return torch.from_numpy(np.ascontiguousarray(x, dtype="float32")), torch.from_numpy(y)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def load_data(config):
+    """``load_data`` of bnlab (in ``bnlab.train``, or ``bnlab.recipe`` since it moved there)."""
+    from bnlab import train
+
+    if hasattr(train, "load_data"):
+        return train.load_data(config)
+    from bnlab import recipe
+
+    return recipe.load_data(config)
+
+
+def configs_for(exp, arm, args, seeds=(1,), norm=None):
+    from bnlab.experiments import trial_config
+
+    out = []
+    for seed in seeds:
+        config = trial_config(exp, arm, seed, dataset="fashion_mnist", epochs=args.epochs,
+                              steps=args.steps, limit=args.limit)
+        if norm:
+            config["model"]["norm"] = norm
+        if config.get("steps"):
+            config["log_every"] = {"batch": args.chunk, "validation": 10**9}
+        config["extras"] = []  # untimed seed extras: predictions, single-sample accuracy
+        out.append(config)
+    return out
+
+
+def measure(args, exp, configs, arrays, class_names, tdata, label):
+    kind = "steps" if exp.steps else "epochs"
+    amount = configs[0].get("steps") or configs[0]["epochs"]
+    log(f"{args.path}: {exp.name} / {label} ({len(configs)} seed(s), {amount} {kind})")
+    if args.path == "torch":
+        times = torch_times(configs[0], tdata)
+        n_train = len(tdata[0])
+    else:
+        times = bnlab_epoch_times(configs, arrays, class_names) if args.path == "bnlab" \
+            else keras_epoch_times(configs, arrays, class_names)
+        n_train = len(arrays["train"][0])
+    batch = configs[0]["batch_size"]
+    row = {"experiment": exp.name, "arm": label, "model": exp.model, "seeds": len(configs),
+           "batch_size": batch, "train_examples": n_train,
+           "steps_per_epoch": math.ceil(n_train / batch), **times}
+    per = row.get("seconds_per_epoch") or row.get("seconds_per_step")
+    log(f"{args.path}: {exp.name} / {label}: first {row['first_seconds']:.2f} s, "
+        f"then {per:.4f} s per {'step' if exp.steps else 'epoch'}")
+    return row
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--path", choices=("bnlab", "keras-tf", "torch"), required=True)
+    parser.add_argument("--experiment", required=True)
+    parser.add_argument("--arms", default="", help="comma-separated; all when empty")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=125)
+    parser.add_argument("--chunk", type=int, default=25)
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--scratch", action="store_true")
+    parser.add_argument("--multi", default="", help="ARM:K")
+    args = parser.parse_args(argv)
+    if args.epochs < 2 or args.steps < 2 * args.chunk:
+        parser.error("need --epochs ≥ 2 and --steps ≥ 2 × --chunk: the first one is apart")
+
+    import bnlab  # noqa: F401  (picks the default backend when KERAS_BACKEND is unset)
+    from bnlab import experiments
+
+    backend = "torch-eager"
+    if args.path != "torch":
+        import keras
+
+        backend = keras.backend.backend()
+        if args.path == "keras-tf" and backend != "tensorflow":
+            parser.error(f"--path keras-tf needs KERAS_BACKEND=tensorflow, not {backend}")
+    exp = experiments.get(args.experiment)
+    arms = experiments.select_arms(exp, [a for a in args.arms.split(",") if a])
+    arrays = class_names = tdata = None
+    if args.path == "torch":
+        tdata = torch_data(configs_for(exp, arms[0], args)[0])
+    else:
+        arrays, class_names = load_data(configs_for(exp, arms[0], args)[0])
+        arrays = {k: (x[:VAL_TEST_CUT], y[:VAL_TEST_CUT]) if k != "train" else (x, y)
+                  for k, (x, y) in arrays.items()}
+    results = []
+    for arm in arms:
+        results.append(measure(args, exp, configs_for(exp, arm, args), arrays,
+                               class_names, tdata, arm.name))
+        if args.scratch and arm.model.get("norm") == "keras" and exp.model in ("mlp", "deep-mlp"):
+            configs = configs_for(exp, arm, args, norm="scratch")
+            results.append(measure(args, exp, configs, arrays, class_names, tdata,
+                                   arm.name + "[scratch]"))
+    if args.multi:
+        name, k = args.multi.split(":")
+        configs = configs_for(exp, exp.arm(name), args, seeds=range(1, int(k) + 1))
+        results.append(measure(args, exp, configs, arrays, class_names, tdata,
+                               f"{name}×{k} seeds"))
+    emit({"path": args.path, "backend": backend, "experiment": exp.name, "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,159 @@
+"""`make bench`: every speed measurement of bnlab, side by side in one run, into docs/performance.md.
+
+    python bench/run.py [--out docs/performance.md] [--quick] [--only SECTIONS]
+
+Runs, one after another (never two at once: they would share the 2 cores), each in a fresh
+process:
+  data       cold and warm load of Fashion-MNIST (bench/data.py)
+  check      parameter counts Keras vs the plain PyTorch twins, FLOPs vs module shapes
+             (bench/torch_models.py --check)
+  peak       the measured matrix-product rate (JAX) and the theoretical FP32 peak (bench/flops.py)
+  bn         copy bandwidth, then BN forward + backward on jax, tensorflow, torch (bench/bn.py)
+  <experiment>  for each experiment: its arms on bnlab's path (with the norm="scratch" twins of
+             the MLP arms and, for the MLP experiments, K seeds trained together), then on
+             Keras-on-TensorFlow, then on plain PyTorch (bench/epochs.py)
+then prints the tables, marks the issue's goals met / not met with their numbers, and writes the
+markdown atomically. ``--quick`` runs tiny settings (1,024 training images, 2 epochs, a few
+steps, few repetitions) to check that everything works; its numbers mean nothing, and its
+markdown goes to /tmp unless ``--out`` says otherwise. ``--only`` takes a comma-separated list
+of the sections above (default: all).
+"""
+
+import argparse
+import datetime
+import os
+import sys
+import time
+from pathlib import Path
+
+from common import ROOT, machine, run_child
+from tables import markdown
+
+# The amounts of work. The full plan fits 15 minutes on 2 cores (see docs/performance.md for the
+# elapsed time of the last run); an epoch is always a full pass over the training split.
+FULL = {"epochs": 3, "steps": 125, "chunk": 25, "limit": None, "seeds": 5, "bn_reps": 300,
+        "data_reps": 3, "matmul_n": 2048, "matmul_reps": 7, "timeout": 600}
+QUICK = {"epochs": 2, "steps": 10, "chunk": 5, "limit": 1024, "seeds": 5, "bn_reps": 20,
+         "data_reps": 1, "matmul_n": 512, "matmul_reps": 3, "timeout": 300}
+EXPERIMENTS = ("bn-placement", "lenet-bn", "deep-mlp", "deep-cnn")
+# K seeds of one arm trained together (goal c), measured for each MLP experiment.
+MULTI_SEED = {"bn-placement": "bn-after", "deep-mlp": "bn"}
+PATHS = (("bnlab", None), ("keras-tf", "tensorflow"), ("torch", None))
+SECTIONS = ("data", "check", "peak", "bn") + EXPERIMENTS
+
+
+def epoch_args(plan, experiment, path):
+    args = ["--path", path, "--experiment", experiment, "--epochs", plan["epochs"],
+            "--steps", plan["steps"], "--chunk", plan["chunk"]]
+    if plan["limit"]:
+        args += ["--limit", plan["limit"]]
+    if path == "bnlab":
+        args.append("--scratch")
+        if experiment in MULTI_SEED:
+            args += ["--multi", f"{MULTI_SEED[experiment]}:{plan['seeds']}"]
+    return args
+
+
+class Runner:
+    """Runs the sections in order, keeps every answer, and never lets one failure stop the run."""
+
+    def __init__(self, plan):
+        self.plan, self.started = plan, time.perf_counter()
+        self.errors, self.section_seconds = [], {}
+
+    def elapsed(self):
+        return time.perf_counter() - self.started
+
+    def child(self, label, script, args=(), backend=None, env=None):
+        print(f"[{self.elapsed():6.0f} s] {label}", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        try:
+            return run_child(script, args, backend=backend, env=env,
+                             timeout=self.plan["timeout"])
+        except Exception as exc:  # recorded, shown in the report, and the exit code
+            self.errors.append(f"{label}: {exc}")
+            print(f"  FAILED: {exc}", file=sys.stderr, flush=True)
+            return None
+        finally:
+            self.section_seconds[label] = time.perf_counter() - t0
+
+
+def run(plan, sections):
+    r = Runner(plan)
+    out = {"epochs": {}, "bn": []}
+    if "data" in sections:
+        out["data"] = r.child("data: cold and warm load of Fashion-MNIST", "data.py",
+                              ["--reps", plan["data_reps"]])
+    if "check" in sections:  # the torch backend builds the Keras models without compiling
+        out["check"] = r.child("check: parameter counts Keras vs PyTorch", "torch_models.py",
+                               ["--check", "--json"], backend="torch")
+        if out["check"] and not out["check"]["ok"]:
+            r.errors.append("check: a PyTorch twin disagrees with its Keras model (see the table)")
+    if "peak" in sections:
+        out["peak"] = r.child("peak: matrix-product rate (JAX)", "flops.py",
+                              ["--peak", "--n", plan["matmul_n"], "--reps", plan["matmul_reps"]],
+                              backend="jax")
+    if "bn" in sections:
+        copy = r.child("bn: memory-copy bandwidth", "bn.py", ["--copy", "--reps", plan["bn_reps"]])
+        out["copy"] = copy and copy["copy"]
+        for backend in ("jax", "tensorflow", "torch"):
+            answer = r.child(f"bn: BN forward + backward on {backend}", "bn.py",
+                             ["--layers", "--reps", plan["bn_reps"]], backend=backend)
+            out["bn"] += answer["rows"] if answer else []
+    for experiment in EXPERIMENTS:
+        if experiment not in sections:
+            continue
+        for path, backend in PATHS:
+            answer = r.child(f"{experiment}: {path}", "epochs.py",
+                             epoch_args(plan, experiment, path), backend=backend)
+            if answer:
+                out["epochs"].setdefault(experiment, {})[path] = answer
+    out["errors"], out["elapsed"], out["section_seconds"] = r.errors, r.elapsed(), r.section_seconds
+    return out
+
+
+def write_atomically(path, text):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=None,
+                        help="markdown file (default: docs/performance.md; "
+                             "/tmp/bnlab-bench-quick.md with --quick)")
+    parser.add_argument("--quick", action="store_true", help="tiny settings: checks it works")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated sections among {', '.join(SECTIONS)}")
+    args = parser.parse_args(argv)
+    sections = [s for s in args.only.split(",") if s]
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section {unknown[0]!r}; known: {', '.join(SECTIONS)}")
+    out_path = args.out or ("/tmp/bnlab-bench-quick.md" if args.quick
+                            else str(ROOT / "docs" / "performance.md"))
+    plan = QUICK if args.quick else FULL
+    print(f"bnlab bench{' (QUICK: tiny settings, numbers mean nothing)' if args.quick else ''}: "
+          f"{', '.join(sections)}", file=sys.stderr, flush=True)
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    results = run(plan, sections)
+    results.update(date=date, machine=machine(), plan=plan, quick=args.quick,
+                   command="make bench" if not args.quick else "python bench/run.py --quick",
+                   multi_seed=MULTI_SEED)
+    text = markdown(results)
+    print(text)
+    write_atomically(out_path, text)
+    print(f"bench: wrote {out_path}; elapsed {results['elapsed']:.0f} s "
+          f"({results['elapsed'] / 60:.1f} min)", file=sys.stderr)
+    if results["errors"]:
+        print(f"bench: {len(results['errors'])} measurement(s) failed; see the report",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,252 @@
+"""The report of `make bench`: the issue's goals, met or not, and the tables, as markdown.
+
+Input: the dict bench/run.py collects (each child's JSON answer, the machine, the plan). Every
+ratio divides two numbers of the same run. Nothing here measures anything.
+"""
+
+from flops import train_flops
+
+GOAL_SCRATCH = 1.05  # (a) scratch / keras time, per training step
+GOAL_MULTI = 2.0     # (c) K seeds together / one seed
+GOAL_RATE = 0.40     # (c) MLP experiments' share of the measured matrix-product rate
+SCRATCH_PAIRS = {"bn-placement": [(a, a + "[scratch]") for a in ("bn-after", "bn-before",
+                                                                   "bn-before-elu")],
+                 "deep-mlp": [("bn", "bn[scratch]")], "lenet-bn": [("keras", "scratch")],
+                 "deep-cnn": [("keras", "scratch")]}
+
+
+def rows(results, experiment, path):
+    answer = results["epochs"].get(experiment, {}).get(path) or {}
+    return {row["arm"]: row for row in answer.get("results", [])}
+
+
+def is_arm(label):
+    """An experiment's own arm (not a norm="scratch" twin ``a[scratch]`` or a K-seed run ``a×K``)."""
+    return "[" not in label and "×" not in label
+
+
+def per(row):
+    """Steady-state seconds per epoch, or per step for a step experiment."""
+    return row.get("seconds_per_epoch") or row.get("seconds_per_step")
+
+
+def gflops(row):
+    examples = row["train_examples"] if "seconds_per_epoch" in row else row["batch_size"]
+    return train_flops(row["model"]) * examples * row["seeds"] / per(row) / 1e9
+
+
+def matmul_rate(results):
+    peak = results.get("peak") or {}
+    return peak.get("measured", {}).get("square", {}).get("gflops")
+
+
+def fmt_time(row):
+    if not row:
+        return "—"
+    if "seconds_per_step" in row:
+        return (f"{row['seconds_per_step'] * 1e3:.1f} ms/step ≈ "
+                f"{row['seconds_per_step'] * row['steps_per_epoch']:.1f} s/epoch of "
+                f"{row['steps_per_epoch']} steps (first chunk {row['first_seconds']:.1f} s)")
+    return f"{row['seconds_per_epoch']:.2f} s (first {row['first_seconds']:.2f} s)"
+
+
+def ratio(a, b):
+    return f"{per(a) / per(b):.2f}×" if a and b else "—"
+
+
+def verdict(ok):
+    return "**met**" if ok else "**not met**"
+
+
+def goals(results):
+    """[(goal, met, details)] for (a), (b), (c)."""
+    out = []
+    # (a) scratch vs keras on bnlab's path
+    lines, ok = [], True
+    for experiment, pairs in SCRATCH_PAIRS.items():
+        got = rows(results, experiment, "bnlab")
+        for keras_arm, scratch_arm in pairs:
+            k, s = got.get(keras_arm), got.get(scratch_arm)
+            if not (k and s):
+                ok = False
+                lines.append(f"{experiment} {scratch_arm}: not measured")
+                continue
+            r = per(s) / per(k)
+            ok &= r <= GOAL_SCRATCH
+            lines.append(f"{experiment} {scratch_arm} / {keras_arm}: {r:.3f}")
+    out.append(("(a) norm=\"scratch\" within 1.05× of norm=\"keras\" (bnlab's path)", ok, lines))
+    # (b) bnlab at most the faster of keras-tf and torch, every arm
+    lines, ok = [], True
+    for experiment in results["epochs"]:
+        b, t, p = (rows(results, experiment, x) for x in ("bnlab", "keras-tf", "torch"))
+        for arm in dict.fromkeys(a for x in (b, t, p) for a in x if is_arm(a)):
+            if not (arm in b and arm in t and arm in p):
+                ok = False
+                lines.append(f"{experiment} {arm}: not measured on every path")
+                continue
+            r = per(b[arm]) / min(per(t[arm]), per(p[arm]))
+            ok &= r <= 1.0
+            lines.append(f"{experiment} {arm}: bnlab / min(keras-tf, torch) = {r:.2f}")
+    ok &= bool(lines)
+    lines = lines or ["not measured"]
+    out.append(("(b) bnlab ≤ the faster of Keras-on-TF and plain PyTorch, every arm", ok, lines))
+    # (c) K seeds together: ≤ 2× one seed, and ≥ 40 % of the matrix-product rate
+    lines, ok, rate = [], True, matmul_rate(results)
+    for experiment, arm in results.get("multi_seed", {}).items():
+        got = rows(results, experiment, "bnlab")
+        multi = next((r for label, r in got.items() if label.startswith(arm + "×")), None)
+        if not (multi and got.get(arm) and rate):
+            ok = False
+            lines.append(f"{experiment} {arm}: not measured")
+            continue
+        r, share = per(multi) / per(got[arm]), gflops(multi) / rate
+        ok &= r <= GOAL_MULTI and share >= GOAL_RATE
+        lines.append(f"{experiment} {arm}, {multi['seeds']} seeds / 1 seed: {r:.2f}× "
+                     f"(goal ≤ {GOAL_MULTI:.0f}×); {gflops(multi):.1f} GFLOP/s = "
+                     f"{100 * share:.0f} % of {rate:.0f} (goal ≥ {100 * GOAL_RATE:.0f} %)")
+    out.append(("(c) K seeds as one program: 5 seeds ≤ 2× one seed, MLPs ≥ 40 % of the "
+                "matrix-product rate", ok and bool(lines), lines))
+    return out
+
+
+def _table(header, body):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
+    return lines + [""]
+
+
+def epoch_tables(results):
+    times, rates, rate = [], [], matmul_rate(results)
+    theoretical = (results.get("peak") or {}).get("theoretical", {}).get("gflops")
+    for experiment in results["epochs"]:
+        b, t, p = (rows(results, experiment, x) for x in ("bnlab", "keras-tf", "torch"))
+        for arm, row in b.items():
+            best = min([per(x[arm]) for x in (t, p) if arm in x], default=None)
+            goal = "—" if best is None else ("met" if per(row) <= best else "not met")
+            times.append([experiment, arm + (f" ({row['path']})" if "×" in arm else ""),
+                          fmt_time(row), fmt_time(t.get(arm)), fmt_time(p.get(arm)),
+                          ratio(row, t.get(arm)), ratio(row, p.get(arm)), goal])
+            cells = [f"{gflops(x[arm]):.1f}" if arm in x else "—" for x in (b, t, p)]
+            rates.append([experiment, arm, f"{train_flops(row['model']) / 1e6:.2f}", *cells,
+                          f"{100 * gflops(row) / rate:.0f} %" if rate else "—",
+                          f"{100 * gflops(row) / theoretical:.0f} %" if theoretical else "—"])
+    out = _table(["experiment", "arm", "bnlab", "Keras on TF", "PyTorch", "bnlab ÷ TF",
+                  "bnlab ÷ torch", "goal (b)"], times)
+    out += ["Achieved training GFLOP/s (FLOPs per example × examples per second):", ""]
+    return out + _table(["experiment", "arm", "MFLOP/example", "bnlab", "Keras on TF", "PyTorch",
+                         "bnlab % of matmul rate", "bnlab % of theoretical"], rates)
+
+
+def bn_table(results):
+    copy = results.get("copy") or {}
+    main = copy.get("main_memory", {}).get("gbps")
+    body, by_key = [], {(r["backend"], r["layer"], tuple(r["shape"])): r for r in results["bn"]}
+    for r in results["bn"]:
+        cache = copy.get("x".join(map(str, r["shape"])), {}).get("gbps")
+        keras_row = by_key.get((r["backend"], "keras.layers.BatchNormalization", tuple(r["shape"])))
+        vs = (f"{r['seconds'] / keras_row['seconds']:.2f}×"
+              if keras_row and r["layer"].startswith("bnlab") else "")
+        body.append([r["backend"], r["layer"], "×".join(map(str, r["shape"])),
+                     f"{r['seconds'] * 1e6:.0f}", f"{r['gbps']:.1f}",
+                     f"{100 * r['gbps'] / cache:.0f} %" if cache else "—",
+                     f"{100 * r['gbps'] / main:.0f} %" if main else "—", vs])
+    head = []
+    if copy:
+        sizes = ", ".join(f"{v['gbps']:.0f} GB/s ({v['bytes'] / 2**20:.1f} MB)"
+                          for k, v in copy.items() if k != "main_memory")
+        head = [f"Memory-copy bandwidth (numpy, one thread, read + write): main memory "
+                f"{main:.1f} GB/s (256 MB); in cache {sizes}.", ""]
+    return head + _table(["backend", "layer", "shape", "µs", "GB/s", "% of in-cache copy",
+                          "% of main-memory copy", "time ÷ Keras BN"], body)
+
+
+def other_tables(results):
+    out = []
+    data = results.get("data")
+    if data:
+        out += ["## Data: Fashion-MNIST load", ""]
+        out += _table(["load", "load() seconds", "process seconds", "runs", "source"],
+                      [[k, f"{v['load_seconds']:.3f}", f"{v['process_seconds']:.2f}", v["reps"],
+                        v["source"]] for k, v in data.items()])
+    check = results.get("check")
+    if check:
+        out += ["## Models: parameter counts (total, trainable, non-trainable), Keras vs PyTorch",
+                ""]
+        out += _table(["experiment", "arm", "Keras", "PyTorch", "forward MACs", "agree"],
+                      [[r["experiment"], r["arm"], tuple(r["keras"]), tuple(r["torch"]),
+                        f"{r['macs']:,}", "yes" if r["ok"] else "**NO**"] for r in check["rows"]])
+    return out
+
+
+def markdown(results):
+    m, plan = results["machine"], results["plan"]
+    title = "# bnlab performance" + (" — QUICK CHECK, numbers mean nothing" if results["quick"]
+                                     else "")
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+    out = [title, "",
+           f"Measured {results['date']} with `{results['command']}` in {results['elapsed']:.0f} s "
+           f"({results['elapsed'] / 60:.1f} min).", "",
+           f"Machine: {m['cpu']} (family {m['family']}, model {m['model']}), {m['cores']} cores, "
+           f"{m['memory_gib']} GiB, Linux {m['kernel']}. {versions}.", "",
+           f"Plan: {plan['epochs']} epochs over the whole training split per arm (the first one "
+           f"reported apart), deep-cnn {plan['steps']} steps in chunks of {plan['chunk']} (the "
+           f"first chunk apart), {plan['seeds']} seeds for the multi-seed runs"
+           + (f", training splits cut to {plan['limit']} images" if plan["limit"] else "") + ".",
+           "", "## Goals", ""]
+    for goal, ok, lines in goals(results):
+        out += [f"- {goal}: {verdict(ok)}"] + [f"  - {line}" for line in lines]
+    out.append("")
+    if results["epochs"]:
+        out += ["## Training: steady-state time per epoch (per step for deep-cnn)", "",
+                "Each cell: the mean of the epochs after the first, then the first (compiling) "
+                "epoch, or chunk of steps, apart. Ratios < 1 mean bnlab is faster.", ""]
+        out += epoch_tables(results)
+    peak = results.get("peak")
+    if peak:
+        mm = peak["measured"]
+        out += ["## Peak", "",
+                f"- Measured matrix-product rate (JAX, jitted float32 {mm['n']}×{mm['n']} @ "
+                f"{mm['n']}×{mm['n']}, median): **{mm['square']['gflops']:.1f} GFLOP/s**; the "
+                f"batch-32 product of the MLP's first layer (32×784 @ 784×300): "
+                f"{mm['batch32']['gflops']:.1f} GFLOP/s.",
+                f"- Theoretical FP32 peak: {peak['theoretical']['derivation']}.",
+                "- The goals use the measured rate: the clock above is the nominal one, and what "
+                "XLA's matrix product reaches is what a training step can hope for.", ""]
+    if results["bn"]:
+        out += ["## BN alone: forward + backward, training mode", ""] + bn_table(results)
+    out += other_tables(results)
+    paths = sorted({r["path"] for e in results["epochs"] for r in rows(results, e, "bnlab").values()})
+    out += ["## How each number is measured", "", *METHOD, ""]
+    out[out.index(METHOD[1])] = METHOD[1].replace("PATHS", ", ".join(paths) or "none measured")
+    if results["errors"]:
+        out += ["## Failed measurements", ""] + [f"- `{e.splitlines()[0]}`" for e in
+                                                 results["errors"]] + [""]
+    if results["section_seconds"]:
+        out += ["Seconds per section: " + ", ".join(f"{k} {v:.0f}" for k, v in
+                                                     results["section_seconds"].items()) + ".", ""]
+    return "\n".join(out)
+
+
+METHOD = [
+    "- Every measurement runs in a fresh process (Keras fixes its backend per process), one "
+    "after another, on an otherwise idle machine; all numbers of this page come from one run.",
+    "- **bnlab**: whatever `bench/epochs.py:bnlab_epoch_times` runs; in this run: PATHS "
+    "(keras-fit = `bnlab.train.run_trial`, Keras `fit`, on the backend bnlab picks, JAX's "
+    "compilation cache on as in `bnlab run`). **Keras on TF**: `run_trial` with "
+    "KERAS_BACKEND=tensorflow. **PyTorch**: `bench/torch_models.py`, the same model in "
+    "`torch.nn` (NCHW for the conv models), same batch size, optimizer (RMSprop rho 0.9, eps "
+    "1e-7; Adam eps 1e-7, as Keras), data and per-epoch shuffling, eager, all cores.",
+    "- Epoch experiments: full epochs over the whole training split, every batch (the last "
+    "partial one too); validation is not timed. deep-cnn: seconds per step after the first "
+    "chunk of steps. Validation and test splits are cut to 500 images (only evaluated, never "
+    "timed) and the seeds' untimed extras are off.",
+    "- FLOPs: 2 × MACs of the Dense and Conv layers per example, × 3 for forward + backward; "
+    "BN, activations, pooling, loss and optimizer are not counted (bench/flops.py).",
+    "- Goal (a) compares the same arm with `norm=\"scratch\"` and `norm=\"keras\"`, measured "
+    "back to back in one process; lenet-bn and deep-cnn compare their own scratch and keras "
+    "arms (which differ only in momentum/epsilon: no difference in work).",
+    "- BN alone: median of many calls; bytes = 5 × N × 4 + 32 × C, the minimal traffic "
+    "(bench/bn.py). Copy bandwidth measured in the same run with numpy.",
+    "- Data: `bnlab.data.load(\"fashion_mnist\")` in a new process; cold = empty bnlab cache "
+    "(the OS file cache is not dropped), warm = bnlab's parsed-array cache filled.",
+]

@@ -1,0 +1,86 @@
+"""How a trial's config becomes its data, its compiled model, its loss and its batch order.
+
+Shared by both training paths: ``train`` (Keras ``fit``, any backend) and ``multiseed`` (K seeds
+as one vectorized JAX program). Keeping these here is what makes the two paths train the same
+thing: the same initial weights for a seed, the same loss, and the same batch order.
+"""
+
+import keras
+import numpy as np
+
+from bnlab import data as bndata
+from bnlab import models
+
+CONV_MODELS = ("lenet", "deep-cnn")
+
+
+def load_data(config, data_dir=None):
+    """The trial's dataset: loaded, split, preprocessed, limited, shaped for its model.
+
+    Returns ({"train": (x, y), "val": (x, y), "test": (x, y)}, class_names) with integer labels;
+    ``--limit N`` keeps the first N images of each split.
+    """
+    ds = bndata.load(config["dataset"], data_dir, preprocessing=config["preprocessing"],
+                     **config["split"])
+    limit = config.get("limit")
+    channel = config["model"]["name"] in CONV_MODELS
+    arrays = {}
+    for split in ("train", "val", "test"):
+        x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
+        if limit:
+            x, y = x[:limit], y[:limit]
+        arrays[split] = (x[..., None] if channel else x, y)
+    return arrays, ds.class_names
+
+
+def data_key(config):
+    """Configs with equal keys share one loaded dataset."""
+    return (config["dataset"], tuple(sorted(config["split"].items())), config["preprocessing"],
+            config.get("limit"), config["model"]["name"] in CONV_MODELS)
+
+
+def one_hot_labels(config):
+    """Seed 003 trains on one-hot labels (sigmoid cross-entropy); the others on class indices."""
+    return models.LOSSES[config["model"]["name"]] == "sigmoid_cross_entropy"
+
+
+def labels(config, y):
+    return np.eye(models.NUM_CLASSES, dtype="float32")[y] if one_hot_labels(config) else y
+
+
+def loss_and_metric(config):
+    """The Keras loss (a ``Loss`` object: the mean over the batch) and accuracy metric."""
+    if one_hot_labels(config):
+        return (keras.losses.BinaryCrossentropy(from_logits=True),
+                keras.metrics.CategoricalAccuracy(name="accuracy"))
+    return (keras.losses.SparseCategoricalCrossentropy(),
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
+
+
+def compile_model(config):
+    """Build (seeded: the seed fixes the initial weights) and compile the trial's model."""
+    spec = dict(config["model"])
+    name = spec.pop("name")
+    model = models.build(name, seed=config["seed"], **spec)
+    opt = config["optimizer"]
+    optimizer = getattr(keras.optimizers, opt["name"])(learning_rate=opt["learning_rate"])
+    loss, metric = loss_and_metric(config)
+    model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
+    return model
+
+
+def epoch_order(seed, epoch, n):
+    """The order of the n training images in ``epoch`` (0-based) for ``seed``: every path uses
+    it, so a seed's batches are the same whichever path trains it."""
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
+
+
+def step_order(n, batch_size, steps, seed):
+    """(steps, batch_size) indices: a fresh permutation each pass over the data, as seed 003's
+    ``mnist.train.next_batch`` draws them; the last incomplete batch of a pass is dropped."""
+    if n < batch_size:
+        raise ValueError(f"{n} training images are fewer than one batch of {batch_size}")
+    per_pass = n // batch_size
+    passes = -(-steps // per_pass)
+    order = [epoch_order(seed, p, n)[: per_pass * batch_size] for p in range(passes)]
+    return np.concatenate(order).reshape(-1, batch_size)[:steps]

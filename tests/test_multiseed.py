@@ -1,0 +1,143 @@
+"""K seeds trained together (bnlab.multiseed, JAX) against K separate runs of Keras's fit."""
+
+import numpy as np
+import pytest
+
+import bnlab  # noqa: F401
+import keras
+from bnlab import experiments, multiseed, recipe, train
+from bnlab.store import Store
+
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "jax",
+                                reason="the vectorized path is JAX's")
+
+
+def configs_for(experiment, arm, seeds, **overrides):
+    exp = experiments.get(experiment)
+    overrides.setdefault("dataset", "fashion_mnist")
+    return [experiments.trial_config(exp, exp.arm(arm), s, backend="jax", **overrides)
+            for s in seeds]
+
+
+def assert_same_history(together, alone, rel=1e-5):
+    assert [r["epoch"] for r in together] == [r["epoch"] for r in alone]
+    assert [r["step"] for r in together] == [r["step"] for r in alone]
+    for a, b in zip(together, alone):
+        metrics = set(a) - {"epoch", "step", "seconds"}
+        assert metrics == set(b) - {"epoch", "step", "seconds"}
+        for key in metrics:
+            assert a[key] == pytest.approx(b[key], rel=rel, abs=rel), key
+
+
+@pytest.mark.parametrize("experiment,arm", [
+    ("bn-placement", "bn-after"), ("bn-placement", "baseline"), ("lenet-bn", "scratch"),
+])
+def test_seeds_together_equal_separate_fit_runs(experiment, arm, fashion_mnist):
+    """Same initial weights, same batch order: each seed's history is the separate run's up to
+    float round-off (the last, smaller batch of each epoch included)."""
+    conv = experiment == "lenet-bn"
+    configs = configs_for(experiment, arm, (1, 2) if conv else (1, 2, 3), epochs=1 if conv else 2,
+                          limit=600 if conv else 1000)
+    arrays, class_names = recipe.load_data(configs[0])
+    together = multiseed.run_group(configs, arrays, class_names)
+    for config, (history, results) in zip(configs, together):
+        alone_history, alone_results = train.run_trial(config, arrays, class_names,
+                                                       progress=False)
+        assert_same_history(history, alone_history)
+        for key in ("val_accuracy", "test_accuracy", "test_loss"):
+            assert results[key] == pytest.approx(alone_results[key], rel=1e-5, abs=1e-5), key
+        assert results["path"] == "jax-vmap" and results["seeds_together"] == len(configs)
+        assert results["params_total"] == alone_results["params_total"]
+        if "predictions" in alone_results:
+            assert [p["predicted"] for p in results["predictions"]] == \
+                   [p["predicted"] for p in alone_results["predictions"]]
+
+
+@pytest.mark.parametrize("experiment,arm", [("deep-mlp", "bn"), ("deep-mlp", "no-bn")])
+def test_deep_nets_agree_with_fit_step_by_step(experiment, arm, fashion_mnist):
+    """The 20-layer MLP (SGD 0.01) is chaotic at initialization: Keras's fit itself, given inputs
+    scaled by 1 + 1e-7, ends 3 steps later with weights that differ by 100%. So the two paths are
+    compared one step at a time: after the first step on the same batch, the weights agree to
+    float round-off. (The 19-layer CNN with Adam behaves alike; it is not vectorized by default.)"""
+    config = configs_for(experiment, arm, (1,), epochs=1, steps=1, limit=500)[0]
+    arrays, _ = recipe.load_data(config)
+    x, y = arrays["train"][0], recipe.labels(config, arrays["train"][1])
+    batch = recipe.epoch_order(1, 0, len(x))[:config["batch_size"]]
+    group = multiseed.SeedGroup([config])
+    keras.utils.set_random_seed(1)
+    model = recipe.compile_model(config)
+    group.train_steps(np.asarray(x, "float32"), y, batch[None, None, :])
+    model.train_on_batch(x[batch], y[batch])
+    off, total = 0, 0
+    for together, alone in zip(group.state[0], model.trainable_variables):
+        alone = np.asarray(alone.value)
+        off += np.sum(np.abs(np.asarray(together[0]) - alone) > 1e-5 * np.max(np.abs(alone)))
+        total += alone.size
+    # SGD: every weight agrees. Adam's first step is about lr·sign(g), so the few components whose
+    # gradient is within round-off of zero may take the other sign: allow 0.1% of them.
+    assert off / total <= (0.001 if config["optimizer"]["name"] == "Adam" else 0.0)
+
+
+def test_step_loop_logs_like_the_fit_path(fashion_mnist):
+    """Seed 003's step loop, run on LeNet: the loop does not depend on the model, and the deep
+    CNN's vectorized program takes minutes to compile on two cores."""
+    configs = configs_for("deep-cnn", "scratch", (1, 2), steps=20, limit=600)
+    for config in configs:
+        config["log_every"] = {"batch": 10, "validation": 20}
+        config["model"] = {"name": "lenet", "norm": "scratch"}
+        config["extras"] = ["single_sample"]
+    arrays, class_names = recipe.load_data(configs[0])
+    (history, results), _ = multiseed.run_group(configs, arrays, class_names)
+    assert [row["step"] for row in history] == [0, 10, 20]
+    assert "batch_accuracy" in history[1] and "val_accuracy" in history[2]
+    # before any training both paths see the same initial weights
+    alone, _ = train.run_trial(configs[0], arrays, class_names, progress=False)
+    assert history[0]["val_loss"] == pytest.approx(alone[0]["val_loss"], rel=1e-5)
+    assert 0 <= results["single_sample_accuracy"] <= 1
+
+
+def test_single_images_agree_with_batched_inference(fashion_mnist):
+    configs = configs_for("bn-placement", "bn-after", (1, 2), epochs=1, limit=500)
+    arrays, _ = recipe.load_data(configs[0])
+    group = multiseed.SeedGroup(configs)
+    x, y = arrays["train"]
+    group.train_epoch(np.asarray(x, "float32"), y, 0, 32)
+    test = arrays["test"][0][:20]
+    batched = group.predict(test)
+    one_by_one = np.concatenate([group.predict(test[i:i + 1]) for i in range(20)], axis=1)
+    np.testing.assert_allclose(one_by_one, batched, rtol=1e-5, atol=1e-6)
+
+
+def test_a_group_needs_configs_that_differ_only_in_seed():
+    a = configs_for("bn-placement", "bn-after", (1,), epochs=1)[0]
+    b = configs_for("bn-placement", "bn-after", (2,), epochs=2)[0]
+    with pytest.raises(ValueError, match="differ only in distinct seeds"):
+        multiseed.SeedGroup([a, b])
+    with pytest.raises(ValueError, match="differ only in distinct seeds"):
+        multiseed.SeedGroup([a, a])
+
+
+def test_run_trials_trains_the_seeds_of_an_arm_together_and_resumes(tmp_path, monkeypatch,
+                                                                   fashion_mnist):
+    configs = (configs_for("bn-placement", "baseline", (1, 2), epochs=1, limit=500)
+               + configs_for("bn-placement", "bn-after", (1, 2), epochs=1, limit=500))
+    groups, real = [], multiseed.run_group
+
+    def interrupted_on_second_group(group, *args, **kwargs):
+        groups.append([c["arm"] for c in group])
+        if len(groups) == 2:
+            raise KeyboardInterrupt
+        return real(group, *args, **kwargs)
+
+    monkeypatch.setattr(multiseed, "run_group", interrupted_on_second_group)
+    with Store(tmp_path / "s.sqlite") as store:
+        with pytest.raises(KeyboardInterrupt):
+            train.run_trials(configs, store, progress=False, log=lambda *a: None)
+        assert groups == [["baseline", "baseline"], ["bn-after", "bn-after"]]
+        status = {(t.arm, t.seed): t.status for t in store.trials(status=None)}
+        assert status == {("baseline", 1): "finished", ("baseline", 2): "finished",
+                          ("bn-after", 1): "failed", ("bn-after", 2): "failed"}
+        monkeypatch.setattr(multiseed, "run_group", real)
+        train.run_trials(configs, store, progress=False, log=lambda *a: None)
+        trials = store.trials()
+        assert len(trials) == 4 and {t.results["path"] for t in trials} == {"jax-vmap"}
