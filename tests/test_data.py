@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import os
 import struct
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -295,7 +296,7 @@ def test_interrupted_download_leaves_no_partial_file(isolated, monkeypatch):
                 return self.chunks.pop()
             raise ConnectionResetError("connection reset by peer")
 
-    monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout: Broken())
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Broken())
     with pytest.raises(DatasetError, match="download failed: .*connection reset"):
         data.load("fashion_mnist")
     assert list((isolated / "cache" / "fashion_mnist").iterdir()) == []

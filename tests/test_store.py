@@ -1,13 +1,11 @@
 """The SQLite results store: round trips, trial life cycle, crash safety, bad files."""
 
 import math
-import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 

@@ -14,33 +14,24 @@ path, size and mtime), so a second load takes milliseconds instead of re-inflati
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gzip
 import hashlib
-import http.client
 import math
 import numbers
 import os
 import shutil
-import struct
-import sys
 import tempfile
-import urllib.error
-import urllib.request
 import warnings
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bnlab.download import DownloadFailed, download_files
+from bnlab.idx import DatasetError, bad_file, one_line, read_idx
+
 __all__ = ["DATASETS", "DEBIAN_DIRS", "KERAS_DATASETS_DIR", "Dataset", "DatasetError",
            "cache_dir", "load", "preprocess", "read_idx"]
-
-
-class DatasetError(Exception):
-    """A data file is missing, corrupt or inconsistent; the message names the file and the fix."""
 
 
 # The four files of an IDX dataset, by the array they hold; each may be gzipped (.gz) or raw.
@@ -86,10 +77,8 @@ DEBIAN_DIRS: dict[str, Path] = {"fashion_mnist": Path("/usr/share/datasets/fashi
 #: Keras's dataset cache; ``None`` means ``$KERAS_HOME/datasets``, else ``~/.keras/datasets``.
 KERAS_DATASETS_DIR: Path | None = None
 
-DOWNLOAD_TIMEOUT = 30  # seconds, per connection attempt / read
 _CACHE_FORMAT = "1"   # bump when the layout of the parsed-array cache changes
 _ARRAYS = tuple(_FILES)
-_FIX_FILE = "replace it with an intact copy, or delete it so that bnlab looks elsewhere"
 _DEBIAN_HINT = ("Debian's copy can be reinstalled with: "
                 "sudo apt-get install --reinstall dataset-fashion-mnist")
 
@@ -121,69 +110,6 @@ def cache_dir() -> Path:
     if os.environ.get("XDG_CACHE_HOME"):
         return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "bnlab"
     return Path.home() / ".cache" / "bnlab"
-
-
-# ---------------------------------------------------------------------------------------------
-# IDX files
-
-_IDX_DTYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
-               0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def _bad(path, problem: str) -> DatasetError:
-    """The error for a bad file: one line naming it, what is wrong, and the fix."""
-    return DatasetError(f"{path}: {_one_line(problem)}; fix: {_FIX_FILE}.")
-
-
-def read_idx(path) -> np.ndarray:
-    """Read an IDX file (gzipped or raw; gzip is recognised by its magic bytes or ``.gz``).
-
-    Returns a native-endian array of the stored dtype and shape. Any problem (unreadable file,
-    corrupt gzip, wrong magic number, truncated header or payload, trailing bytes) raises
-    :class:`DatasetError` naming the file.
-    """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise _bad(path, f"cannot read the file ({e.strerror or e})") from e
-    if data[:2] == b"\x1f\x8b" or path.suffix == ".gz":
-        try:
-            data = gzip.decompress(data)
-        except EOFError as e:
-            raise _bad(path, "the gzip data is truncated (the file was cut short)") from e
-        except (gzip.BadGzipFile, zlib.error, OSError) as e:
-            raise _bad(path, f"not a valid gzip file ({e})") from e
-    if len(data) < 4:
-        raise _bad(path, f"too short for an IDX header ({len(data)} bytes, need at least 4)")
-    if data[0] != 0 or data[1] != 0:
-        raise _bad(path, f"wrong magic number 0x{data[:4].hex()}: an IDX file starts with two "
-                         "zero bytes")
-    code, ndim = data[2], data[3]
-    if code not in _IDX_DTYPES:
-        known = ", ".join(f"0x{c:02X}" for c in _IDX_DTYPES)
-        raise _bad(path, f"unknown IDX data type code 0x{code:02X} in the magic number "
-                         f"(known: {known})")
-    dtype = _IDX_DTYPES[code]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise _bad(path, f"truncated header: {ndim} dimensions need {header} bytes, "
-                         f"found {len(data)}")
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    count = math.prod(dims)
-    expected, found = count * dtype.itemsize, len(data) - header
-    if found < expected:
-        raise _bad(path, f"truncated: dimensions {dims} need {expected} bytes of data, "
-                         f"found {found}")
-    if found > expected:
-        raise _bad(path, f"{found - expected} unexpected trailing bytes after the {expected} "
-                         f"bytes of data for dimensions {dims}")
-    array = np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(dims)
-    return array.astype(dtype.newbyteorder("="))  # a writable, native-endian copy
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,13 +179,13 @@ def _parse(source: _Source) -> tuple[dict[str, np.ndarray], dict[str, str]]:
             with np.load(path, allow_pickle=False) as z:
                 missing = [k for k in _ARRAYS if k not in z.files]
                 if missing:
-                    raise _bad(path, f"lacks the array(s) {', '.join(missing)} (a Keras mnist.npz "
+                    raise bad_file(path, f"lacks the array(s) {', '.join(missing)} (a Keras mnist.npz "
                                      "holds x_train, y_train, x_test, y_test)")
                 arrays = {k: z[k] for k in _ARRAYS}
         except DatasetError:
             raise
         except Exception as e:  # zipfile, zlib, numpy format and OS errors alike
-            raise _bad(path, f"not a readable .npz file ({type(e).__name__}: {e})") from e
+            raise bad_file(path, f"not a readable .npz file ({type(e).__name__}: {e})") from e
         return arrays, {k: f"{path} [{k}]" for k in _ARRAYS}
     return ({k: read_idx(source.files[k]) for k in _ARRAYS},
             {k: str(source.files[k]) for k in _ARRAYS})
@@ -272,19 +198,19 @@ def _check(info: dict, arrays: dict, names: dict[str, str]) -> dict:
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         nx, ny = names[f"x_{split}"], names[f"y_{split}"]
         if x.ndim != 3 or x.shape[1:] != (h, w):
-            raise _bad(nx, f"expected images of shape (N, {h}, {w}), found shape {x.shape}")
+            raise bad_file(nx, f"expected images of shape (N, {h}, {w}), found shape {x.shape}")
         if x.dtype != np.uint8:
-            raise _bad(nx, f"expected uint8 pixels, found {x.dtype}")
+            raise bad_file(nx, f"expected uint8 pixels, found {x.dtype}")
         if y.ndim != 1:
-            raise _bad(ny, f"expected 1-D labels, found an array of shape {y.shape}")
+            raise bad_file(ny, f"expected 1-D labels, found an array of shape {y.shape}")
         if not np.issubdtype(y.dtype, np.integer):
-            raise _bad(ny, f"expected integer labels, found {y.dtype}")
+            raise bad_file(ny, f"expected integer labels, found {y.dtype}")
         if len(x) != len(y):
             raise DatasetError(f"{nx} holds {len(x)} images but {ny} holds {len(y)} labels: the "
                                f"two files do not belong together; fix: replace them with a "
                                f"matching pair.")
         if y.size and (y.min() < 0 or y.max() >= k):
-            raise _bad(ny, f"labels must lie in 0..{k - 1}, found {y.min()}..{y.max()}")
+            raise bad_file(ny, f"labels must lie in 0..{k - 1}, found {y.min()}..{y.max()}")
     return {**arrays, "y_train": arrays["y_train"].astype(np.int64, copy=False),
             "y_test": arrays["y_test"].astype(np.int64, copy=False)}
 
@@ -323,7 +249,7 @@ def _read_source(name: str, info: dict, source: _Source) -> dict:
     try:
         cached = _cache_path(name, source)
     except OSError as e:
-        raise _bad(e.filename or source.where, f"cannot read the file ({e.strerror})") from e
+        raise bad_file(e.filename or source.where, f"cannot read the file ({e.strerror})") from e
     if os.path.isdir(cached):
         try:
             arrays = {k: np.load(cached / f"{k}.npy", allow_pickle=False) for k in _ARRAYS}
@@ -344,78 +270,6 @@ def _read_source(name: str, info: dict, source: _Source) -> dict:
 # Download
 
 
-class _DownloadFailed(Exception):
-    """Network trouble (offline, HTTP error, timeout); turned into the 'not found' message."""
-
-
-def _md5(path: Path) -> str:
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _fetch(url: str, final: Path, want_md5: str) -> None:
-    """Stream ``url`` into a temp file next to ``final``; move it there only if the MD5 matches."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
-    except OSError as e:
-        raise _DownloadFailed(f"cannot write to {final.parent} ({e.strerror})") from e
-    try:
-        h = hashlib.md5(usedforsecurity=False)
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as r:
-            while chunk := r.read(1 << 20):
-                h.update(chunk)
-                out.write(chunk)
-        if h.hexdigest() != want_md5:
-            raise DatasetError(f"{final}: checksum mismatch for the download from {url}: expected "
-                               f"MD5 {want_md5}, got {h.hexdigest()}; the file was discarded; fix: "
-                               "try again later, or put the files in place yourself")
-        os.replace(tmp, final)
-        tmp = None
-    except urllib.error.HTTPError as e:
-        raise _DownloadFailed(f"{url}: HTTP {e.code} {e.reason}") from e
-    except urllib.error.URLError as e:
-        raise _DownloadFailed(f"{url}: {_one_line(e.reason)}") from e
-    except (OSError, http.client.HTTPException, ValueError) as e:
-        raise _DownloadFailed(f"{url}: {type(e).__name__}: {_one_line(e)}") from e
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-
-
-def _download(info: dict, dest: Path) -> None:
-    """Fetch the four ``.gz`` files into ``dest``, each from the first mirror that serves it."""
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise _DownloadFailed(f"cannot create {dest} ({e.strerror})") from e
-    for stem in info["files"].values():
-        final, want = dest / f"{stem}.gz", info["md5"][f"{stem}.gz"]
-        try:
-            if os.path.isfile(final) and _md5(final) == want:
-                continue
-        except OSError:
-            pass
-        failures, mismatch = [], None
-        for base in info["urls"]:
-            url = (base if base.endswith("/") else base + "/") + final.name
-            print(f"bnlab: downloading {url}", file=sys.stderr)
-            try:
-                _fetch(url, final, want)
-                break
-            except _DownloadFailed as e:
-                failures.append(str(e))
-            except DatasetError as e:
-                mismatch = mismatch or e
-        else:
-            if mismatch is not None:
-                raise mismatch
-            raise _DownloadFailed("; ".join(failures) or "no download address configured")
-
-
 def _not_found(name: str, info: dict, searched: list[str], reason: str) -> DatasetError:
     names = ", ".join(f"{stem}.gz" for stem in info["files"].values())
     places = f"into data_dir, $BNLAB_DATA_DIR or {cache_dir() / name}"
@@ -427,7 +281,7 @@ def _not_found(name: str, info: dict, searched: list[str], reason: str) -> Datas
               f"x_train, y_train, x_test, y_test) into {_keras_datasets_dir()} or one of those"
     else:
         fix = f"put the four files {names} (gzipped or raw) {places}"
-    return DatasetError(f"{info['title']} not found ({_one_line(reason)}); "
+    return DatasetError(f"{info['title']} not found ({one_line(reason)}); "
                         f"searched: {'; '.join(searched)}; fix: {fix}")
 
 
@@ -442,8 +296,8 @@ def _find(name: str, info: dict, data_dir, download: bool) -> _Source:
         if not download:
             raise _not_found(name, info, searched, "downloads are off: download=False or BNLAB_OFFLINE=1")
         try:
-            _download(info, cache_dir() / name)
-        except _DownloadFailed as e:
+            download_files(info, cache_dir() / name)
+        except DownloadFailed as e:
             raise _not_found(name, info, searched, f"download failed: {e}") from e
         source = _probe(info, cache_dir() / name, "", searched)
         if source is None:  # pragma: no cover - only if the cache folder vanished meanwhile
