@@ -39,6 +39,6 @@ clean:
 reproduce: $(VENV)/.installed-demo data
 	scripts/reproduce.sh
 
-# Speed benchmarks, side by side in one run (about 12 minutes on 2 cores; run it on an idle machine).
+# Speed benchmarks, side by side in one run (10-12 minutes on 2 cores; run it on an idle machine).
 bench: $(VENV)/.installed-test data
 	$(PY) bench/run.py --out docs/performance.md

@@ -16,13 +16,16 @@ Time: median of ``--reps`` calls after 5 untimed ones. Bytes: the minimal traffi
 (forward reads x and writes y; backward reads x and dy and writes dx) + 32 × C (γ, β, moving
 mean and variance read, moving statistics written, dγ and dβ written), N = number of values.
 
-Copy bandwidth (numpy ``copyto``, one thread, float32, counted as read + write = 2 × size):
-main memory with a 256 MB array (median of 5); in cache with an array the size of each BN tensor
-(median of many): what a memory-bound kernel of that size can reach.
+Copy bandwidth (numpy ``copyto`` of float32, counted as read + write = 2 × size), on one thread
+and split over all cores (the BN kernels may use all cores: that is the reference): main memory
+with a 256 MB array (large copies use non-temporal stores, so 2 × size is the traffic); in cache
+with an array the size of each BN tensor, copied over and over: what a memory-bound kernel of
+that size can reach.
 """
 
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -36,21 +39,39 @@ def bytes_moved(shape):
     return 5 * n * 4 + 32 * c
 
 
-def copy_bandwidth(reps):
-    def rate(nbytes, count):
-        src = np.ones(nbytes // 4, dtype=np.float32)
-        dst = np.empty_like(src)
-        np.copyto(dst, src)  # fault the pages in
-        seconds = time_calls(lambda: np.copyto(dst, src), count, warmup=2)
-        return 2 * nbytes / seconds / 1e9
+def copy_rate(nbytes, threads, samples):
+    """GB/s of numpy copies of ``nbytes`` (counted as read + write), split over ``threads``
+    threads (numpy releases the GIL while copying); each timed sample repeats the copy enough
+    times to last about a millisecond, so thread start-up does not count."""
+    src = np.ones(nbytes // 4, dtype=np.float32)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)  # fault the pages in
+    parts = list(zip(np.array_split(dst, threads), np.array_split(src, threads)))
+    repeat = max(1, (64 * 2**20) // nbytes)
 
-    out = {"main_memory": {"bytes": 256 * 2**20, "gbps": rate(256 * 2**20, 5)}}
-    log(f"copy, main memory (256 MB): {out['main_memory']['gbps']:.1f} GB/s")
-    for shape in SHAPES:
-        nbytes = int(np.prod(shape)) * 4
-        out["x".join(map(str, shape))] = {"bytes": nbytes, "gbps": rate(nbytes, reps * 5)}
-        log(f"copy, in cache ({nbytes / 2**20:.1f} MB): "
-            f"{out['x'.join(map(str, shape))]['gbps']:.1f} GB/s")
+    def work(part):
+        for _ in range(repeat):
+            np.copyto(*part)
+
+    with ThreadPoolExecutor(threads) as pool:
+        def sample():
+            list(pool.map(work, parts))
+
+        seconds = time_calls(sample, samples, warmup=2)
+    return 2 * nbytes * repeat / seconds / 1e9
+
+
+def copy_bandwidth(reps):
+    """Main memory (256 MB) and in cache (each BN tensor's size), one thread and all cores."""
+    cores = os.cpu_count()
+    out = {"cores": cores}
+    for key, nbytes in [("main_memory", 256 * 2**20)] + [
+            ("x".join(map(str, shape)), int(np.prod(shape)) * 4) for shape in SHAPES]:
+        samples = 5 if key == "main_memory" else max(5, reps // 10)
+        out[key] = {"bytes": nbytes, "gbps_1": copy_rate(nbytes, 1, samples),
+                    "gbps": copy_rate(nbytes, cores, samples)}
+        log(f"copy {key} ({nbytes / 2**20:.1f} MB): {out[key]['gbps_1']:.1f} GB/s on one "
+            f"thread, {out[key]['gbps']:.1f} GB/s on {cores}")
     return out
 
 

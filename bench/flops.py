@@ -2,8 +2,8 @@
 
 Counting (per training example):
   * forward: 2 × multiply-accumulates of every Dense (in × out) and Conv2D
-    (H_out × W_out × k² × C_in × C_out) layer. Biases, BN, activations, pooling, the loss and the
-    optimizer update are elementwise (a few FLOPs per value, memory-bound) and are NOT counted.
+    (H_out × W_out × k² × C_in × C_out) layer. Biases, BN, activations, pooling, the loss and
+    the optimizer update are elementwise (a few FLOPs per value, memory-bound): NOT counted.
   * training step ≈ 3 × forward: the backward pass computes the gradient w.r.t. the input and
     the one w.r.t. the weights, each as many MACs as the forward product.
   The counts do not depend on the arm (BN or not, before or after). ``torch_models.py --check``

@@ -1,4 +1,4 @@
-"""`make bench`: every speed measurement of bnlab, side by side in one run, into docs/performance.md.
+"""`make bench`: bnlab's speed measurements, side by side in one run, into docs/performance.md.
 
     python bench/run.py [--out docs/performance.md] [--quick] [--only SECTIONS]
 
@@ -9,9 +9,11 @@ process:
              (bench/torch_models.py --check)
   peak       the measured matrix-product rate (JAX) and the theoretical FP32 peak (bench/flops.py)
   bn         copy bandwidth, then BN forward + backward on jax, tensorflow, torch (bench/bn.py)
-  <experiment>  for each experiment: its arms on bnlab's path (with the norm="scratch" twins of
-             the MLP arms and, for the MLP experiments, K seeds trained together), then on
-             Keras-on-TensorFlow, then on plain PyTorch (bench/epochs.py)
+  scratch    goal (a): training steps of each BN model with norm="keras" and norm="scratch",
+             timed in alternation in one process (bench/scratch_cost.py)
+  <experiment>  for each experiment: its arms on bnlab's path (and, for the MLP experiments,
+             K seeds of one arm given to bnlab's path at once), then on Keras-on-TensorFlow,
+             then on plain PyTorch (bench/epochs.py)
 then prints the tables, marks the issue's goals met / not met with their numbers, and writes the
 markdown atomically. ``--quick`` runs tiny settings (1,024 training images, 2 epochs, a few
 steps, few repetitions) to check that everything works; its numbers mean nothing, and its
@@ -29,26 +31,29 @@ from pathlib import Path
 from common import ROOT, machine, run_child
 from tables import markdown
 
-# The amounts of work. The full plan fits 15 minutes on 2 cores (see docs/performance.md for the
-# elapsed time of the last run); an epoch is always a full pass over the training split.
-FULL = {"epochs": 3, "steps": 125, "chunk": 25, "limit": None, "seeds": 5, "bn_reps": 300,
-        "data_reps": 3, "matmul_n": 2048, "matmul_reps": 7, "timeout": 600}
-QUICK = {"epochs": 2, "steps": 10, "chunk": 5, "limit": 1024, "seeds": 5, "bn_reps": 20,
-         "data_reps": 1, "matmul_n": 512, "matmul_reps": 3, "timeout": 300}
+# The amounts of work, planned to fit 15 minutes on 2 cores (about 12 estimated from per-step
+# costs; docs/performance.md gives the elapsed time of the last run). An epoch is always a full
+# pass over the training split. bnlab's arms get 3 epochs (2 steady ones: goals (a) and (c)
+# compare bnlab runs within 5 %); Keras-on-TF (4-12 s per epoch here) and PyTorch get 2.
+FULL = {"epochs": {"bnlab": 3, "keras-tf": 2, "torch": 2}, "steps": 125, "chunk": 25,
+        "limit": None, "seeds": 5, "bn_reps": 300, "data_reps": 3, "matmul_n": 2048,
+        "matmul_reps": 7, "timeout": 600}
+QUICK = {"quick": True, "epochs": {"bnlab": 2, "keras-tf": 2, "torch": 2}, "steps": 10, "chunk": 5,
+         "limit": 1024, "seeds": 5, "bn_reps": 20, "data_reps": 1, "matmul_n": 512,
+         "matmul_reps": 3, "timeout": 300}
 EXPERIMENTS = ("bn-placement", "lenet-bn", "deep-mlp", "deep-cnn")
 # K seeds of one arm trained together (goal c), measured for each MLP experiment.
 MULTI_SEED = {"bn-placement": "bn-after", "deep-mlp": "bn"}
 PATHS = (("bnlab", None), ("keras-tf", "tensorflow"), ("torch", None))
-SECTIONS = ("data", "check", "peak", "bn") + EXPERIMENTS
+SECTIONS = ("data", "check", "peak", "bn", "scratch") + EXPERIMENTS
 
 
 def epoch_args(plan, experiment, path):
-    args = ["--path", path, "--experiment", experiment, "--epochs", plan["epochs"],
+    args = ["--path", path, "--experiment", experiment, "--epochs", plan["epochs"][path],
             "--steps", plan["steps"], "--chunk", plan["chunk"]]
     if plan["limit"]:
         args += ["--limit", plan["limit"]]
     if path == "bnlab":
-        args.append("--scratch")
         if experiment in MULTI_SEED:
             args += ["--multi", f"{MULTI_SEED[experiment]}:{plan['seeds']}"]
     return args
@@ -100,6 +105,10 @@ def run(plan, sections):
             answer = r.child(f"bn: BN forward + backward on {backend}", "bn.py",
                              ["--layers", "--reps", plan["bn_reps"]], backend=backend)
             out["bn"] += answer["rows"] if answer else []
+    if "scratch" in sections:
+        answer = r.child("scratch: training steps, norm=keras and norm=scratch alternating",
+                         "scratch_cost.py", ["--quick"] if plan.get("quick") else [])
+        out["scratch"] = answer["rows"] if answer else []
     for experiment in EXPERIMENTS:
         if experiment not in sections:
             continue

@@ -15,8 +15,9 @@ Different on purpose or by nature:
     same output sizes, shifted by one pixel.
   * MLP / deep MLP end in logits and use ``F.cross_entropy`` (softmax + sparse categorical
     cross-entropy, as Keras computes it, fused). LeNet keeps the seed's sigmoid output and Keras's
-    loss semantic exactly: the ten sigmoids are normalized to sum to 1, clipped to [1e-7, 1 − 1e-7],
-    then −log p[label]. The deep CNN uses BCE-with-logits on one-hot labels, as bnlab does.
+    loss semantic exactly: the ten sigmoids are normalized to sum to 1, clipped to
+    [1e-7, 1 − 1e-7], then −log p[label]. The deep CNN uses BCE-with-logits on one-hot labels,
+    as bnlab does.
   * RMSprop: Keras's defaults (rho 0.9, eps 1e-7) set on torch (alpha=0.9, eps=1e-7; torch adds
     eps outside the square root, Keras inside: same cost). Adam: eps=1e-7 as Keras.
   * Keras's ``fit`` also updates an accuracy metric every step; this loop does not.
@@ -278,7 +279,7 @@ def main(argv):
     if "--json" in argv:  # bench/run.py: the table goes into the report, mismatches marked
         emit({"rows": rows, "ok": not bad})
         return 0
-    assert not bad, f"torch twins that disagree with Keras: {[(r['experiment'], r['arm']) for r in bad]}"
+    assert not bad, f"disagree with Keras: {[(r['experiment'], r['arm']) for r in bad]}"
     print(f"all {len(rows)} torch twins agree with Keras: parameter counts and forward MACs")
     return 0
 

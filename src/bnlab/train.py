@@ -51,34 +51,6 @@ def enable_compilation_cache(path=None):
 # one trial on Keras's fit (any backend)
 
 
-class _EpochRecorder(keras.callbacks.Callback):
-    """Records each epoch's metrics and its training seconds (validation time excluded)."""
-
-    def __init__(self, bar):
-        super().__init__()
-        self.bar, self.rows, self.epoch_seconds, self.train_seconds = bar, [], [], 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start, self._eval = time.perf_counter(), 0.0
-
-    def on_test_begin(self, logs=None):
-        self._eval_start = time.perf_counter()
-
-    def on_test_end(self, logs=None):
-        self._eval += time.perf_counter() - self._eval_start
-
-    def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self._start - self._eval
-        self.epoch_seconds.append(seconds)
-        self.train_seconds += seconds
-        row = {"epoch": epoch + 1, "step": None, "seconds": self.train_seconds}
-        row.update({k: float(v) for k, v in (logs or {}).items()})
-        self.rows.append(row)
-        self.bar.update(1)
-        if "val_accuracy" in row:
-            self.bar.set_postfix(val_acc=f"{row['val_accuracy']:.4f}")
-
-
 def _evaluate(model, x, y):
     if len(x) == 0:
         return float("nan"), float("nan")
@@ -87,19 +59,28 @@ def _evaluate(model, x, y):
 
 
 def _fit_epochs(model, config, arrays, bar):
-    """``fit`` one epoch at a time, each on the training images in ``recipe.epoch_order``."""
+    """``fit`` one epoch at a time, each on the training images in ``recipe.epoch_order``, then
+    evaluate. An epoch's seconds are its training alone: ``fit`` returns its metrics as numbers,
+    which waits for every step (JAX runs steps asynchronously), and validation runs after."""
     (x, y), (xv, yv) = arrays["train"], arrays["val"]
-    recorder = _EpochRecorder(bar)
+    rows, seconds = [], []
     for epoch in range(config["epochs"]):
         order = recipe.epoch_order(config["seed"], epoch, len(x))
-        model.fit(x[order], y[order], batch_size=config["batch_size"], initial_epoch=epoch,
-                  epochs=epoch + 1, shuffle=False, verbose=0, callbacks=[recorder],
-                  validation_data=(xv, yv) if len(xv) else None)
-    later = recorder.epoch_seconds[1:] or recorder.epoch_seconds
-    timing = {"first_epoch_seconds": recorder.epoch_seconds[0],
-              "seconds_per_epoch": float(np.mean(later)),
-              "train_seconds": recorder.train_seconds}
-    return recorder.rows, timing
+        start = time.perf_counter()
+        logs = model.fit(x[order], y[order], batch_size=config["batch_size"], epochs=1,
+                         shuffle=False, verbose=0).history
+        seconds.append(time.perf_counter() - start)
+        row = {"epoch": epoch + 1, "step": None, "seconds": float(sum(seconds)),
+               "loss": float(logs["loss"][-1]), "accuracy": float(logs["accuracy"][-1])}
+        if len(xv):
+            row["val_loss"], row["val_accuracy"] = _evaluate(model, xv, yv)
+            bar.set_postfix(val_acc=f"{row['val_accuracy']:.4f}")
+        rows.append(row)
+        bar.update(1)
+    later = seconds[1:] or seconds
+    timing = {"first_epoch_seconds": seconds[0], "seconds_per_epoch": float(np.mean(later)),
+              "train_seconds": float(sum(seconds))}
+    return rows, timing
 
 
 def _fit_steps(model, config, arrays, bar):

@@ -1,0 +1,72 @@
+"""Goal (a): what the from-scratch layer costs in a training step, model by model.
+
+For each seed model with BN, the same architecture is built twice, with ``norm="keras"``
+(keras.layers.BatchNormalization) and ``norm="scratch"`` (bnlab.layers.BatchNorm), compiled as
+bnlab compiles it, and trained on the same fixed block of batches with Keras's ``fit``. The two are
+timed in alternation, ``reps`` times each, after a warm-up, and the medians compared. Alternating
+in one process cancels the drift of a shared machine that sequential measurements of separate
+arms suffer from (those swing by ±20 % here).
+
+    python bench/scratch_cost.py [--reps 7] [--quick]     (prints JSON on its last line)
+"""
+
+import argparse
+import sys
+import time
+
+from common import emit, log, median
+
+# (experiment, arm): the BN arms of the seed models, trained on bnlab's default backend.
+MODELS = (("bn-placement", "bn-after"), ("bn-placement", "bn-before"), ("deep-mlp", "bn"),
+          ("lenet-bn", "keras"), ("deep-cnn", "keras"))
+STEPS = {"mlp": 200, "deep-mlp": 200, "lenet": 60, "deep-cnn": 15}
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="a few steps, to check it runs")
+    args = parser.parse_args(argv)
+
+    import bnlab  # noqa: F401  (the default backend, as bnlab run picks it)
+    import keras
+    import numpy as np
+
+    from bnlab import experiments, recipe, train
+
+    train.enable_compilation_cache()
+    rows = []
+    for experiment_name, arm_name in MODELS:
+        experiment = experiments.get(experiment_name)
+        arm = experiment.arm(arm_name)
+        base = experiments.trial_config(experiment, arm, 1, dataset="fashion_mnist", epochs=1)
+        model_name = base["model"]["name"]
+        steps = 3 if args.quick else STEPS[model_name]
+        batch = base["batch_size"]
+        arrays, _ = recipe.load_data(base)
+        x, y = arrays["train"][0][:steps * batch], recipe.labels(base, arrays["train"][1][:steps * batch])
+        models = {}
+        for norm in ("keras", "scratch"):
+            config = dict(base, model={**base["model"], "norm": norm})
+            keras.utils.set_random_seed(1)
+            models[norm] = recipe.compile_model(config)
+            models[norm].fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)  # compile
+        times = {"keras": [], "scratch": []}
+        for _ in range(2 if args.quick else args.reps):
+            for norm, model in models.items():
+                start = time.perf_counter()
+                model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
+                times[norm].append((time.perf_counter() - start) / steps)
+        keras_ms, scratch_ms = (1000 * median(times[n]) for n in ("keras", "scratch"))
+        row = {"experiment": experiment_name, "arm": arm_name, "model": model_name,
+               "steps": steps, "reps": len(times["keras"]), "backend": keras.backend.backend(),
+               "keras_ms": keras_ms, "scratch_ms": scratch_ms, "ratio": scratch_ms / keras_ms,
+               "spread": float(np.std(np.array(times["scratch"]) / np.array(times["keras"])))}
+        log(f"scratch cost: {model_name} ({arm_name}): keras {keras_ms:.2f} ms/step, "
+            f"scratch {scratch_ms:.2f} ms/step, ratio {row['ratio']:.3f}")
+        rows.append(row)
+    emit({"rows": rows})
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
