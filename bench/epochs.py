@@ -21,11 +21,9 @@ What is timed:
   step experiments (deep-cnn)  ``--steps S`` steps of batch 64 in chunks of ``--chunk C`` (bnlab's
             step loop calls ``fit`` once per chunk); the first chunk (compiling) is reported apart;
             "seconds per step" is the time of the other S − C steps divided by S − C.
-  The timed runs have NO validation split. On JAX, Keras's ``fit`` starts the end-of-epoch
-  validation while training steps are still in flight, and bnlab's recorder, which subtracts the
-  validation time from the epoch, then subtracts that training work too (LeNet on 1,024 images:
-  1.2 ms/step with a validation split, 9.6 without; on full epochs a few per cent). Without one,
-  ``fit`` ends each epoch only when its steps are done. The test split (evaluated once after
+  The timed runs have NO validation split, so that no validation is ever timed. (An earlier
+  bnlab subtracted the validation time from an epoch while JAX still ran that epoch's steps
+  asynchronously; ``bnlab.train`` now times ``fit`` alone and validates after.) The test split (evaluated once after
   training, never timed) is cut to 500 images, and the seeds' untimed extras (predictions,
   single-sample accuracy) are off. ``--limit N`` (``--quick`` checks only) cuts the data to N.
   ``--scratch`` adds, right after each MLP arm that uses Keras's BN, the same arm with

@@ -243,15 +243,15 @@ METHOD = [
     "1e-7; Adam eps 1e-7, as Keras), data and per-epoch shuffling, eager, all cores.",
     "- Epoch experiments: full epochs over the whole training split, every batch (the last "
     "partial one too). deep-cnn: seconds per step after the first chunk of steps. The timed "
-    "runs have no validation split: on JAX, `fit` starts validating while training steps are "
-    "still in flight, and bnlab's recorder would subtract that work with the validation time "
-    "(bench/epochs.py says more). The test split is cut to 500 images (evaluated once, never "
-    "timed) and the seeds' untimed extras are off.",
+    "runs have no validation split (validation is never timed). The test split is cut to 500 "
+    "images (evaluated once, never timed) and the seeds' untimed extras are off.",
     "- FLOPs: 2 × MACs of the Dense and Conv layers per example, × 3 for forward + backward; "
     "BN, activations, pooling, loss and optimizer are not counted (bench/flops.py).",
-    "- Goal (a) compares the same arm with `norm=\"scratch\"` and `norm=\"keras\"`, measured "
-    "back to back in one process; lenet-bn and deep-cnn compare their own scratch and keras "
-    "arms (which differ only in momentum/epsilon: no difference in work).",
+    "- Goal (a): each BN model built with `norm=\"keras\"` and with `norm=\"scratch\"` in one "
+    "process, trained on the same block of batches with `fit`, the two timed in alternation "
+    "(7 blocks each after a warm-up) and their medians compared (bench/scratch_cost.py). "
+    "Sequential measurements of separate arms swing by ±20 % on this machine; alternation "
+    "cancels that drift.",
     "- BN alone: median of many calls; bytes = 5 × N × 4 + 32 × C, the minimal traffic "
     "(bench/bn.py). Copy bandwidth measured in the same run with numpy.",
     "- Data: `bnlab.data.load(\"fashion_mnist\")` in a new process; cold = empty bnlab cache "
