@@ -271,7 +271,11 @@ def _describe_runs(trials: list[Trial]) -> list[str]:
              "execution path (produced these numbers)": distinct(lambda t: t.results.get("path") or t.config.get("path")
                                         or t.config.get("executor")),
              "dataset": distinct(lambda t: t.config.get("dataset"))}
-    return [f"{k}: {v}" for k, v in items.items() if v]
+    lines = [f"{k}: {v}" for k, v in items.items() if v]
+    if any(t.results.get("seeds_together", 1) > 1 for t in trials):
+        lines.append("seconds per epoch and training seconds of the jax-vmap path are those of "
+                     "all the seeds of an arm, trained together as one program")
+    return lines
 
 
 def _config_rows(trials: list[Trial]) -> list[list[str]]:
