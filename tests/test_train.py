@@ -80,7 +80,7 @@ def test_single_sample_accuracy_equals_batched_accuracy_in_inference_mode(fashio
     model.fit(*arrays["train"], batch_size=32, epochs=1, verbose=0)
     x, y = arrays["test"]
     batched = np.mean(np.argmax(model.predict(x[:100], verbose=0), axis=1) == y[:100])
-    assert train._single_sample_accuracy(model, arrays["test"]) == pytest.approx(batched)
+    assert recipe.single_sample_accuracy(model.predict_on_batch, x, y) == pytest.approx(batched)
 
 
 def test_step_order_is_a_fresh_permutation_each_pass():

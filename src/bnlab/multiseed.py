@@ -249,16 +249,9 @@ def _extras(group, config, test, class_names):
     x, y = test
     extras = {}
     if "predictions" in config.get("extras", ()):
-        probabilities = group.predict(x[:3])
-        extras["predictions"] = [[
-            {"index": j, "label": class_names[int(y[j])],
-             "predicted": class_names[int(np.argmax(p))],
-             "probabilities": [round(float(v), 4) for v in p]}
-            for j, p in enumerate(seed_probabilities)] for seed_probabilities in probabilities]
+        extras["predictions"] = [recipe.describe_predictions(p, y, class_names)
+                                 for p in group.predict(x[:3])]
     if "single_sample" in config.get("extras", ()):
-        count = min(100, len(x))
-        correct = np.zeros(group.k)
-        for j in range(count):
-            correct += np.argmax(group.predict(x[j:j + 1])[:, 0], axis=-1) == int(y[j])
-        extras["single_sample_accuracy"] = list(correct / max(count, 1))
+        extras["single_sample_accuracy"] = [
+            float(a) for a in recipe.single_sample_accuracy(group.predict, x, y)]
     return extras

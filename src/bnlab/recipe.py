@@ -84,3 +84,26 @@ def step_order(n, batch_size, steps, seed):
     passes = -(-steps // per_pass)
     order = [epoch_order(seed, p, n)[: per_pass * batch_size] for p in range(passes)]
     return np.concatenate(order).reshape(-1, batch_size)[:steps]
+
+
+def describe_predictions(probabilities, y, class_names):
+    """Seed 002's last cell: for each image, its true class, the predicted one, and the class
+    probabilities (``probabilities``: (N, classes), the model's inference-mode outputs)."""
+    return [{"index": i, "label": class_names[int(y[i])],
+             "predicted": class_names[int(np.argmax(p))],
+             "probabilities": [round(float(v), 4) for v in p]}
+            for i, p in enumerate(np.asarray(probabilities))]
+
+
+def single_sample_accuracy(predict, x, y, count=100):
+    """Seed 003's check: the first ``count`` images fed one at a time, in inference mode.
+
+    ``predict(batch of one)`` returns outputs of shape (..., 1, classes): one model's, or K
+    seeds' at once (then the result is one accuracy per seed). With batch statistics a batch of
+    one would normalize every activation to β; with population statistics the accuracy matches
+    the batched one.
+    """
+    count = min(count, len(x))
+    correct = sum(np.argmax(np.asarray(predict(x[i:i + 1]))[..., 0, :], axis=-1) == int(y[i])
+                  for i in range(count))
+    return correct / max(count, 1)

@@ -137,34 +137,14 @@ def run_trial(config, arrays, class_names, *, progress=True, position=None):
         "backend": keras.backend.backend(), "path": "keras-fit",
         **timing,
     }
+    x_test, y_test = arrays["test"]
     if "predictions" in config.get("extras", ()):
-        results["predictions"] = _first_predictions(model, arrays["test"], class_names)
+        results["predictions"] = recipe.describe_predictions(
+            model.predict(x_test[:3], verbose=0), y_test, class_names)
     if "single_sample" in config.get("extras", ()):
-        results["single_sample_accuracy"] = _single_sample_accuracy(model, arrays["test"])
+        results["single_sample_accuracy"] = float(recipe.single_sample_accuracy(
+            model.predict_on_batch, x_test, y_test))
     return history, results
-
-
-def _first_predictions(model, test, class_names, count=3):
-    """Seed 002's last cell: the class probabilities of the first test images."""
-    x, y = test
-    probabilities = np.asarray(model.predict(x[:count], verbose=0))
-    return [{"index": i, "label": class_names[int(y[i])],
-             "predicted": class_names[int(np.argmax(p))],
-             "probabilities": [round(float(v), 4) for v in p]}
-            for i, p in enumerate(probabilities)]
-
-
-def _single_sample_accuracy(model, test, count=100):
-    """Seed 003's check: the first test images fed one at a time, in inference mode. With batch
-    statistics a batch of one would normalize every activation to β; with population statistics
-    the accuracy matches the batched one."""
-    x, y = test
-    count = min(count, len(x))
-    correct = 0
-    for i in range(count):
-        logits = np.asarray(model.predict_on_batch(x[i:i + 1]))  # compiled, inference mode
-        correct += int(np.argmax(logits[0]) == int(y[i]))
-    return correct / max(count, 1)
 
 
 # ----------------------------------------------------------------------------------------------
