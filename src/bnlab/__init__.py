@@ -14,5 +14,9 @@ __version__ = "0.1.0"
 DEFAULT_BACKEND = "jax"
 
 os.environ.setdefault("KERAS_BACKEND", DEFAULT_BACKEND)
-# TensorFlow, when installed, is imported by Keras even on other backends: keep its C++ logs quiet.
+# TensorFlow, when installed, is imported even on the other backends (keras.utils.set_random_seed
+# seeds it too): keep its C++ logs quiet. There it runs no model, so its oneDNN kernels, which
+# announce themselves on stderr at import, are turned off; on the TensorFlow backend they stay on.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ["KERAS_BACKEND"] != "tensorflow":
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
