@@ -1,7 +1,7 @@
 """Seconds per epoch (or per step) of the experiments' arms on one path, in this process.
 
     python bench/epochs.py --path {bnlab,keras-tf,torch} --experiment NAME [--arms a,b]
-        [--epochs 3] [--steps 125 --chunk 25] [--limit N] [--scratch] [--multi ARM:K]
+        [--epochs 3] [--steps 125 --chunk 25] [--limit N] [--multi ARM:K]
 
 Paths:
   bnlab     bnlab's side, through ONE function, :func:`bnlab_epoch_times`. Today that is bnlab's
@@ -26,8 +26,6 @@ What is timed:
   asynchronously; ``bnlab.train`` now times ``fit`` alone and validates after.) The test split (evaluated once after
   training, never timed) is cut to 500 images, and the seeds' untimed extras (predictions,
   single-sample accuracy) are off. ``--limit N`` (``--quick`` checks only) cuts the data to N.
-  ``--scratch`` adds, right after each MLP arm that uses Keras's BN, the same arm with
-  ``norm="scratch"`` (bnlab.layers.BatchNorm), measured the same way on the bnlab path.
   ``--multi ARM:K`` adds K seeds of ARM given to :func:`bnlab_epoch_times` in one call (trained
   together where the path can; the default path trains them one after another).
 
@@ -173,15 +171,13 @@ def load_data(config):
     return recipe.load_data(config)
 
 
-def configs_for(exp, arm, args, seeds=(1,), norm=None):
+def configs_for(exp, arm, args, seeds=(1,)):
     from bnlab.experiments import trial_config
 
     out = []
     for seed in seeds:
         config = trial_config(exp, arm, seed, dataset="fashion_mnist", epochs=args.epochs,
                               steps=args.steps, limit=args.limit)
-        if norm:
-            config["model"]["norm"] = norm
         if config.get("steps"):
             config["log_every"] = {"batch": args.chunk, "validation": 10**9}
         config["extras"] = []  # untimed seed extras: predictions, single-sample accuracy
@@ -219,7 +215,6 @@ def main(argv):
     parser.add_argument("--steps", type=int, default=125)
     parser.add_argument("--chunk", type=int, default=25)
     parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--scratch", action="store_true")
     parser.add_argument("--multi", default="", help="ARM:K")
     args = parser.parse_args(argv)
     if args.epochs < 2 or args.steps < 2 * args.chunk:
@@ -248,10 +243,6 @@ def main(argv):
     for arm in arms:
         results.append(measure(args, exp, configs_for(exp, arm, args), arrays,
                                class_names, tdata, arm.name))
-        if args.scratch and arm.model.get("norm") == "keras" and exp.model in ("mlp", "deep-mlp"):
-            configs = configs_for(exp, arm, args, norm="scratch")
-            results.append(measure(args, exp, configs, arrays, class_names, tdata,
-                                   arm.name + "[scratch]"))
     if args.multi:
         name, k = args.multi.split(":")
         configs = configs_for(exp, exp.arm(name), args, seeds=range(1, int(k) + 1))

@@ -16,8 +16,8 @@ def rows(results, experiment, path):
 
 
 def is_arm(label):
-    """An experiment's own arm: not a scratch twin ``a[scratch]``, not a K-seed run ``a×K``."""
-    return "[" not in label and "×" not in label
+    """An experiment's own arm, not a K-seed run ``a×K``."""
+    return "×" not in label
 
 
 def per(row):

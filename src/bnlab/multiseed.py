@@ -193,15 +193,14 @@ def run_group(configs, arrays, class_names, bar=None):
 
 
 def _fit_epochs(group, config, x_dev, y_dev, xv, yv, histories, bar):
-    seconds, train_seconds = [], 0.0
+    seconds = []
     for epoch in range(config["epochs"]):
         start = time.perf_counter()
         loss, acc = group.train_epoch(x_dev, y_dev, epoch, config["batch_size"])
         seconds.append(time.perf_counter() - start)
-        train_seconds += seconds[-1]
         val_loss, val_acc = group.evaluate(xv, yv)
         for i, history in enumerate(histories):
-            row = {"epoch": epoch + 1, "step": None, "seconds": train_seconds,
+            row = {"epoch": epoch + 1, "step": None, "seconds": float(sum(seconds)),
                    "loss": float(loss[i]), "accuracy": float(acc[i])}
             if len(xv):
                 row.update(val_loss=float(val_loss[i]), val_accuracy=float(val_acc[i]))
@@ -209,9 +208,7 @@ def _fit_epochs(group, config, x_dev, y_dev, xv, yv, histories, bar):
         if bar is not None:
             bar.update(1)
             bar.set_postfix(val_acc=f"{np.mean(val_acc):.4f}")
-    later = seconds[1:] or seconds
-    return {"first_epoch_seconds": seconds[0], "seconds_per_epoch": float(np.mean(later)),
-            "train_seconds": train_seconds}
+    return recipe.epoch_timing(seconds)
 
 
 def _fit_steps(group, config, x_dev, y_dev, xv, yv, histories, bar):

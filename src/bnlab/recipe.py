@@ -86,6 +86,15 @@ def step_order(n, batch_size, steps, seed):
     return np.concatenate(order).reshape(-1, batch_size)[:steps]
 
 
+def epoch_timing(seconds):
+    """An epoch trial's timing from each epoch's training seconds: the first (compiling) epoch
+    apart, the mean of the others (of the first when there is one), and the total. Both paths
+    report it the same way, so that their figures compare."""
+    later = seconds[1:] or seconds
+    return {"first_epoch_seconds": seconds[0], "seconds_per_epoch": float(np.mean(later)),
+            "train_seconds": float(sum(seconds))}
+
+
 def describe_predictions(probabilities, y, class_names):
     """Seed 002's last cell: for each image, its true class, the predicted one, and the class
     probabilities (``probabilities``: (N, classes), the model's inference-mode outputs)."""

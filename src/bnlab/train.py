@@ -17,7 +17,6 @@ import time
 import traceback
 
 import keras
-import numpy as np
 from tqdm.auto import tqdm
 
 from bnlab import data as bndata
@@ -77,10 +76,7 @@ def _fit_epochs(model, config, arrays, bar):
             bar.set_postfix(val_acc=f"{row['val_accuracy']:.4f}")
         rows.append(row)
         bar.update(1)
-    later = seconds[1:] or seconds
-    timing = {"first_epoch_seconds": seconds[0], "seconds_per_epoch": float(np.mean(later)),
-              "train_seconds": float(sum(seconds))}
-    return rows, timing
+    return rows, recipe.epoch_timing(seconds)
 
 
 def _fit_steps(model, config, arrays, bar):
@@ -113,7 +109,7 @@ def _fit_steps(model, config, arrays, bar):
     return rows, timing
 
 
-def run_trial(config, arrays, class_names, *, progress=True, position=None):
+def run_trial(config, arrays, class_names, *, progress=True):
     """Train and evaluate one trial; returns (history rows, results dict)."""
     labelled = {k: (x, recipe.labels(config, y)) for k, (x, y) in arrays.items()}
     keras.utils.set_random_seed(config["seed"])
@@ -122,7 +118,7 @@ def run_trial(config, arrays, class_names, *, progress=True, position=None):
     length = config.get("steps") or config["epochs"]
     desc = f"{config['arm']} seed {config['seed']}"
     with tqdm(total=length, desc=desc, unit="step" if config.get("steps") else "epoch",
-              disable=not progress, leave=False, position=position, dynamic_ncols=True) as bar:
+              disable=not progress, leave=False, dynamic_ncols=True) as bar:
         if config.get("steps"):
             history, timing = _fit_steps(model, config, labelled, bar)
         else:
