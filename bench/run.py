@@ -153,6 +153,8 @@ def main(argv):
                    command="make bench" if not args.quick else "python bench/run.py --quick",
                    multi_seed=MULTI_SEED)
     text = markdown(results)
+    if not args.quick:  # the measurements made by hand, outside this run, kept in bench/tried.md
+        text += "\n" + (ROOT / "bench" / "tried.md").read_text()
     print(text)
     write_atomically(out_path, text)
     print(f"bench: wrote {out_path}; elapsed {results['elapsed']:.0f} s "

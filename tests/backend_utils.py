@@ -12,7 +12,11 @@ BACKEND = keras.backend.backend()
 
 
 def grads(layer, x, r, training):
-    """Return (dx, {weight name: gradient}) of Σ layer(x, training) · r as NumPy arrays."""
+    """Return (dx, {weight name: gradient}) of Σ layer(x, training) · r as NumPy arrays.
+
+    ``training=None`` calls a layer that takes no ``training`` argument (a convolution).
+    """
+    call_kwargs = {} if training is None else {"training": training}
     names = [v.path.split("/")[-1] for v in layer.trainable_variables]
     if BACKEND == "jax":
         import jax
@@ -23,7 +27,7 @@ def grads(layer, x, r, training):
         r_ = jnp.asarray(r)
 
         def loss(trainable, x):
-            y, _ = layer.stateless_call(trainable, non_trainable, x, training=training)
+            y, _ = layer.stateless_call(trainable, non_trainable, x, **call_kwargs)
             return jnp.sum(y.astype("float32") * r_)
 
         g_weights, g_x = jax.grad(loss, argnums=(0, 1))(trainable, jnp.asarray(x))
@@ -33,7 +37,7 @@ def grads(layer, x, r, training):
         x_ = tf.convert_to_tensor(x)
         with tf.GradientTape() as tape:
             tape.watch(x_)
-            y = layer(x_, training=training)
+            y = layer(x_, **call_kwargs)
             loss = tf.reduce_sum(tf.cast(y, "float32") * r)
         g_x, *g_weights = tape.gradient(
             loss, [x_] + [v.value for v in layer.trainable_variables]
@@ -44,7 +48,7 @@ def grads(layer, x, r, training):
         x_ = torch.tensor(x, requires_grad=True)
         for v in layer.trainable_variables:
             v.value.grad = None
-        y = layer(x_, training=training)
+        y = layer(x_, **call_kwargs)
         loss = torch.sum(y.float() * torch.tensor(r))
         loss.backward()
         g_x = x_.grad

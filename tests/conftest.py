@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+import bnlab  # noqa: F401  (picks bnlab's default backend before a test module imports keras)
+
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
