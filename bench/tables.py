@@ -61,8 +61,9 @@ def goals(results):
     for row in results.get("scratch") or []:
         ok &= row["ratio"] <= GOAL_SCRATCH
         lines.append(f"{row['model']} ({row['arm']}): scratch / keras = {row['ratio']:.3f} "
-                     f"({row['scratch_ms']:.2f} vs {row['keras_ms']:.2f} ms/step, median of "
-                     f"{row['reps']} alternating blocks of {row['steps']} steps)")
+                     f"(median of {row['reps']} adjacent pairs of {row['steps']}-step blocks, "
+                     f"ABBA order; medians {row['scratch_ms']:.2f} vs {row['keras_ms']:.2f} "
+                     f"ms/step)")
     out.append(("(a) a training step with norm=\"scratch\" within 1.05× of norm=\"keras\" "
                 "(default backend)", ok, lines or ["not measured"]))
     # (b) bnlab at most the faster of keras-tf and torch, every arm
@@ -253,10 +254,10 @@ METHOD = [
     "- FLOPs: 2 × MACs of the Dense and Conv layers per example, × 3 for forward + backward; "
     "BN, activations, pooling, loss and optimizer are not counted (bench/flops.py).",
     "- Goal (a): each BN model built with `norm=\"keras\"` and with `norm=\"scratch\"` in one "
-    "process, trained on the same block of batches with `fit`, the two timed in alternation "
-    "(7 blocks each after a warm-up) and their medians compared (bench/scratch_cost.py). "
-    "Sequential measurements of separate arms swing by ±20 % on this machine; alternation "
-    "cancels that drift.",
+    "process, trained on the same block of batches with `fit`; 9 pairs of adjacent blocks after "
+    "a warm-up, in ABBA order, and the median of the pairs' ratios (bench/scratch_cost.py). "
+    "Sequential measurements of separate arms swing by ±20 % on this machine; pairing cancels "
+    "that drift.",
     "- BN alone: median of many calls; bytes = 5 × N × 4 + 32 × C, the minimal traffic "
     "(bench/bn.py). Copy bandwidth measured in the same run with numpy.",
     "- Data: `bnlab.data.load(\"fashion_mnist\")` in a new process; cold = empty bnlab cache "
