@@ -11,6 +11,8 @@ process:
   bn         copy bandwidth, then BN forward + backward on jax, tensorflow, torch (bench/bn.py)
   scratch    goal (a): training steps of each BN model with norm="keras" and norm="scratch",
              timed in alternation in one process (bench/scratch_cost.py)
+  paired     goal (b) against PyTorch: every arm on bnlab and its PyTorch twin, timed in
+             alternation in one process (bench/paired.py)
   <experiment>  for each experiment: its arms on bnlab's path (and, for the MLP experiments,
              K seeds of one arm given to bnlab's path at once), then on Keras-on-TensorFlow,
              then on plain PyTorch (bench/epochs.py)
@@ -45,7 +47,7 @@ EXPERIMENTS = ("bn-placement", "lenet-bn", "deep-mlp", "deep-cnn")
 # K seeds of one arm trained together (goal c), measured for each MLP experiment.
 MULTI_SEED = {"bn-placement": "bn-after", "deep-mlp": "bn"}
 PATHS = (("bnlab", None), ("keras-tf", "tensorflow"), ("torch", None))
-SECTIONS = ("data", "check", "peak", "bn", "scratch") + EXPERIMENTS
+SECTIONS = ("data", "check", "peak", "bn", "scratch", "paired") + EXPERIMENTS
 
 
 def epoch_args(plan, experiment, path):
@@ -109,6 +111,10 @@ def run(plan, sections):
         answer = r.child("scratch: training steps, norm=keras and norm=scratch alternating",
                          "scratch_cost.py", ["--quick"] if plan.get("quick") else [])
         out["scratch"] = answer["rows"] if answer else []
+    if "paired" in sections:
+        answer = r.child("paired: bnlab and plain PyTorch alternating", "paired.py",
+                         ["--quick"] if plan.get("quick") else [])
+        out["paired"] = answer["rows"] if answer else []
     for experiment in EXPERIMENTS:
         if experiment not in sections:
             continue

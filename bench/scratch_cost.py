@@ -10,11 +10,9 @@ that sequential measurements of separate arms suffer from (those swing by ±20 %
     python bench/scratch_cost.py [--reps 9] [--quick]     (prints JSON on its last line)
 """
 
-import argparse
 import sys
-import time
 
-from common import emit, log, median
+from common import emit, log, pair_parser, pair_summary, time_pairs
 
 # (experiment, arm): the BN arms of the seed models, trained on bnlab's default backend.
 MODELS = (("bn-placement", "bn-after"), ("bn-placement", "bn-before"), ("deep-mlp", "bn"),
@@ -23,10 +21,7 @@ STEPS = {"mlp": 200, "deep-mlp": 200, "lenet": 60, "deep-cnn": 15}
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=9)
-    parser.add_argument("--quick", action="store_true", help="a few steps, to check it runs")
-    args = parser.parse_args(argv)
+    args = pair_parser(__doc__).parse_args(argv)
 
     import bnlab  # noqa: F401  (the default backend, as bnlab run picks it)
     import keras
@@ -51,22 +46,13 @@ def main(argv):
             keras.utils.set_random_seed(1)
             models[norm] = recipe.compile_model(config)
             models[norm].fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)  # compile
-        times = {"keras": [], "scratch": []}
-        for rep in range(2 if args.quick else args.reps):
-            # ABBA order: each pair's two blocks are adjacent in time, and which one goes first
-            # alternates, so a drift of the machine's speed cancels out of the pair's ratio.
-            for norm in ("keras", "scratch") if rep % 2 == 0 else ("scratch", "keras"):
-                start = time.perf_counter()
-                models[norm].fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
-                times[norm].append((time.perf_counter() - start) / steps)
-        pair_ratios = np.array(times["scratch"]) / np.array(times["keras"])
-        keras_ms, scratch_ms = (1000 * median(times[n]) for n in ("keras", "scratch"))
+        blocks = {norm: (lambda m=models[norm]: m.fit(x, y, batch_size=batch, epochs=1,
+                                                       shuffle=False, verbose=0))
+                  for norm in ("scratch", "keras")}
+        times, pair_ratios = time_pairs(blocks, 2 if args.quick else args.reps, steps)
         row = {"experiment": experiment_name, "arm": arm_name, "model": model_name,
-               "steps": steps, "reps": len(times["keras"]), "backend": keras.backend.backend(),
-               "keras_ms": keras_ms, "scratch_ms": scratch_ms,
-               "ratio": float(np.median(pair_ratios)), "spread": float(np.std(pair_ratios))}
-        log(f"scratch cost: {model_name} ({arm_name}): keras {keras_ms:.2f} ms/step, "
-            f"scratch {scratch_ms:.2f} ms/step, ratio {row['ratio']:.3f}")
+               "backend": keras.backend.backend(), **pair_summary(times, pair_ratios, steps)}
+        log(f"scratch cost: {model_name} ({arm_name}): scratch / keras = {row['ratio']:.3f}")
         rows.append(row)
     emit({"rows": rows})
 
