@@ -221,7 +221,10 @@ def main(argv):
         parser.error("need --epochs ≥ 2 and --steps ≥ 2 × --chunk: the first one is apart")
 
     import bnlab  # noqa: F401  (picks the default backend when KERAS_BACKEND is unset)
-    from bnlab import experiments
+    from bnlab import experiments, train
+
+    if args.path == "bnlab":  # XLA's options as `bnlab run` picks them for these trials
+        train.configure_xla(vectorized=bool(args.multi))
 
     backend = "torch-eager"
     if args.path != "torch":

@@ -32,6 +32,7 @@ def main(argv):
     import torch_models as tm
     from bnlab import experiments, recipe, train
 
+    train.configure_xla(vectorized=False)  # one seed at a time, as `bnlab run --seeds 1`
     train.enable_compilation_cache()
     torch.set_num_threads(os.cpu_count())
     rows = []

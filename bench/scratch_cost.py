@@ -29,6 +29,7 @@ def main(argv):
 
     from bnlab import experiments, recipe, train
 
+    train.configure_xla(vectorized=False)  # one seed at a time, as `bnlab run --seeds 1`
     train.enable_compilation_cache()
     rows = []
     for experiment_name, arm_name in MODELS:

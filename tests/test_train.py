@@ -1,5 +1,6 @@
 """One trial and many: histories, results, seed 003's step loop, determinism, resuming."""
 
+import os
 import numpy as np
 import pytest
 
@@ -127,3 +128,25 @@ def test_interrupted_run_resumes_with_only_the_missing_trials(tmp_path, monkeypa
         train.run_trials(configs[:1], store, force=True, progress=False, log=messages.append,
                          path="fit")
         assert calls == ["baseline"]
+
+
+def test_configure_xla_turns_ynnpack_off_only_for_one_seed_at_a_time(monkeypatch):
+    from bnlab.train import YNNPACK_OFF, configure_xla
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
+    if keras.backend.backend() != "jax":  # XLA's options are the JAX backend's
+        configure_xla(vectorized=False)
+        assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false"
+        return
+    configure_xla(vectorized=True)
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false"
+    configure_xla(vectorized=False)
+    assert os.environ["XLA_FLAGS"] == f"--xla_cpu_enable_fast_math=false {YNNPACK_OFF}"
+    configure_xla(vectorized=False)  # idempotent
+    assert os.environ["XLA_FLAGS"].count("ynn_fusion_type") == 1
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=dot")
+    configure_xla(vectorized=False)  # the user's own choice is kept
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_experimental_ynn_fusion_type=dot"
+    monkeypatch.delenv("XLA_FLAGS")
+    configure_xla(vectorized=False)
+    assert os.environ["XLA_FLAGS"] == YNNPACK_OFF

@@ -13,6 +13,7 @@ the seeds of an arm together, as one vectorized program (``bnlab.multiseed``).
 """
 
 import json
+import os
 import time
 import traceback
 
@@ -44,6 +45,27 @@ def enable_compilation_cache(path=None):
     jax.config.update("jax_compilation_cache_dir", str(path or bndata.cache_dir() / "jax"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+YNNPACK_OFF = "--xla_cpu_experimental_ynn_fusion_type="  # an empty list of YNNPACK fusions
+
+
+def configure_xla(vectorized):
+    """Pick XLA's CPU options for this process; call it before the process's first JAX op.
+
+    jaxlib hands XLA's CPU matrix products to YNNPACK by default. That runs the K-seed programs
+    of ``bnlab.multiseed`` fastest, but one seed at a time runs faster without it (ms a step,
+    on or off: LeNet 6.1-6.2 / 5.1-5.5, BN-after MLP 0.97-1.11 / 0.90-0.93; five MLP seeds
+    vmapped 3.1-3.2 / 4.2-4.4; docs/performance.md). So a process that trains no seeds together
+    (``vectorized=False``) turns YNNPACK off. XLA reads its flags when JAX starts its CPU
+    backend, once per process: a later call changes nothing. A YNNPACK flag the user put in
+    ``XLA_FLAGS`` is kept. No effect on other backends.
+    """
+    if keras.backend.backend() != "jax" or vectorized:
+        return
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "ynn_fusion_type" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {YNNPACK_OFF}".strip()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -168,10 +190,12 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
     if skipped:
         log(f"{skipped} of {len(configs)} trials already finished in {store.path}; "
             f"running the {len(todo)} missing" + (" (use --force to rerun them)" if todo else ""))
+    units = _work_units(todo, path)
+    configure_xla(vectorized=any(len(group) > 1 for group in units))
     datasets, done = {}, []
     with tqdm(total=len(todo), desc="trials", unit="trial", disable=not progress or not todo,
               dynamic_ncols=True) as bar:
-        for group in _work_units(todo, path):
+        for group in units:
             together = path == "auto" and multiseed.supported(group[0])
             key = recipe.data_key(group[0])
             if key not in datasets:
