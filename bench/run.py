@@ -108,9 +108,12 @@ def run(plan, sections):
                              ["--layers", "--reps", plan["bn_reps"]], backend=backend)
             out["bn"] += answer["rows"] if answer else []
     if "scratch" in sections:
-        answer = r.child("scratch: training steps, norm=keras and norm=scratch alternating",
-                         "scratch_cost.py", ["--quick"] if plan.get("quick") else [])
-        out["scratch"] = answer["rows"] if answer else []
+        out["scratch"] = []
+        for models in ("dense", "conv"):  # each in a process set up as `bnlab run` trains it
+            answer = r.child(f"scratch: {models} models, norm=keras and norm=scratch alternating",
+                             "scratch_cost.py",
+                             ["--models", models] + (["--quick"] if plan.get("quick") else []))
+            out["scratch"] += answer["rows"] if answer else []
     if "paired" in sections:
         answer = r.child("paired: bnlab and plain PyTorch alternating", "paired.py",
                          ["--quick"] if plan.get("quick") else [])

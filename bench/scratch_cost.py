@@ -7,7 +7,7 @@ timed in pairs of adjacent blocks, ``reps`` pairs, after a warm-up, in ABBA orde
 is the median of the pairs' ratios. Pairing in one process cancels the drift of a shared machine
 that sequential measurements of separate arms suffer from (those swing by ±20 % here).
 
-    python bench/scratch_cost.py [--reps 9] [--quick]     (prints JSON on its last line)
+    python bench/scratch_cost.py --models dense|conv [--reps 9] [--quick]   (JSON, last line)
 """
 
 import sys
@@ -21,7 +21,11 @@ STEPS = {"mlp": 200, "deep-mlp": 200, "lenet": 60, "deep-cnn": 15}
 
 
 def main(argv):
-    args = pair_parser(__doc__).parse_args(argv)
+    parser = pair_parser(__doc__)
+    parser.add_argument("--models", choices=("dense", "conv"), required=True,
+                        help="the MLPs, in a process set up as `bnlab run` trains them (seeds "
+                             "together), or the conv models (one seed at a time)")
+    args = parser.parse_args(argv)
 
     import bnlab  # noqa: F401  (the default backend, as bnlab run picks it)
     import keras
@@ -29,10 +33,13 @@ def main(argv):
 
     from bnlab import experiments, recipe, train
 
-    train.configure_xla(vectorized=False)  # one seed at a time, as `bnlab run --seeds 1`
+    dense = args.models == "dense"
+    train.configure_xla(vectorized=dense)  # XLA's options as `bnlab run` picks them
     train.enable_compilation_cache()
     rows = []
     for experiment_name, arm_name in MODELS:
+        if (experiments.get(experiment_name).model in ("mlp", "deep-mlp")) != dense:
+            continue
         experiment = experiments.get(experiment_name)
         arm = experiment.arm(arm_name)
         base = experiments.trial_config(experiment, arm, 1, dataset="fashion_mnist", epochs=1)
