@@ -49,6 +49,16 @@ def time_calls(fn, reps, warmup=3):
     return median(times)
 
 
+def training_block(config, steps):
+    """The first ``steps`` batches of a trial's training split (x, labels as its loss wants)."""
+    from bnlab import recipe
+
+    arrays, _ = recipe.load_data(config)
+    n = steps * config["batch_size"]
+    x, y = arrays["train"]
+    return x[:n], recipe.labels(config, y[:n])
+
+
 def pair_parser(doc):
     """The command line of the paired measurements: --reps (pairs) and --quick."""
     import argparse

@@ -4,11 +4,11 @@
         [--epochs 3] [--steps 125 --chunk 25] [--limit N] [--multi ARM:K]
 
 Paths:
-  bnlab     bnlab's side, through ONE function, :func:`bnlab_epoch_times`. Today that is bnlab's
-            default path: ``bnlab.train.run_trial`` (Keras ``fit``) on the backend bnlab picks
-            (JAX; run this process without KERAS_BACKEND), with JAX's compilation cache on, as
-            ``bnlab run`` does.
-  keras-tf  the same ``run_trial`` call in a process with KERAS_BACKEND=tensorflow (the seeds'
+  bnlab     bnlab's side, through ONE function, :func:`bnlab_epoch_times`: bnlab's default path
+            on the backend bnlab picks (JAX; run this process without KERAS_BACKEND), with JAX's
+            compilation cache and XLA's options as ``bnlab run`` sets them: the seeds of an MLP
+            arm vectorized (``bnlab.multiseed``), one seed with ``bnlab.train.run_trial``.
+  keras-tf  ``run_trial`` in a process with KERAS_BACKEND=tensorflow (the seeds'
             stack); the run refuses any other backend.
   torch     the plain PyTorch twin of the model (bench/torch_models.py), eager, with the same
             batch size, optimizer, data and shuffling, data held in memory as float32 tensors.
@@ -50,8 +50,9 @@ def bnlab_epoch_times(configs, arrays, class_names):
     """Train the trials ``configs`` (same experiment and arm; one per seed) on bnlab's path.
 
     Contract (what bench/run.py reads): ``configs`` are ``bnlab.experiments.trial_config`` dicts
-    with ``epochs`` (≥ 2) or ``steps`` set; ``arrays``/``class_names`` come from bnlab's
-    ``load_data``, with an EMPTY validation split (see the module docstring). Return a dict with
+    with ``epochs`` (≥ 2) or ``steps`` set; ``arrays``/``class_names`` come from
+    ``bnlab.recipe.load_data``, with an EMPTY validation split (see the module docstring).
+    Return a dict with
       ``first_seconds``      wall seconds of the first epoch (epoch experiments) or of the first
                              chunk of ``config["log_every"]["batch"]`` steps (step experiments),
                              all seeds together;
@@ -118,11 +119,7 @@ def torch_times(config, data):
     import torch_models as tm
 
     torch.manual_seed(config["seed"])
-    spec = dict(config["model"])
-    name = spec.pop("name")
-    model = tm.build(name, **spec)
-    opt = tm.optimizer(model.parameters(), config["optimizer"])
-    loss = tm.loss_function(name)
+    model, opt, loss = tm.twin(config)
     x, y = data
     if config.get("steps"):
         chunk = config["log_every"]["batch"]
@@ -137,38 +134,20 @@ def torch_times(config, data):
 
 
 def torch_data(config):
-    """The training split as float32/int64 torch tensors (NCHW for conv models; one-hot float
-    labels for the deep CNN's sigmoid cross-entropy)."""
-    import numpy as np
+    """The training split as torch tensors (``torch_models.tensors``: NCHW for the conv models,
+    one-hot float labels for the deep CNN's sigmoid cross-entropy)."""
     import torch
 
-    from bnlab import data
+    import torch_models as tm
+    from bnlab import recipe
 
     torch.set_num_threads(os.cpu_count())
-    ds = data.load(config["dataset"], preprocessing=config["preprocessing"], **config["split"])
-    x, y = ds.x_train, ds.y_train
-    if config.get("limit"):
-        x, y = x[:config["limit"]], y[:config["limit"]]
-    name = config["model"]["name"]
-    if name in ("lenet", "deep-cnn"):
-        x = x[:, None]  # NCHW
-    if name == "deep-cnn":
-        y = np.eye(10, dtype="float32")[y]
-    return torch.from_numpy(np.ascontiguousarray(x, dtype="float32")), torch.from_numpy(y)
+    arrays, _ = recipe.load_data(config)
+    x, y = arrays["train"]
+    return tm.tensors(x, recipe.labels(config, y))
 
 
 # ----------------------------------------------------------------------------------------------
-
-
-def load_data(config):
-    """``load_data`` of bnlab (in ``bnlab.train``, or ``bnlab.recipe`` since it moved there)."""
-    from bnlab import train
-
-    if hasattr(train, "load_data"):
-        return train.load_data(config)
-    from bnlab import recipe
-
-    return recipe.load_data(config)
 
 
 def configs_for(exp, arm, args, seeds=(1,)):
@@ -221,7 +200,7 @@ def main(argv):
         parser.error("need --epochs ≥ 2 and --steps ≥ 2 × --chunk: the first one is apart")
 
     import bnlab  # noqa: F401  (picks the default backend when KERAS_BACKEND is unset)
-    from bnlab import experiments, train
+    from bnlab import experiments, recipe, train
 
     if args.path == "bnlab":  # XLA's options as `bnlab run` picks them for these trials
         train.configure_xla(vectorized=bool(args.multi))
@@ -239,7 +218,7 @@ def main(argv):
     if args.path == "torch":
         tdata = torch_data(configs_for(exp, arms[0], args)[0])
     else:
-        arrays, class_names = load_data(configs_for(exp, arms[0], args)[0])
+        arrays, class_names = recipe.load_data(configs_for(exp, arms[0], args)[0])
         (xv, yv), (xt, yt) = arrays["val"], arrays["test"]
         arrays.update(val=(xv[:0], yv[:0]), test=(xt[:TEST_CUT], yt[:TEST_CUT]))  # see above
     results = []

@@ -14,7 +14,7 @@ A short pause between blocks lets the other framework's worker threads go idle.
 import os
 import sys
 
-from common import emit, log, pair_parser, pair_summary, time_pairs
+from common import emit, log, pair_parser, pair_summary, time_pairs, training_block
 
 EXPERIMENTS = ("bn-placement", "lenet-bn", "deep-mlp", "deep-cnn")
 STEPS = {"mlp": 200, "deep-mlp": 200, "lenet": 60, "deep-cnn": 15}
@@ -26,7 +26,6 @@ def main(argv):
 
     import bnlab  # noqa: F401  (the default backend, as bnlab run picks it)
     import keras
-    import numpy as np
     import torch
 
     import torch_models as tm
@@ -44,9 +43,7 @@ def main(argv):
                 **({"steps": 10} if experiment.steps else {"epochs": 1}))
             name, batch = config["model"]["name"], config["batch_size"]
             steps = 3 if args.quick else STEPS[name]
-            arrays, _ = recipe.load_data(config)
-            x = arrays["train"][0][:steps * batch]
-            y = recipe.labels(config, arrays["train"][1][:steps * batch])
+            x, y = training_block(config, steps)
 
             keras.utils.set_random_seed(1)
             model = recipe.compile_model(config)
@@ -55,14 +52,8 @@ def main(argv):
                 model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
 
             torch.manual_seed(1)
-            spec = {k: v for k, v in config["model"].items() if k != "name"}
-            twin = tm.build(name, **spec)
-            opt = tm.optimizer(twin.parameters(), config["optimizer"])
-            loss_fn = tm.loss_function(name)
-            xt = torch.from_numpy(np.ascontiguousarray(  # NHWC → NCHW for the conv models
-                x.transpose(0, 3, 1, 2) if x.ndim == 4 else x, dtype="float32"))
-            y_np = np.asarray(y)  # class indices, or one-hot rows for the deep CNN
-            yt = torch.from_numpy(y_np.astype("int64" if y_np.ndim == 1 else "float32"))
+            twin, opt, loss_fn = tm.twin(config)
+            xt, yt = tm.tensors(x, y)
             twin.train()
 
             def torch_block():

@@ -12,7 +12,7 @@ that sequential measurements of separate arms suffer from (those swing by ±20 %
 
 import sys
 
-from common import emit, log, pair_parser, pair_summary, time_pairs
+from common import emit, log, pair_parser, pair_summary, time_pairs, training_block
 
 # (experiment, arm): the BN arms of the seed models, trained on bnlab's default backend.
 MODELS = (("bn-placement", "bn-after"), ("bn-placement", "bn-before"), ("deep-mlp", "bn"),
@@ -29,25 +29,23 @@ def main(argv):
 
     import bnlab  # noqa: F401  (the default backend, as bnlab run picks it)
     import keras
-    import numpy as np
 
-    from bnlab import experiments, recipe, train
+    from bnlab import experiments, multiseed, recipe, train
 
     dense = args.models == "dense"
     train.configure_xla(vectorized=dense)  # XLA's options as `bnlab run` picks them
     train.enable_compilation_cache()
     rows = []
     for experiment_name, arm_name in MODELS:
-        if (experiments.get(experiment_name).model in ("mlp", "deep-mlp")) != dense:
-            continue
         experiment = experiments.get(experiment_name)
+        if (experiment.model in multiseed.VECTORIZED_MODELS) != dense:
+            continue
         arm = experiment.arm(arm_name)
         base = experiments.trial_config(experiment, arm, 1, dataset="fashion_mnist", epochs=1)
         model_name = base["model"]["name"]
         steps = 3 if args.quick else STEPS[model_name]
         batch = base["batch_size"]
-        arrays, _ = recipe.load_data(base)
-        x, y = arrays["train"][0][:steps * batch], recipe.labels(base, arrays["train"][1][:steps * batch])
+        x, y = training_block(base, steps)
         models = {}
         for norm in ("keras", "scratch"):
             config = dict(base, model={**base["model"], "norm": norm})

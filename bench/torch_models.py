@@ -149,6 +149,23 @@ def optimizer(params, spec):
     raise ValueError(f"no torch optimizer for {spec['name']}")
 
 
+def twin(config):
+    """The PyTorch twin of a bnlab trial config's model, with its optimizer and loss function."""
+    spec = dict(config["model"])
+    name = spec.pop("name")
+    model = build(name, **spec)
+    return model, optimizer(model.parameters(), config["optimizer"]), loss_function(name)
+
+
+def tensors(x, y):
+    """bnlab's training arrays as torch tensors: NHWC images → NCHW, float32; integer class
+    labels → int64, one-hot rows (the deep CNN's) → float32."""
+    x, y = np.asarray(x), np.asarray(y)
+    x = x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
+    return (torch.from_numpy(np.ascontiguousarray(x, dtype="float32")),
+            torch.from_numpy(y.astype("int64" if y.ndim == 1 else "float32")))
+
+
 def count_params(model):
     """(total, trainable, non-trainable) as Keras counts them: BN running mean/var are
     non-trainable weights; ``num_batches_tracked`` is torch bookkeeping, not a weight."""
