@@ -51,7 +51,7 @@ def time_calls(fn, reps, warmup=3):
 
 def training_block(config, steps):
     """The first ``steps`` batches of a trial's training split (x, labels as its loss wants)."""
-    from bnlab import recipe
+    from bnlab.lab import recipe
 
     arrays, _ = recipe.load_data(config)
     n = steps * config["batch_size"]

@@ -7,7 +7,7 @@ Paths:
   bnlab     bnlab's side, through ONE function, :func:`bnlab_epoch_times`: bnlab's default path
             on the backend bnlab picks (JAX; run this process without KERAS_BACKEND), with JAX's
             compilation cache and XLA's options as ``bnlab run`` sets them: the seeds of an MLP
-            arm vectorized (``bnlab.multiseed``), one seed with ``bnlab.train.run_trial``.
+            arm vectorized (``bnlab.lab.multiseed``), one seed with ``bnlab.lab.train.run_trial``.
   keras-tf  ``run_trial`` in a process with KERAS_BACKEND=tensorflow (the seeds'
             stack); the run refuses any other backend.
   torch     the plain PyTorch twin of the model (bench/torch_models.py), eager, with the same
@@ -23,7 +23,7 @@ What is timed:
             "seconds per step" is the time of the other S − C steps divided by S − C.
   The timed runs have NO validation split, so that no validation is ever timed. (An earlier
   bnlab subtracted the validation time from an epoch while JAX still ran that epoch's steps
-  asynchronously; ``bnlab.train`` now times ``fit`` alone and validates after.) The test split (evaluated once after
+  asynchronously; ``bnlab.lab.train`` now times ``fit`` alone and validates after.) The test split (evaluated once after
   training, never timed) is cut to 500 images, and the seeds' untimed extras (predictions,
   single-sample accuracy) are off. ``--limit N`` (``--quick`` checks only) cuts the data to N.
   ``--multi ARM:K`` adds K seeds of ARM given to :func:`bnlab_epoch_times` in one call (trained
@@ -49,9 +49,9 @@ TEST_CUT = 500
 def bnlab_epoch_times(configs, arrays, class_names):
     """Train the trials ``configs`` (same experiment and arm; one per seed) on bnlab's path.
 
-    Contract (what bench/run.py reads): ``configs`` are ``bnlab.experiments.trial_config`` dicts
+    Contract (what bench/run.py reads): ``configs`` are ``bnlab.lab.experiments.trial_config`` dicts
     with ``epochs`` (≥ 2) or ``steps`` set; ``arrays``/``class_names`` come from
-    ``bnlab.recipe.load_data``, with an EMPTY validation split (see the module docstring).
+    ``bnlab.lab.recipe.load_data``, with an EMPTY validation split (see the module docstring).
     Return a dict with
       ``first_seconds``      wall seconds of the first epoch (epoch experiments) or of the first
                              chunk of ``config["log_every"]["batch"]`` steps (step experiments),
@@ -60,11 +60,11 @@ def bnlab_epoch_times(configs, arrays, class_names):
       ``seconds_per_step``   for step experiments: seconds per later step, all seeds together;
       ``path``               a short name of the path, shown in the tables.
     bnlab's default path, as ``bnlab run`` takes it: several seeds of a model that
-    ``bnlab.multiseed`` vectorizes train together as one program (the results carry the group's
+    ``bnlab.lab.multiseed`` vectorizes train together as one program (the results carry the group's
     time); a single seed, or a conv model, trains with Keras ``fit`` via ``run_trial`` (measured
     here the faster single-seed path: 1.46 s against 1.54 s per epoch for the BN-after MLP).
     """
-    from bnlab import multiseed, train
+    from bnlab.lab import multiseed, train
 
     train.enable_compilation_cache()  # as `bnlab run` does, whichever path
     if len(configs) > 1 and multiseed.supported(configs[0]):
@@ -75,8 +75,8 @@ def bnlab_epoch_times(configs, arrays, class_names):
 
 
 def keras_epoch_times(configs, arrays, class_names):
-    """``bnlab.train.run_trial`` for each config in turn (Keras ``fit``, this process's backend)."""
-    from bnlab import train
+    """``bnlab.lab.train.run_trial`` for each config in turn (Keras ``fit``, this process's backend)."""
+    from bnlab.lab import train
 
     train.enable_compilation_cache()
     return timing([train.run_trial(c, arrays, class_names, progress=False) for c in configs])
@@ -139,7 +139,7 @@ def torch_data(config):
     import torch
 
     import torch_models as tm
-    from bnlab import recipe
+    from bnlab.lab import recipe
 
     torch.set_num_threads(os.cpu_count())
     arrays, _ = recipe.load_data(config)
@@ -151,7 +151,7 @@ def torch_data(config):
 
 
 def configs_for(exp, arm, args, seeds=(1,)):
-    from bnlab.experiments import trial_config
+    from bnlab.lab.experiments import trial_config
 
     out = []
     for seed in seeds:
@@ -200,7 +200,7 @@ def main(argv):
         parser.error("need --epochs ≥ 2 and --steps ≥ 2 × --chunk: the first one is apart")
 
     import bnlab  # noqa: F401  (picks the default backend when KERAS_BACKEND is unset)
-    from bnlab import experiments, recipe, train
+    from bnlab.lab import experiments, recipe, train
 
     if args.path == "bnlab":  # XLA's options as `bnlab run` picks them for these trials
         train.configure_xla(vectorized=bool(args.multi))

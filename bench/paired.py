@@ -29,7 +29,7 @@ def main(argv):
     import torch
 
     import torch_models as tm
-    from bnlab import experiments, recipe, train
+    from bnlab.lab import experiments, recipe, train
 
     train.configure_xla(vectorized=False)  # one seed at a time, as `bnlab run --seeds 1`
     train.enable_compilation_cache()

@@ -30,7 +30,7 @@ def main(argv):
     import bnlab  # noqa: F401  (the default backend, as bnlab run picks it)
     import keras
 
-    from bnlab import experiments, multiseed, recipe, train
+    from bnlab.lab import experiments, multiseed, recipe, train
 
     dense = args.models == "dense"
     train.configure_xla(vectorized=dense)  # XLA's options as `bnlab run` picks them

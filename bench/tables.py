@@ -259,7 +259,7 @@ METHOD = [
     "idle: PyTorch's two OpenMP threads in particular slow down many times over when anything "
     "else takes a core.",
     "- **bnlab**: whatever `bench/epochs.py:bnlab_epoch_times` runs; in this run: PATHS "
-    "(keras-fit = `bnlab.train.run_trial`, Keras `fit`, on the backend bnlab picks, JAX's "
+    "(keras-fit = `bnlab.lab.train.run_trial`, Keras `fit`, on the backend bnlab picks, JAX's "
     "compilation cache on as in `bnlab run`). **Keras on TF**: `run_trial` with "
     "KERAS_BACKEND=tensorflow. **PyTorch**: `bench/torch_models.py`, the same model in "
     "`torch.nn` (NCHW for the conv models), same batch size, optimizer (RMSprop rho 0.9, eps "

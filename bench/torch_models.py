@@ -271,7 +271,7 @@ def check(variants):
 def all_variants():
     """(experiment, arm label, model spec) for every arm, plus the norm="scratch" twins of the
     MLP arms that use Keras's BN (the benchmark's scratch-vs-keras comparison)."""
-    from bnlab.experiments import EXPERIMENTS
+    from bnlab.lab.experiments import EXPERIMENTS
 
     out = []
     for exp in EXPERIMENTS.values():

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from bnlab import cli
-from bnlab.store import Store
+from bnlab.results.store import Store
 
 BNLAB = [sys.executable, "-m", "bnlab.cli"]
 

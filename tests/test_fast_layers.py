@@ -1,6 +1,6 @@
-"""bnlab.fast_layers' Conv2D and MaxPooling2D against Keras's own layers, on every backend.
+"""bnlab.layers.fast_conv' Conv2D and MaxPooling2D against Keras's own layers, on every backend.
 
-On JAX on the CPU they run bnlab.xla_cpu's forms of the math (tests/test_xla_cpu.py checks those
+On JAX on the CPU they run bnlab.layers.xla_cpu's forms of the math (tests/test_xla_cpu.py checks those
 against XLA's ops directly); elsewhere they call what Keras's layers call. Either way the output
 and the gradients for the input and every weight must be Keras's, to float round-off.
 """
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from backend_utils import grads, to_numpy
-from bnlab import fast_layers, models
+from bnlab import models
+from bnlab.layers import fast_conv as fast_layers
 
 pytestmark = pytest.mark.backend
 
@@ -84,7 +85,7 @@ def test_max_pooling_output_and_gradient_match_keras(shape, pool_size, ties):
     r = rng.normal(size=y_keras.shape).astype("float32")
     dx_keras, _ = grads(keras_layer, x, r, training=None)
     dx_fast, _ = grads(fast_layer, x, r, training=None)
-    # On JAX, XLA and bnlab.xla_cpu both send the gradient to the window's first maximum; on the
+    # On JAX, XLA and bnlab.layers.xla_cpu both send the gradient to the window's first maximum; on the
     # other backends both layers run the same op.
     np.testing.assert_array_equal(dx_fast, dx_keras)
     if not ties:

@@ -1,12 +1,12 @@
-"""K seeds trained together (bnlab.multiseed, JAX) against K separate runs of Keras's fit."""
+"""K seeds trained together (bnlab.lab.multiseed, JAX) against K separate runs of Keras's fit."""
 
 import numpy as np
 import pytest
 
 import bnlab  # noqa: F401
 import keras
-from bnlab import experiments, multiseed, recipe, train
-from bnlab.store import Store
+from bnlab.lab import experiments, multiseed, recipe, train
+from bnlab.results.store import Store
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "jax",
                                 reason="the vectorized path is JAX's")

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from bnlab.report import (diff_ci, fmt_ci, mean_ci, summary_rows, t_quantile, text_table,
+from bnlab.results.report import (diff_ci, fmt_ci, mean_ci, summary_rows, t_quantile, text_table,
                           verdict, write_report)
-from bnlab.store import Store
+from bnlab.results.store import Store
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -224,8 +224,8 @@ def test_sparse_trials_unknown_arm_and_escaping(tmp_path):
 def test_report_and_store_import_no_keras():
     import subprocess
     import sys
-    code = ("import sys, bnlab.report, bnlab.store; "
+    code = ("import sys, bnlab.results.report, bnlab.results.store; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('keras', 'jax', 'tensorflow', "
-            "'torch', 'scipy') or m in ('bnlab.data', 'bnlab.models', 'bnlab.train')]; "
+            "'torch', 'scipy') or m in ('bnlab.data', 'bnlab.models', 'bnlab.lab.train')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from bnlab.store import SCHEMA_VERSION, Store, StoreError, Trial
+from bnlab.results.store import SCHEMA_VERSION, Store, StoreError, Trial
 
 
 def config(arm="bn-after", seed=0, experiment="bn-placement", **extra):
@@ -187,7 +187,7 @@ def test_closed_store_errors(tmp_path):
 
 CHILD = textwrap.dedent("""
     import sys, time
-    from bnlab.store import Store
+    from bnlab.results.store import Store
     path, rows = sys.argv[1], int(sys.argv[2])
     base = {"experiment": "crash", "dataset": "fashion_mnist"}
     store = Store(path)

@@ -6,8 +6,8 @@ import pytest
 
 import bnlab  # noqa: F401
 import keras
-from bnlab import experiments, recipe, train
-from bnlab.store import Store
+from bnlab.lab import experiments, recipe, train
+from bnlab.results.store import Store
 
 BACKEND = keras.backend.backend()
 
@@ -131,7 +131,7 @@ def test_interrupted_run_resumes_with_only_the_missing_trials(tmp_path, monkeypa
 
 
 def test_configure_xla_turns_ynnpack_off_only_for_one_seed_at_a_time(monkeypatch):
-    from bnlab.train import YNNPACK_OFF, configure_xla
+    from bnlab.lab.train import YNNPACK_OFF, configure_xla
 
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
     if keras.backend.backend() != "jax":  # XLA's options are the JAX backend's

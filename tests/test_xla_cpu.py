@@ -1,18 +1,18 @@
-"""bnlab.xla_cpu against XLA's own ops (JAX), and proof that the layers use it on the CPU."""
+"""bnlab.layers.xla_cpu against XLA's own ops (JAX), and proof that the layers use it on the CPU."""
 
 import os
 
 import pytest
 
 if os.environ.get("KERAS_BACKEND", "jax") != "jax":
-    pytest.skip("bnlab.xla_cpu is the JAX backend's", allow_module_level=True)
+    pytest.skip("bnlab.layers.xla_cpu is the JAX backend's", allow_module_level=True)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 
-from bnlab import fast_layers, xla_cpu  # noqa: E402
+from bnlab.layers import fast_conv as fast_layers, xla_cpu  # noqa: E402
 
 CASES = [  # (x shape, kernel (kh, kw), strides, padding)
     ((4, 28, 28, 1), (5, 5), (1, 1), "valid"),
@@ -62,7 +62,7 @@ def test_conv2d_works_under_vmap_as_multiseed_uses_it():
 
 
 def test_layers_take_the_fast_path_on_the_cpu():
-    """The layer tests compare outputs only; this shows they exercised bnlab.xla_cpu's code."""
+    """The layer tests compare outputs only; this shows they exercised bnlab.layers.xla_cpu's code."""
     assert jax.default_backend() == "cpu"
     conv, pool = fast_layers.Conv2D(4, 3), fast_layers.MaxPooling2D(2)
     conv.build((1, 8, 8, 2))

@@ -33,7 +33,7 @@ def main(argv=None):
         parser.print_help()
         return 2
     from bnlab.data import DatasetError
-    from bnlab.store import StoreError
+    from bnlab.results.store import StoreError
 
     try:
         return args.func(args) or 0
@@ -111,7 +111,7 @@ def _positive(text):
 
 
 def cmd_list(args):
-    from bnlab.experiments import EXPERIMENTS
+    from bnlab.lab.experiments import EXPERIMENTS
 
     width = max(len(name) for name in EXPERIMENTS)
     for name, exp in EXPERIMENTS.items():
@@ -122,10 +122,10 @@ def cmd_list(args):
 
 
 def cmd_run(args):
-    from bnlab import experiments
+    from bnlab.lab import experiments
     from bnlab.data import DATASETS, DatasetError
-    from bnlab.store import Store
-    from bnlab.train import run_trials
+    from bnlab.results.store import Store
+    from bnlab.lab.train import run_trials
 
     experiment = _experiment(args.experiment)
     arms = experiments.select_arms(experiment, _split_names(args.arms))
@@ -158,7 +158,7 @@ def cmd_run(args):
 
 
 def cmd_report(args):
-    from bnlab.store import Store
+    from bnlab.results.store import Store
 
     experiment = _experiment(args.experiment)
     if not args.store.exists():
@@ -202,7 +202,7 @@ def cmd_demo(args):
 
 
 def _experiment(name):
-    from bnlab import experiments
+    from bnlab.lab import experiments
 
     try:
         return experiments.get(name)
@@ -234,7 +234,7 @@ def _settings(config):
 
 
 def _print_summary(store, experiment, configs):
-    from bnlab import report
+    from bnlab.results import report
 
     trials = _selection(store, experiment, configs)
     if not trials:
@@ -246,7 +246,8 @@ def _print_summary(store, experiment, configs):
 
 
 def _write_report(store, experiment, configs, out_dir):
-    from bnlab import experiments, report
+    from bnlab.lab import experiments
+    from bnlab.results import report
 
     trials = _selection(store, experiment, configs)
     newest = max(trials, key=lambda t: t.finished_at or "")
@@ -257,7 +258,7 @@ def _write_report(store, experiment, configs, out_dir):
 
 
 def _spec(experiment, command=None):
-    from bnlab import experiments
+    from bnlab.lab import experiments
 
     return experiments.as_report_spec(experiment, command)
 

@@ -9,7 +9,7 @@
 ``placement``  ``"after"`` the activation (Dense(activation) → BN) or ``"before"`` it
                (Dense(use_bias=False) → BN → Activation), as seeds 000 and 004 compare them.
 
-Convolutions and max pooling are ``bnlab.fast_layers``' ``Conv2D`` and ``MaxPooling2D``: Keras's
+Convolutions and max pooling are ``bnlab.layers.fast_conv``' ``Conv2D`` and ``MaxPooling2D``: Keras's
 layers, with the same weights and outputs, whose gradients run faster on JAX on the CPU.
 
 Each builder follows its seed line by line; where a seed is ambiguous or wrong, the docstring says
@@ -21,7 +21,7 @@ import math
 
 import keras
 
-from bnlab.fast_layers import Conv2D, MaxPooling2D
+from bnlab.layers.fast_conv import Conv2D, MaxPooling2D
 from bnlab.layers import BatchNorm
 
 NORMS = ("none", "keras", "scratch")

@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
-from bnlab import models, recipe
+from bnlab import models
+from bnlab.lab import recipe
 
 EVAL_BATCH_SIZE = 500
 

@@ -1,7 +1,7 @@
 """Keras's ``Conv2D`` and ``MaxPooling2D``, with faster derivatives on JAX on the CPU.
 
 Each is the Keras layer itself (constructor, weights, config, output): only the op it calls
-changes, and only where ``bnlab.xla_cpu`` has a faster form of the same math — the JAX backend on
+changes, and only where ``bnlab.layers.xla_cpu`` has a faster form of the same math — the JAX backend on
 a CPU, channels-last data, no dilation or groups; pooling with window = strides and "valid"
 padding. Everywhere else (TensorFlow, PyTorch, JAX on a GPU, other settings) they call exactly what
 Keras's layers call. The tests hold both against Keras's layers, forward and gradient.
@@ -11,7 +11,7 @@ import keras
 
 
 def _fast_path():
-    """True on the JAX backend running on a CPU, where bnlab.xla_cpu applies."""
+    """True on the JAX backend running on a CPU, where bnlab.layers.xla_cpu applies."""
     if keras.backend.backend() != "jax":
         return False
     import jax  # the JAX backend is in use, so JAX is installed and loaded
@@ -25,7 +25,7 @@ class Conv2D(keras.layers.Conv2D):
 
     ``input_gradient``: how that product's blocks are added back, ``"sum"`` or ``"scatter"`` —
     ``"scatter"`` for a convolution whose input comes from max pooling (see
-    ``bnlab.xla_cpu.conv2d``). Every other argument is Keras's.
+    ``bnlab.layers.xla_cpu.conv2d``). Every other argument is Keras's.
     """
 
     def __init__(self, *args, input_gradient="sum", **kwargs):
@@ -41,7 +41,7 @@ class Conv2D(keras.layers.Conv2D):
         if (not _fast_path() or self.data_format != "channels_last" or self.groups != 1
                 or tuple(self.dilation_rate) != (1, 1)):
             return super().convolution_op(inputs, kernel)
-        from bnlab import xla_cpu
+        from bnlab.layers import xla_cpu
 
         return xla_cpu.conv2d(inputs, keras.ops.convert_to_tensor(kernel), tuple(self.strides),
                               self.padding, self.input_gradient)
@@ -55,6 +55,6 @@ class MaxPooling2D(keras.layers.MaxPooling2D):
         if (not _fast_path() or self.data_format != "channels_last" or self.padding != "valid"
                 or tuple(self.pool_size) != tuple(self.strides)):
             return super().call(inputs)
-        from bnlab import xla_cpu
+        from bnlab.layers import xla_cpu
 
         return xla_cpu.max_pool(inputs, tuple(self.pool_size))

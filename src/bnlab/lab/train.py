@@ -9,7 +9,7 @@ Same config, same backend and same seed give the same history: the seed fixes th
 store is skipped (unless ``force``), every other one is marked running, trained, and then written in
 one transaction with its history and results, so an interrupted run leaves nothing marked finished
 that did not finish and the next run completes only what is missing. On the JAX backend it trains
-the seeds of an arm together, as one vectorized program (``bnlab.multiseed``).
+the seeds of an arm together, as one vectorized program (``bnlab.lab.multiseed``).
 """
 
 import json
@@ -21,7 +21,8 @@ import keras
 from tqdm.auto import tqdm
 
 from bnlab import data as bndata
-from bnlab import models, multiseed, recipe
+from bnlab import models
+from bnlab.lab import multiseed, recipe
 
 EVAL_BATCH_SIZE = 500  # inference-mode BN makes evaluation independent of the batch size
 
@@ -54,7 +55,7 @@ def configure_xla(vectorized):
     """Pick XLA's CPU options for this process; call it before the process's first JAX op.
 
     jaxlib hands XLA's CPU matrix products to YNNPACK by default. That runs the K-seed programs
-    of ``bnlab.multiseed`` fastest, but one seed at a time runs faster without it (ms a step,
+    of ``bnlab.lab.multiseed`` fastest, but one seed at a time runs faster without it (ms a step,
     on or off: LeNet 6.1-6.2 / 5.1-5.5, BN-after MLP 0.97-1.11 / 0.90-0.93; five MLP seeds
     vmapped 3.1-3.2 / 4.2-4.4; docs/performance.md). So a process that trains no seeds together
     (``vectorized=False``) turns YNNPACK off. XLA reads its flags when JAX starts its CPU
@@ -177,7 +178,7 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
     """Run every trial of ``configs`` not yet finished in ``store``; returns the ids run.
 
     ``path="auto"`` trains the seeds of each arm together as one vectorized program where the
-    backend allows it (JAX: ``bnlab.multiseed``), and each trial with Keras's ``fit`` elsewhere;
+    backend allows it (JAX: ``bnlab.lab.multiseed``), and each trial with Keras's ``fit`` elsewhere;
     ``path="fit"`` always uses ``fit``. Results record the path that produced them.
     Interrupting (Ctrl-C) marks the running trials failed and re-raises; a killed process leaves
     them marked running. Either way the next call runs them again, and never a finished one.

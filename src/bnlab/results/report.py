@@ -1,6 +1,6 @@
 """Reports from the store: confidence intervals, learning curves, tables, Markdown and HTML.
 
-The statistics (t intervals, Welch's difference, verdicts) live in :mod:`bnlab.stats`.
+The statistics (t intervals, Welch's difference, verdicts) live in :mod:`bnlab.results.stats`.
 Every file is written atomically (temporary name in the same folder, then ``os.replace``).
 """
 
@@ -26,8 +26,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bnlab.stats import NO_TRIALS, diff_ci, fmt_ci, mean_ci, t_quantile, verdict  # noqa: E402,F401
-from bnlab.store import Store, Trial  # noqa: E402
+from bnlab.results.stats import NO_TRIALS, diff_ci, fmt_ci, mean_ci, t_quantile, verdict  # noqa: E402,F401
+from bnlab.results.store import Store, Trial  # noqa: E402
 ACCURACY_KEYS = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy")
 
 

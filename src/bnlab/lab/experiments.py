@@ -230,7 +230,7 @@ def command_line(experiment, config, seeds):
 
 
 def as_report_spec(experiment, command=None):
-    """The plain description bnlab.report.write_report reads."""
+    """The plain description bnlab.results.report.write_report reads."""
     return {
         "name": experiment.name,
         "title": experiment.title,

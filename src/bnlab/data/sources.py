@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bnlab.download import DownloadFailed, download_files
-from bnlab.idx import DatasetError, bad_file, one_line, read_idx
+from bnlab.data.download import DownloadFailed, download_files
+from bnlab.data.idx import DatasetError, bad_file, one_line, read_idx
 
 __all__ = ["DATASETS", "DEBIAN_DIRS", "KERAS_DATASETS_DIR", "Dataset", "DatasetError",
            "cache_dir", "load", "preprocess", "read_idx"]

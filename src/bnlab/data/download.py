@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from bnlab.idx import DatasetError, one_line
+from bnlab.data.idx import DatasetError, one_line
 
 DOWNLOAD_TIMEOUT = 30  # seconds, per connection attempt / read
 

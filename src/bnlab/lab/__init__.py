@@ -1,0 +1,1 @@
+"""Running experiments: the named experiments, config -> model and data, training, executors."""

@@ -1,0 +1,11 @@
+"""Keras layers written with ``keras.ops``: BN and its variants, and the fast convolutions.
+
+``batchnorm`` holds :class:`BatchNorm`, the drop-in for ``keras.layers.BatchNormalization``;
+``fast_conv`` holds Keras's ``Conv2D`` and ``MaxPooling2D`` with ``xla_cpu``'s gradients on JAX
+on a CPU.
+"""
+
+from bnlab.layers.batchnorm import BatchNorm
+from bnlab.layers.fast_conv import Conv2D, MaxPooling2D
+
+__all__ = ["BatchNorm", "Conv2D", "MaxPooling2D"]
