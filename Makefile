@@ -18,8 +18,8 @@ $(VENV)/.installed-demo: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(PY)
-	$(PIP) install -e '.[test,tensorflow,torch]' 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -c "import bnlab, keras, jax, tensorflow, torch, pytest"
+	$(PIP) install -e '.[test,tensorflow,torch,ray,export]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -c "import bnlab, keras, jax, tensorflow, torch, pytest, ray, tensorboardX, mlflow, nbclient"
 	touch $@
 
 data:
