@@ -70,7 +70,7 @@ def renorm_state(moving_mean, moving_variance) -> dict:
 
 def renorm_correction(mean, var, renorm_mean, renorm_stddev, *, epsilon: float,
                       rmax=None, rmin=None, dmax=None) -> tuple[np.ndarray, np.ndarray]:
-    """``(r, d)`` from the batch moments μ_B, σ²_B and the renorm statistics, clipped (see above)."""
+    """``(r, d)`` from the batch moments μ_B, σ²_B and the renorm statistics, clipped (above)."""
     _check_clipping(rmax, rmin, dmax)
     sigma = np.maximum(renorm_stddev, np.sqrt(epsilon))
     r = np.sqrt(var + epsilon) / sigma
