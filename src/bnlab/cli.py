@@ -3,6 +3,8 @@
     bnlab list                         the named experiments, one line each
     bnlab run EXPERIMENT [options]     train its trials (arm × seed) into the store, then report
     bnlab report EXPERIMENT            write runs/EXPERIMENT/report.{md,html} and figures
+    bnlab export tensorboard EXPERIMENT DIR   its trials' scalars as TensorBoard event files
+    bnlab export mlflow EXPERIMENT     its trials as MLflow runs (--tracking-uri)
     bnlab summary MODEL [options]      model.summary() and each BN layer's variables
     bnlab demo                         the main job: bn-placement on Fashion-MNIST, ~3 minutes
 
@@ -64,6 +66,21 @@ def _parser():
     p.add_argument("--out", type=Path, help="output folder (default runs/EXPERIMENT)")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("export", help="export an experiment's trials to TensorBoard or MLflow")
+    to = p.add_subparsers(dest="target", metavar="TARGET", required=True)
+    e = to.add_parser("tensorboard", help="event files, one folder per trial (DIR/EXPERIMENT/ARM/"
+                                          "seed-N)")
+    e.add_argument("experiment")
+    e.add_argument("dir", type=Path, help="TensorBoard log folder")
+    e.add_argument("--store", type=Path, default=DEFAULT_STORE, help="results store (SQLite)")
+    e.set_defaults(func=cmd_export)
+    e = to.add_parser("mlflow", help="one MLflow run per trial")
+    e.add_argument("experiment")
+    e.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else runs/mlruns)")
+    e.add_argument("--store", type=Path, default=DEFAULT_STORE, help="results store (SQLite)")
+    e.set_defaults(func=cmd_export)
+
     p = sub.add_parser("summary", help="print a model's summary and its BN variables")
     p.add_argument("model", help="mlp, deep-mlp, lenet or deep-cnn")
     p.add_argument("--norm", default="keras", help="none, keras or scratch (default keras)")
@@ -92,6 +109,8 @@ def _add_run_options(p):
     p.add_argument("--force", action="store_true", help="rerun trials already finished")
     p.add_argument("--no-report", action="store_true", help="do not write the report")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--tensorboard", type=Path, metavar="DIR",
+                   help="also write the trials' scalars as TensorBoard event files under DIR")
     p.add_argument("--path", choices=("auto", "fit"), default="auto",
                    help="auto: on JAX, the seeds of an arm train together as one vectorized "
                         "program; fit: each trial with Keras's fit (default auto)")
@@ -155,18 +174,52 @@ def cmd_run(args):
         _print_summary(store, experiment, configs)
         if not args.no_report:
             _write_report(store, experiment, configs, Path("runs") / experiment.name)
+        if args.tensorboard:
+            _export_tensorboard(store, _selection(store, experiment, configs), args.tensorboard)
 
 
 def cmd_report(args):
-    from bnlab.results.store import Store
-
     experiment = _experiment(args.experiment)
-    if not args.store.exists():
-        raise UserError(f"no results store at {args.store}; run `bnlab run {experiment.name}` "
-                        "first")
-    with Store(args.store) as store:
+    with _existing_store(args.store, experiment) as store:
         _print_summary(store, experiment, None)
         _write_report(store, experiment, None, args.out or Path("runs") / experiment.name)
+
+
+def cmd_export(args):
+    experiment = _experiment(args.experiment)
+    with _existing_store(args.store, experiment) as store:
+        trials = _selection(store, experiment, None)
+        if not trials:
+            raise UserError(f"no finished trials of {experiment.name} in {store.path}; run "
+                            f"`bnlab run {experiment.name}` first")
+        if args.target == "tensorboard":
+            return _export_tensorboard(store, trials, args.dir)
+        from bnlab.results.export import DEFAULT_MLFLOW_URI, export_mlflow
+
+        uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_MLFLOW_URI
+        report_dir = Path("runs") / experiment.name
+        _write_report(store, experiment, None, report_dir)
+        figures = sorted(report_dir.glob("*.png"))
+        try:
+            done = export_mlflow(store, trials, uri, figures)
+        except ImportError as exc:
+            raise UserError(str(exc)) from None
+        print(f"mlflow: {len(done['created'])} run(s) written, {len(done['unchanged'])} already "
+              f"there and unchanged; tracking URI {uri}")
+
+
+def _export_tensorboard(store, trials, out_dir):
+    from bnlab.results.export import export_tensorboard
+
+    try:
+        folders = export_tensorboard(store, trials, out_dir)
+    except ImportError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"cannot write TensorBoard files under {out_dir} ({exc.strerror or exc})"
+                        ) from None
+    print(f"tensorboard: {len(folders)} trial(s) under {out_dir}; view with "
+          f"`tensorboard --logdir {out_dir}`")
 
 
 def cmd_summary(args):
@@ -208,6 +261,14 @@ def _experiment(name):
         return experiments.get(name)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+
+
+def _existing_store(path, experiment):
+    from bnlab.results.store import Store
+
+    if not path.exists():
+        raise UserError(f"no results store at {path}; run `bnlab run {experiment.name}` first")
+    return Store(path)
 
 
 def _split_names(text):
