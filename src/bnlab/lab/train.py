@@ -13,9 +13,12 @@ what is missing. On the JAX backend it trains the seeds of an arm together, as o
 program (``bnlab.lab.multiseed``).
 """
 
+import contextlib
 import json
 import math
 import os
+import signal
+import threading
 import time
 import traceback
 
@@ -210,9 +213,11 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
     forced = {store.trial_id(c) for c in todo} if force else set()
     in_flight, waiting, done = {}, [], []
     with tqdm(total=len(todo), desc="trials", unit="trial", disable=not progress or not todo,
-              dynamic_ncols=True) as bar, store.keep_alive():
+              dynamic_ncols=True) as bar, store.keep_alive(), _interrupts() as interrupted:
         try:
             while queue or in_flight or waiting:
+                if interrupted.is_set():  # a Ctrl-C that some library swallowed still stops us
+                    raise KeyboardInterrupt
                 while queue and len(in_flight) < executor.slots:
                     group = queue.pop(0)
                     mine, held = _claim(store, group, forced)
@@ -233,11 +238,30 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
         except BaseException as exc:
             executor.cancel()
             reason = "".join(traceback.format_exception_only(exc)).strip()
-            for group in in_flight.values():
-                for config in group:
-                    store.fail(store.trial_id(config), reason or type(exc).__name__)
+            store.fail_mine(reason or type(exc).__name__)  # claimed ones included, not only those in flight
             raise
     return done
+
+
+@contextlib.contextmanager
+def _interrupts():
+    """Ctrl-C raises KeyboardInterrupt as usual and is also remembered in the Event yielded, which
+    the driver checks between units: code that catches the exception (some start-up paths of
+    JAX's libraries do) cannot make the run go on. Only in the main thread, where signals land."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def handler(signum, frame):
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _claim(store, group, forced):

@@ -347,6 +347,14 @@ class Store:
             conn.execute("DELETE FROM metrics WHERE trial_id = ?", (trial_id,))
         return True
 
+    def fail_mine(self, error: str) -> int:
+        """Mark every trial this process is running failed with ``error``; returns how many."""
+        with self._write() as conn:
+            return conn.execute(
+                "UPDATE trials SET status = 'failed', error = ?, finished_at = ?, results = NULL, "
+                "lease_until = NULL WHERE owner = ? AND status = 'running'",
+                (str(error), _now(), _dumps(self.owner))).rowcount
+
     def delete(self, experiment: str | None = None) -> int:
         """Delete the trials (all statuses) of ``experiment``, or every trial; return how many."""
         where, args = ("WHERE experiment = ?", (experiment,)) if experiment is not None else ("", ())
