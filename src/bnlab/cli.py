@@ -114,6 +114,11 @@ def _add_run_options(p):
     p.add_argument("--path", choices=("auto", "fit"), default="auto",
                    help="auto: on JAX, the seeds of an arm train together as one vectorized "
                         "program; fit: each trial with Keras's fit (default auto)")
+    p.add_argument("--executor", choices=("process", "ray"), default="process",
+                   help="process: train in this process; ray: each trial (or seeds-together "
+                        "group) as a Ray task (default process)")
+    p.add_argument("--address", help="with --executor ray: the Ray cluster to join (default: "
+                                     "start a local Ray with this machine's cores)")
 
 
 def _positive(text):
@@ -144,9 +149,17 @@ def cmd_run(args):
     from bnlab.lab import experiments
     from bnlab.data import DATASETS, DatasetError
     from bnlab.results.store import Store
-    from bnlab.lab.train import run_trials
+    from bnlab.lab import executors
+    from bnlab.lab.train import load_datasets, run_trials
 
     experiment = _experiment(args.experiment)
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        raise UserError(f"--data-dir {args.data_dir}: no such folder")
+    if args.address is not None and args.executor != "ray":
+        raise UserError("--address needs --executor ray")
+    report_dir = Path("runs") / experiment.name
+    if not args.no_report:
+        _check_writable(report_dir, "the report (pass --no-report, or run from a writable folder)")
     arms = experiments.select_arms(experiment, _split_names(args.arms))
     if args.dataset and args.dataset not in DATASETS:
         raise UserError(f"unknown dataset {args.dataset!r}; known: {', '.join(DATASETS)}")
@@ -162,27 +175,34 @@ def cmd_run(args):
     ]
     print(f"bnlab: {experiment.name}: {len(arms)} arm(s) x {args.seeds} seed(s) on "
           f"{configs[0]['dataset']} (backend {backend}); store {args.store}")
+    datasets = None
+    try:  # the data is checked before the store is opened: a bad --data-dir writes nothing
+        if args.executor == "process":
+            datasets = load_datasets(configs, args.data_dir)
+    except DatasetError as exc:
+        if configs[0]["dataset"] == "mnist":
+            raise UserError(f"{exc} — or run this experiment on Fashion-MNIST instead: "
+                            f"bnlab run {experiment.name} --dataset fashion_mnist") from None
+        raise
     with Store(args.store) as store:
-        try:
-            run_trials(configs, store, force=args.force, data_dir=args.data_dir,
-                       progress=not args.quiet, path=args.path)
-        except DatasetError as exc:
-            if configs[0]["dataset"] == "mnist":
-                raise UserError(f"{exc} — or run this experiment on Fashion-MNIST instead: "
-                                f"bnlab run {experiment.name} --dataset fashion_mnist") from None
-            raise
+        executor = executors.make(args.executor, address=args.address, data_dir=args.data_dir,
+                                  progress=not args.quiet, datasets=datasets)
+        run_trials(configs, store, force=args.force, data_dir=args.data_dir,
+                   progress=not args.quiet, path=args.path, executor=executor)
         _print_summary(store, experiment, configs)
         if not args.no_report:
-            _write_report(store, experiment, configs, Path("runs") / experiment.name)
+            _write_report(store, experiment, configs, report_dir)
         if args.tensorboard:
             _export_tensorboard(store, _selection(store, experiment, configs), args.tensorboard)
 
 
 def cmd_report(args):
     experiment = _experiment(args.experiment)
+    out = args.out or Path("runs") / experiment.name
+    _check_writable(out, "the report (choose a folder with --out)")
     with _existing_store(args.store, experiment) as store:
         _print_summary(store, experiment, None)
-        _write_report(store, experiment, None, args.out or Path("runs") / experiment.name)
+        _write_report(store, experiment, None, out)
 
 
 def cmd_export(args):
@@ -268,11 +288,25 @@ def _existing_store(path, experiment):
 
     if not path.exists():
         raise UserError(f"no results store at {path}; run `bnlab run {experiment.name}` first")
-    return Store(path)
+    return Store(path, create=False)
 
 
 def _split_names(text):
-    return [n.strip() for n in text.split(",") if n.strip()] if text else None
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UserError(f"--arms {text!r} names no arm; give comma-separated arm names")
+    return names
+
+
+def _check_writable(folder, what):
+    """Refuse, before any training, a report folder that is a file or cannot be written."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder} is a file, not a folder, so it cannot hold {what}")
+    existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {what} into {folder}: {existing} is not writable")
 
 
 def _selection(store, experiment, configs):
@@ -304,6 +338,10 @@ def _print_summary(store, experiment, configs):
     rows = report.summary_rows(store, _spec(experiment), trials=trials)
     print()
     print(report.text_table(rows))
+    for trial in trials:
+        if trial.results.get("diverged"):
+            print(f"diverged: {trial.arm} seed {trial.seed} (training loss not finite from "
+                  f"{trial.results['diverged']})")
 
 
 def _write_report(store, experiment, configs, out_dir):

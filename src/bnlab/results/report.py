@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import matplotlib
 
@@ -77,11 +77,19 @@ def _arms(store: Store, experiment: Any, trials: Sequence[Trial] | None = None) 
     return list(arms.values())
 
 
+class Proportion(NamedTuple):
+    """(mean, half-width) of an accuracy. An accuracy lies in [0, 1], so where the t interval
+    mean ± half-width reaches past it (few seeds, tiny test sets) it is shown clipped:
+    ``mean [max(0, mean − hw), min(1, mean + hw)]``."""
+    mean: float
+    half_width: float
+
+
 def _summary(arm: Arm, confidence: float = 0.95) -> dict:
     spe = arm.final("seconds_per_epoch")
     return {"arm": arm.name, "label": arm.label, "n": len(arm.trials),
-            "val_accuracy": mean_ci(arm.final("val_accuracy"), confidence),
-            "test_accuracy": mean_ci(arm.final("test_accuracy"), confidence),
+            "val_accuracy": Proportion(*mean_ci(arm.final("val_accuracy"), confidence)),
+            "test_accuracy": Proportion(*mean_ci(arm.final("test_accuracy"), confidence)),
             "seconds_per_epoch": float(np.mean(spe)) if spe else None}
 
 
@@ -98,6 +106,10 @@ _HEADERS = {"n": "seeds", "val_accuracy": "val acc (mean ± 95% CI)",
 def _cell(value: Any, digits: int = 4) -> str:
     if value is None:
         return "—"
+    if isinstance(value, Proportion) and not math.isnan(value.half_width) \
+            and not 0.0 <= value.mean - value.half_width <= value.mean + value.half_width <= 1.0:
+        low, high = max(0.0, value.mean - value.half_width), min(1.0, value.mean + value.half_width)
+        return f"{value.mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
     if isinstance(value, tuple) and len(value) == 2:
         return fmt_ci(*value)
     if isinstance(value, float):
@@ -304,6 +316,9 @@ def _header(store: Store, experiment: Any, arms: list[Arm]) -> list[tuple]:
     items += [f"arm {a.name}: " + (f"{len(a.trials)} seed{'s' * (len(a.trials) > 1)} (" + ", ".join(
         str(t.seed) for t in a.trials) + ")" if a.trials else NO_TRIALS) for a in arms]
     items += _describe_runs(trials)
+    items += [f"diverged: {t.arm} seed {t.seed} (training loss not finite from "
+              f"{t.results['diverged']}); its results are in the tables" for t in trials
+              if t.results.get("diverged")]
     unfinished = [t for t in store.trials(name, status=None) if t.status != "finished"]
     if unfinished:
         items.append(f"not included: {len(unfinished)} unfinished trial(s), listed below")
