@@ -7,7 +7,6 @@ Every file is written atomically (temporary name in the same folder, then ``os.r
 from __future__ import annotations
 
 import contextlib
-import html
 import io
 import json
 import math
@@ -18,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import jinja2
 import matplotlib
 
 matplotlib.use("Agg")
@@ -409,33 +409,14 @@ def _md(blocks: list[tuple]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
-color:#222;line-height:1.45}table{border-collapse:collapse;margin:1em 0;font-size:.92em}
-th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
-th{background:#f0f0f0}tr:nth-child(even) td{background:#fafafa}img{max-width:100%}
-pre{background:#f4f4f4;padding:.8em;overflow-x:auto}h2{border-bottom:1px solid #ddd}"""
+_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("bnlab.results", "templates"),
+                                autoescape=True, keep_trailing_newline=True,
+                                undefined=jinja2.StrictUndefined)
 
 
 def _html(blocks: list[tuple], title: str) -> str:
-    e = html.escape
-    parts = []
-    for kind, *args in blocks:
-        if kind in ("h1", "h2", "p"):
-            parts.append(f"<{kind}>{e(str(args[0]))}</{kind}>")
-        elif kind == "list":
-            parts.append("<ul>" + "".join(f"<li>{e(str(i))}</li>" for i in args[0]) + "</ul>")
-        elif kind == "code":
-            parts.append(f"<pre><code>{e(str(args[0]))}</code></pre>")
-        elif kind == "img":
-            parts.append(f'<p><img src="{e(args[0])}" alt="{e(args[1])}"></p>')
-        elif kind == "table":
-            head, rows = args
-            parts.append("<table><tr>" + "".join(f"<th>{e(str(h))}</th>" for h in head) + "</tr>"
-                         + "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>"
-                                   for r in rows) + "</table>")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(title)}'
-            f"</title><style>{_CSS}</style></head><body>\n" + "\n".join(parts)
-            + "\n</body></html>\n")
+    """The blocks through templates/report.html.j2 (Jinja2, every value escaped)."""
+    return _TEMPLATES.get_template("report.html.j2").render(blocks=blocks, title=title)
 
 
 def _write_atomic(path: Path, data: bytes) -> Path:
