@@ -26,6 +26,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bnlab.results import beside  # noqa: E402
 from bnlab.results.stats import NO_TRIALS, diff_ci, fmt_ci, mean_ci, verdict  # noqa: E402,F401
 from bnlab.results.store import Store, Trial  # noqa: E402
 ACCURACY_KEYS = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy")
@@ -132,16 +133,20 @@ def _pick(arms: list[Arm], candidates: Sequence[str]) -> str | None:
     return next((c for c in candidates if c in present), None)
 
 
-def _series(histories: list[list[dict]], x_key: str, metric: str):
+def _series(histories: list[list[dict]], x_key: str, metric: str, confidence: float = 0.95):
+    """x values, and per x: (mean, CI low, CI high) over the seeds that have a finite value there
+    (the CI of the mean, as in the tables; NaN where fewer than two seeds)."""
     points: dict[float, list[float]] = {}
     for history in histories:
         for r in history:
             if r.get(x_key) is not None and r.get(metric) is not None:
                 points.setdefault(r[x_key], []).append(r[metric])
     xs = sorted(points)
-    vals = [np.asarray(points[x], dtype=float) for x in xs]
-    stats = [(np.nanmean(v), np.nanmin(v), np.nanmax(v)) if np.isfinite(v).any()
-             else (np.nan,) * 3 for v in vals]
+    stats = []
+    for x in xs:
+        values = np.asarray(points[x], dtype=float)
+        mean, hw = mean_ci(values[np.isfinite(values)], confidence)
+        stats.append((mean, mean - hw, mean + hw))
     return np.asarray(xs, dtype=float), np.asarray(stats, dtype=float).reshape(-1, 3)
 
 
@@ -186,7 +191,8 @@ def _curves_figure(arms: list[Arm], x_axis: str):
                 handles.append(h), labels.append(lab)
     if handles:
         fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), frameon=False)
-    fig.text(0.5, 0.005, "line: mean over seeds; band: min–max over seeds", ha="center",
+    fig.text(0.5, 0.005, "line: mean over seeds; band: 95% confidence interval of the mean",
+             ha="center",
              fontsize=8, color="dimgrey")
     fig.tight_layout(rect=(0, 0.02, 1, 0.95))
     return fig
@@ -374,6 +380,13 @@ def _blocks(store: Store, experiment: Any, arms: list[Arm], figures: dict[str, s
     out += [("h2", "Per-arm results"), _arm_table(arms, confidence)]
     if "final_accuracy" in figures:
         out.append(("img", figures["final_accuracy"], "final accuracy per arm and seed"))
+    figures_of_seeds = _field(experiment, "seed_figures") or []
+    if figures_of_seeds:
+        x_key = _field(experiment, "x_axis") or "epoch"
+        out += [("h2", "Beside the seed notebooks"),
+                ("p", "What the seed notebooks printed (one run each), beside the same quantity "
+                      "here over seeds."),
+                ("table", beside.HEADER, beside.rows(arms, figures_of_seeds, x_key, confidence))]
     comparisons = _field(experiment, "comparisons", []) or []
     if comparisons:
         out += [("h2", "Comparisons"), ("p", f"Welch's {confidence:.0%} interval for the "
