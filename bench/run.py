@@ -11,6 +11,8 @@ process:
   bn         copy bandwidth, then BN forward + backward on jax, tensorflow, torch (bench/bn.py)
   scratch    goal (a): training steps of each BN model with norm="keras" and norm="scratch",
              timed in alternation in one process (bench/scratch_cost.py)
+  variants   issue 8 §5: norm="renorm" vs Keras's renorm=True layer, norm="ghost" vs
+             norm="scratch", training steps timed in alternation (bench/variant_cost.py)
   paired     goal (b) against PyTorch: every arm on bnlab and its PyTorch twin, timed in
              alternation in one process (bench/paired.py)
   <experiment>  for each experiment: its arms on bnlab's path (and, for the MLP experiments,
@@ -47,7 +49,7 @@ EXPERIMENTS = ("bn-placement", "lenet-bn", "deep-mlp", "deep-cnn")
 # K seeds of one arm trained together (goal c), measured for each MLP experiment.
 MULTI_SEED = {"bn-placement": "bn-after", "deep-mlp": "bn"}
 PATHS = (("bnlab", None), ("keras-tf", "tensorflow"), ("torch", None))
-SECTIONS = ("data", "check", "peak", "bn", "scratch", "paired") + EXPERIMENTS
+SECTIONS = ("data", "check", "peak", "bn", "scratch", "variants", "paired") + EXPERIMENTS
 
 
 def epoch_args(plan, experiment, path):
@@ -114,6 +116,13 @@ def run(plan, sections):
                              "scratch_cost.py",
                              ["--models", models] + (["--quick"] if plan.get("quick") else []))
             out["scratch"] += answer["rows"] if answer else []
+    if "variants" in sections:
+        out["variants"] = []
+        for models in ("dense", "conv"):
+            answer = r.child(f"variants: {models} models, renorm and ghost against their baselines",
+                             "variant_cost.py",
+                             ["--models", models] + (["--quick"] if plan.get("quick") else []))
+            out["variants"] += answer["rows"] if answer else []
     if "paired" in sections:
         answer = r.child("paired: bnlab and plain PyTorch alternating", "paired.py",
                          ["--quick"] if plan.get("quick") else [])

@@ -188,9 +188,31 @@ def test_ghost_gradients_are_those_of_separate_batches():
         assert_close(dw[name], sum(p[1][name] for p in parts), what=f"d{name}")
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"renorm": True}], ids=["bn", "renorm"])
+def test_ghost_with_mask_is_keras_layer_per_group(kwargs):
+    """Each group of k examples, masked steps left out, is Keras's layer on that group alone;
+    with momentum 0 the moving mean is the groups' average of their means."""
+    rng = np.random.default_rng(30)
+    x = (rng.standard_normal((6, 5, 3)) * 2 + rng.normal(0, 2, (6, 1, 1))).astype("float32")
+    mask = rng.random((6, 5)) < 0.7
+    ours = BatchNorm(virtual_batch_size=2, momentum=0.0, **kwargs)
+    y = to_numpy(ours(x, training=True, mask=mask))
+    means, variances = [], []
+    for g in range(3):
+        theirs = keras.layers.BatchNormalization(momentum=0.0, **kwargs)
+        part = slice(2 * g, 2 * g + 2)
+        y_group = to_numpy(theirs(x[part], training=True, mask=mask[part]))
+        assert_close(y[part], y_group, what=f"group {g}")
+        means.append(to_numpy(theirs.moving_mean))
+        variances.append(to_numpy(theirs.moving_variance))
+    assert_close(to_numpy(ours.moving_mean), np.mean(means, 0), what="moving_mean")
+    if not kwargs:  # renorm derives its moving variance from the averaged stddev instead
+        assert_close(to_numpy(ours.moving_variance), np.mean(variances, 0), what="moving_variance")
+
+
 def test_ghost_errors_name_virtual_batch_size():
     layer = BatchNorm(virtual_batch_size=5)
-    with pytest.raises(ValueError, match="virtual_batch_size=5 does not divide the batch size 12"):
+    with pytest.raises(ValueError, match="virtual_batch_size=5 does not divide the batch size 12; allowed: a divisor"):
         layer(np.ones((12, 3), "float32"), training=True)
     for bad in (0, -2, 2.5, True, "4"):
         with pytest.raises(ValueError, match="virtual_batch_size"):
@@ -240,7 +262,57 @@ def test_synchronized_outside_a_strategy_is_local_bn():
     assert_close(to_numpy(ours.moving_variance), to_numpy(theirs.moving_variance))
 
 
-def training_step(layer, x, axis_name=None):
+# Two logical CPUs must be configured before TensorFlow starts, hence a fresh process.
+MIRRORED_SCRIPT = """
+import json, numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from bnlab.layers import BatchNorm
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+rng = np.random.default_rng(0)
+x = (rng.standard_normal((2, 6, 3)) * 2 + rng.normal(0, 3, (2, 1, 1))).astype("float32")
+results = {}
+for name, cls in (("bnlab", BatchNorm), ("keras", keras.layers.BatchNormalization)):
+    for synchronized in (True, False):
+        with strategy.scope():
+            layer = cls(synchronized=synchronized, momentum=0.5)
+            layer.build((6, 3))
+        shards = strategy.experimental_distribute_values_from_function(
+            lambda ctx: tf.constant(x[ctx.replica_id_in_sync_group]))
+        out = strategy.run(tf.function(lambda s: layer(s, training=True)), args=(shards,))
+        y = np.concatenate([o.numpy() for o in strategy.experimental_local_results(out)])
+        results[f"{name}-{synchronized}"] = [y.tolist(), layer.moving_mean.numpy().tolist(),
+                                             layer.moving_variance.numpy().tolist()]
+one = BatchNorm(momentum=0.5)
+results["one"] = [one(x.reshape(12, 3), training=True).numpy().tolist(),
+                  one.moving_mean.numpy().tolist(), one.moving_variance.numpy().tolist()]
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="synchronized=True is TensorFlow's")
+def test_synchronized_under_mirrored_strategy_equals_one_bn_over_the_global_batch():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    results = {k: [np.asarray(v) for v in vs]
+               for k, vs in json.loads(run.stdout.strip().splitlines()[-1]).items()}
+    for ours, expected in zip(results["bnlab-True"], results["one"]):
+        assert_close(ours, expected, what="synchronized vs one BN")
+    for ours, theirs in zip(results["bnlab-True"], results["keras-True"]):
+        assert_close(ours, theirs, what="synchronized vs Keras's synchronized")
+    # the shards differ, so local statistics would not do
+    assert np.max(np.abs(results["bnlab-False"][0] - results["one"][0])) > 0.1
+
+
+def mapped_step(layer, x, axis_name=None):
     """Outputs, new non-trainable weights and d(Σ outputs·cos x)/dx of layer(x, training=True);
     with ``axis_name``, x holds one shard per replica, mapped with jax.vmap(axis_name=)."""
     import jax
@@ -278,8 +350,8 @@ def test_axis_name_equals_one_bn_over_the_global_batch(kwargs):
     template.build(shard)
     weights = [w + rng.uniform(0.1, 0.5, w.shape).astype(w.dtype) for w in template.get_weights()]
     synced = built(shard, weights, axis_name="r", **kwargs)
-    y, state, dx = training_step(synced, x, axis_name="r")
-    y_one, state_one, dx_one = training_step(built(shard, weights, **kwargs),
+    y, state, dx = mapped_step(synced, x, axis_name="r")
+    y_one, state_one, dx_one = mapped_step(built(shard, weights, **kwargs),
                                                  x.reshape((-1,) + shard[1:]))
     assert_close(y.reshape(y_one.shape), y_one, what="outputs")
     assert_close(dx.reshape(dx_one.shape), dx_one, what="dx")
@@ -297,9 +369,9 @@ def test_axis_index_groups_equal_separate_bns_per_group():
                np.zeros(4, "float32"), np.ones(4, "float32")]
     groups = [[0, 2], [1, 3]]
     synced = built(shard, weights, axis_name="r", axis_index_groups=groups)
-    y, state, dx = training_step(synced, x, axis_name="r")
+    y, state, dx = mapped_step(synced, x, axis_name="r")
     for group in groups:
-        y_one, state_one, dx_one = training_step(built(shard, weights),
+        y_one, state_one, dx_one = mapped_step(built(shard, weights),
                                                      np.concatenate(x[group]))
         assert_close(np.concatenate(y[group]), y_one, what=f"outputs of group {group}")
         assert_close(np.concatenate(dx[group]), dx_one, what=f"dx of group {group}")

@@ -208,6 +208,11 @@ class BatchNorm(keras.layers.Layer):
 
     def call(self, inputs, training=None, mask=None):
         # Statistics and normalization in at least float32, whatever the compute dtype.
+        if mask is not None and len(mask.shape) != len(inputs.shape) - 1:
+            raise ValueError(
+                "The mask provided should be one dimension less than the inputs. "
+                f"Received: mask.shape={mask.shape}, inputs.shape={inputs.shape}"
+            )
         x = inputs
         if keras.backend.standardize_dtype(x.dtype) in _LOW_PRECISION:
             x = ops.cast(x, "float32")
@@ -217,15 +222,10 @@ class BatchNorm(keras.layers.Layer):
             return ops.cast(outputs, self.compute_dtype)
 
         if mask is not None:
-            if len(mask.shape) != len(x.shape) - 1:
-                raise ValueError(
-                    "The mask provided should be one dimension less than the inputs. "
-                    f"Received: mask.shape={mask.shape}, inputs.shape={x.shape}"
-                )
             mask = ops.broadcast_to(ops.expand_dims(ops.cast(mask, "bool"), -1), ops.shape(x))
         shape, axes, ghosts = ops.shape(x), self._reduction_axes, self.virtual_batch_size
         if ghosts is not None:
-            ghost.check_divides(x.shape[0], ghosts)
+            ghost.check_divides(x, ghosts)
             x = ghost.split(x, ghosts)
             mask = None if mask is None else ghost.split(mask, ghosts)
             axes = tuple(a + 1 for a in axes)
@@ -236,9 +236,10 @@ class BatchNorm(keras.layers.Layer):
         mean, variance, count = statistics.moments(x, axes, mask, replica_sum)
         r = d = None
         if self.renorm:
-            r, d = batch_renorm.correction(mean, variance, self._param(self.renorm_mean, x),
-                                     self._param(self.renorm_stddev, x), self.epsilon,
-                                     self.renorm_clipping)
+            r, d = batch_renorm.correction(
+                mean, variance, self._param(self.renorm_mean, x),
+                self._param(self.renorm_stddev, x), self.epsilon, self.renorm_clipping,
+            )
         self._update_moving_statistics(mean, variance, count)
         outputs = self._normalize(x, mean, variance, r, d)
         if ghosts is not None:
