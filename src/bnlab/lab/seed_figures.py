@@ -33,6 +33,8 @@ SEED_FIGURES: dict[str, tuple[SeedFigure, ...]] = {
         SeedFigure("baseline", "004", "params_total", 266_610),
         *_epochs("baseline", "004", "val_accuracy", {1: 0.7160, 8: 0.8282}),
         *_epochs("baseline", "004", "loss", {1: 1.2819, 8: 0.5172}),
+        SeedFigure("bn-after", "004", "params_total", 271_346),  # 266,610 + 4 × (784 + 300 + 100)
+        SeedFigure("bn-after", "004", "params_non_trainable", 2_368),
         *_epochs("bn-after", "004", "val_accuracy", {1: 0.8156, 8: 0.8670}),
         *_epochs("bn-after", "004", "loss", {1: 0.8293, 8: 0.4124}),
     ),
