@@ -11,6 +11,7 @@ process:
   bn         copy bandwidth, then BN forward + backward on jax, tensorflow, torch (bench/bn.py)
   scratch    goal (a): training steps of each BN model with norm="keras" and norm="scratch",
              timed in alternation in one process (bench/scratch_cost.py)
+  fold       inference per 10,000 images with BN folded away / as trained (bench/fold.py)
   paired     goal (b) against PyTorch: every arm on bnlab and its PyTorch twin, timed in
              alternation in one process (bench/paired.py)
   <experiment>  for each experiment: its arms on bnlab's path (and, for the MLP experiments,
@@ -47,7 +48,7 @@ EXPERIMENTS = ("bn-placement", "lenet-bn", "deep-mlp", "deep-cnn")
 # K seeds of one arm trained together (goal c), measured for each MLP experiment.
 MULTI_SEED = {"bn-placement": "bn-after", "deep-mlp": "bn"}
 PATHS = (("bnlab", None), ("keras-tf", "tensorflow"), ("torch", None))
-SECTIONS = ("data", "check", "peak", "bn", "scratch", "paired") + EXPERIMENTS
+SECTIONS = ("data", "check", "peak", "bn", "scratch", "fold", "paired") + EXPERIMENTS
 
 
 def epoch_args(plan, experiment, path):
@@ -114,6 +115,10 @@ def run(plan, sections):
                              "scratch_cost.py",
                              ["--models", models] + (["--quick"] if plan.get("quick") else []))
             out["scratch"] += answer["rows"] if answer else []
+    if "fold" in sections:
+        answer = r.child("fold: inference, BN folded and not, alternating", "fold.py",
+                         ["--quick"] if plan.get("quick") else [])
+        out["fold"] = answer["rows"] if answer else []
     if "paired" in sections:
         answer = r.child("paired: bnlab and plain PyTorch alternating", "paired.py",
                          ["--quick"] if plan.get("quick") else [])
