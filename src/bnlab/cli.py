@@ -91,6 +91,8 @@ def _add_run_options(p):
     p.add_argument("--store", type=Path, default=DEFAULT_STORE, help="results store (SQLite)")
     p.add_argument("--force", action="store_true", help="rerun trials already finished")
     p.add_argument("--no-report", action="store_true", help="do not write the report")
+    p.add_argument("--save-models", action="store_true",
+                   help="keep each trial run as runs/EXPERIMENT/models/ARM-sSEED.keras")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--path", choices=("auto", "fit"), default="auto",
                    help="auto: on JAX, the seeds of an arm train together as one vectorized "
@@ -146,7 +148,9 @@ def cmd_run(args):
     with Store(args.store) as store:
         try:
             run_trials(configs, store, force=args.force, data_dir=args.data_dir,
-                       progress=not args.quiet, path=args.path)
+                       progress=not args.quiet, path=args.path,
+                       save_models=(Path("runs") / experiment.name / "models"
+                                    if args.save_models else None))
         except DatasetError as exc:
             if configs[0]["dataset"] == "mnist":
                 raise UserError(f"{exc} — or run this experiment on Fashion-MNIST instead: "

@@ -159,14 +159,24 @@ class SeedGroup:
         loss, right = self._eval_own(trainable, non_trainable, x, y)
         return np.asarray(loss) / x.shape[1], np.asarray(right) / x.shape[1]
 
+    def keras_model(self, i):
+        """Seed i's state (weights, moving statistics, optimizer) put back into the Keras model."""
+        variables = (self.model.trainable_variables, self.model.non_trainable_variables,
+                     self.optimizer.variables)
+        for group, values in zip(variables, self.state):
+            for variable, value in zip(group, values):
+                variable.assign(value[i])
+        return self.model
+
     def predict(self, x):
         """Inference-mode outputs of every seed: (K, N, classes)."""
         trainable, non_trainable, _ = self.state
         return np.asarray(self._predict(trainable, non_trainable, x))
 
 
-def run_group(configs, arrays, class_names, bar=None):
-    """Train the seeds of ``configs`` together; returns one (history, results) per config."""
+def run_group(configs, arrays, class_names, bar=None, save_models=None):
+    """Train the seeds of ``configs`` together; returns one (history, results) per config.
+    With ``save_models`` (a folder) each seed's trained model is saved there as a Keras model."""
     config = configs[0]
     group = SeedGroup(configs)
     (x, y), (xv, yv), (xt, yt) = (arrays[s] for s in ("train", "val", "test"))
@@ -191,6 +201,9 @@ def run_group(configs, arrays, class_names, bar=None):
             "path": "jax-vmap" if group.k > 1 else "jax-scan", "seeds_together": group.k,
             **timing, **{key: values[i] for key, values in extras.items()},
         })
+        if save_models is not None:
+            results[i]["model_path"] = recipe.save_model(
+                group.keras_model(i), recipe.model_path(save_models, configs[i]))
     return list(zip(histories, results))
 
 

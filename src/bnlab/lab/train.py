@@ -132,8 +132,9 @@ def _fit_steps(model, config, arrays, bar):
     return rows, timing
 
 
-def run_trial(config, arrays, class_names, *, progress=True):
-    """Train and evaluate one trial; returns (history rows, results dict)."""
+def run_trial(config, arrays, class_names, *, progress=True, save_models=None):
+    """Train and evaluate one trial; returns (history rows, results dict). With ``save_models``
+    (a folder) the trained model is saved there (``recipe.model_path``) and results name it."""
     labelled = {k: (x, recipe.labels(config, y)) for k, (x, y) in arrays.items()}
     keras.utils.set_random_seed(config["seed"])
     model = recipe.compile_model(config)
@@ -163,6 +164,8 @@ def run_trial(config, arrays, class_names, *, progress=True):
     if "single_sample" in config.get("extras", ()):
         results["single_sample_accuracy"] = float(recipe.single_sample_accuracy(
             model.predict_on_batch, x_test, y_test))
+    if save_models is not None:
+        results["model_path"] = recipe.save_model(model, recipe.model_path(save_models, config))
     return history, results
 
 
@@ -174,12 +177,13 @@ PATHS = ("auto", "fit")
 
 
 def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log=print,
-               path="auto"):
+               path="auto", save_models=None):
     """Run every trial of ``configs`` not yet finished in ``store``; returns the ids run.
 
     ``path="auto"`` trains the seeds of each arm together as one vectorized program where the
     backend allows it (JAX: ``bnlab.lab.multiseed``), and each trial with Keras's ``fit`` elsewhere;
     ``path="fit"`` always uses ``fit``. Results record the path that produced them.
+    ``save_models``: a folder where every trial run keeps its trained model (``run_trial``).
     Interrupting (Ctrl-C) marks the running trials failed and re-raises; a killed process leaves
     them marked running. Either way the next call runs them again, and never a finished one.
     """
@@ -205,9 +209,10 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
             ids = [store.start(config) for config in group]
             try:
                 if together:
-                    outcomes = _run_group(group, arrays, class_names, progress)
+                    outcomes = _run_group(group, arrays, class_names, progress, save_models)
                 else:
-                    outcomes = [run_trial(group[0], arrays, class_names, progress=progress)]
+                    outcomes = [run_trial(group[0], arrays, class_names, progress=progress,
+                                          save_models=save_models)]
             except BaseException as exc:
                 reason = "".join(traceback.format_exception_only(exc)).strip()
                 for trial_id in ids:
@@ -235,10 +240,10 @@ def _work_units(configs, path):
     return list(groups.values())
 
 
-def _run_group(configs, arrays, class_names, progress):
+def _run_group(configs, arrays, class_names, progress, save_models):
     config = configs[0]
     seeds = ", ".join(str(c["seed"]) for c in configs)
     with tqdm(total=config.get("steps") or config["epochs"], leave=False, dynamic_ncols=True,
               desc=f"{config['arm']} seeds {seeds}", disable=not progress,
               unit="step" if config.get("steps") else "epoch") as bar:
-        return multiseed.run_group(configs, arrays, class_names, bar)
+        return multiseed.run_group(configs, arrays, class_names, bar, save_models)
