@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from bnlab import data as bndata
 from bnlab import models
 from bnlab.lab import multiseed, recipe
+from bnlab.tools import probe as probe_tools
 
 EVAL_BATCH_SIZE = 500  # inference-mode BN makes evaluation independent of the batch size
 
@@ -80,7 +81,7 @@ def _evaluate(model, x, y):
     return float(loss), float(acc)
 
 
-def _fit_epochs(model, config, arrays, bar):
+def _fit_epochs(model, config, arrays, bar, callbacks=()):
     """``fit`` one epoch at a time, each on the training images in ``recipe.epoch_order``, then
     evaluate. An epoch's seconds are its training alone: ``fit`` returns its metrics as numbers,
     which waits for every step (JAX runs steps asynchronously), and validation runs after."""
@@ -90,7 +91,7 @@ def _fit_epochs(model, config, arrays, bar):
         order = recipe.epoch_order(config["seed"], epoch, len(x))
         start = time.perf_counter()
         logs = model.fit(x[order], y[order], batch_size=config["batch_size"], epochs=1,
-                         shuffle=False, verbose=0).history
+                         shuffle=False, verbose=0, callbacks=list(callbacks)).history
         seconds.append(time.perf_counter() - start)
         row = {"epoch": epoch + 1, "step": None, "seconds": float(sum(seconds)),
                "loss": float(logs["loss"][-1]), "accuracy": float(logs["accuracy"][-1])}
@@ -102,7 +103,7 @@ def _fit_epochs(model, config, arrays, bar):
     return rows, recipe.epoch_timing(seconds)
 
 
-def _fit_steps(model, config, arrays, bar):
+def _fit_steps(model, config, arrays, bar, callbacks=()):
     """Seed 003's loop: training-batch metrics every 25 steps, validation every 100."""
     (x, y), (xv, yv) = arrays["train"], arrays["val"]
     every_batch = config["log_every"]["batch"]
@@ -116,7 +117,7 @@ def _fit_steps(model, config, arrays, bar):
         chunk = order[start:start + every_batch]
         t0 = time.perf_counter()
         model.fit(x[chunk.ravel()], y[chunk.ravel()], batch_size=config["batch_size"], epochs=1,
-                  shuffle=False, verbose=0)
+                  shuffle=False, verbose=0, callbacks=list(callbacks))
         train_seconds += time.perf_counter() - t0
         step = start + len(chunk)
         row = {"epoch": None, "step": step, "seconds": train_seconds}
@@ -139,14 +140,19 @@ def run_trial(config, arrays, class_names, *, progress=True, save_models=None):
     keras.utils.set_random_seed(config["seed"])
     model = recipe.compile_model(config)
     total, trainable, non_trainable = models.count_params(model)
+    probe = None
+    if config.get("probe"):  # the activation probe of bnlab.tools.probe, on a fixed batch
+        spec = probe_tools.check_spec(config["probe"])
+        probe = probe_tools.ActivationProbe(spec["layers"], spec["every"], labelled["train"][0])
+    callbacks = [probe] if probe else []
     length = config.get("steps") or config["epochs"]
     desc = f"{config['arm']} seed {config['seed']}"
     with tqdm(total=length, desc=desc, unit="step" if config.get("steps") else "epoch",
               disable=not progress, leave=False, dynamic_ncols=True) as bar:
         if config.get("steps"):
-            history, timing = _fit_steps(model, config, labelled, bar)
+            history, timing = _fit_steps(model, config, labelled, bar, callbacks)
         else:
-            history, timing = _fit_epochs(model, config, labelled, bar)
+            history, timing = _fit_epochs(model, config, labelled, bar, callbacks)
     val_loss, val_acc = _evaluate(model, *labelled["val"])
     test_loss, test_acc = _evaluate(model, *labelled["test"])
     results = {
@@ -157,6 +163,8 @@ def run_trial(config, arrays, class_names, *, progress=True, save_models=None):
         "backend": keras.backend.backend(), "path": "keras-fit",
         **timing,
     }
+    if probe:
+        results["probe"] = probe.record.as_dict()
     x_test, y_test = arrays["test"]
     if "predictions" in config.get("extras", ()):
         results["predictions"] = recipe.describe_predictions(
