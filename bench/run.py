@@ -13,6 +13,7 @@ process:
              timed in alternation in one process (bench/scratch_cost.py)
   variants   issue 8 §5: norm="renorm" vs Keras's renorm=True layer, norm="ghost" vs
              norm="scratch", training steps timed in alternation (bench/variant_cost.py)
+  fold       inference per 10,000 images with BN folded away / as trained (bench/fold.py)
   paired     goal (b) against PyTorch: every arm on bnlab and its PyTorch twin, timed in
              alternation in one process (bench/paired.py)
   <experiment>  for each experiment: its arms on bnlab's path (and, for the MLP experiments,
@@ -49,7 +50,7 @@ EXPERIMENTS = ("bn-placement", "lenet-bn", "deep-mlp", "deep-cnn")
 # K seeds of one arm trained together (goal c), measured for each MLP experiment.
 MULTI_SEED = {"bn-placement": "bn-after", "deep-mlp": "bn"}
 PATHS = (("bnlab", None), ("keras-tf", "tensorflow"), ("torch", None))
-SECTIONS = ("data", "check", "peak", "bn", "scratch", "variants", "paired") + EXPERIMENTS
+SECTIONS = ("data", "check", "peak", "bn", "scratch", "variants", "fold", "paired") + EXPERIMENTS
 
 
 def epoch_args(plan, experiment, path):
@@ -123,6 +124,10 @@ def run(plan, sections):
                              "variant_cost.py",
                              ["--models", models] + (["--quick"] if plan.get("quick") else []))
             out["variants"] += answer["rows"] if answer else []
+    if "fold" in sections:
+        answer = r.child("fold: inference, BN folded and not, alternating", "fold.py",
+                         ["--quick"] if plan.get("quick") else [])
+        out["fold"] = answer["rows"] if answer else []
     if "paired" in sections:
         answer = r.child("paired: bnlab and plain PyTorch alternating", "paired.py",
                          ["--quick"] if plan.get("quick") else [])

@@ -238,6 +238,15 @@ def markdown(results):
                       [[r["experiment"], r["arm"], f"{r['bnlab_ms']:.2f}", f"{r['torch_ms']:.2f}",
                         f"{r['ratio']:.3f}", f"{r['reps']} × {r['steps']}", f"{r['spread']:.3f}"]
                        for r in results["paired"]])
+    if results.get("fold"):
+        out += ["## Inference with BN folded away (bnlab.tools.fold)", "",
+                "ms per 10,000 images (`predict`, batches of 500); ratio = the median of the "
+                "adjacent pairs' folded / unfolded ratios (ABBA order).", ""]
+        out += _table(["model", "placement", "layers", "folded ms", "unfolded ms",
+                       "folded ÷ unfolded", "pairs"],
+                      [[r["model"], r["placement"], f"{r['layers']} → {r['folded_layers']}",
+                        f"{r['folded_ms']:.0f}", f"{r['unfolded_ms']:.0f}", f"{r['ratio']:.3f}",
+                        r["reps"]] for r in results["fold"]])
     peak = results.get("peak")
     if peak:
         mm = peak["measured"]

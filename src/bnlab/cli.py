@@ -6,6 +6,7 @@
     bnlab export tensorboard EXPERIMENT DIR   its trials' scalars as TensorBoard event files
     bnlab export mlflow EXPERIMENT     its trials as MLflow runs (--tracking-uri)
     bnlab summary MODEL [options]      model.summary() and each BN layer's variables
+    bnlab check MODEL.keras [options]  diagnose a trained model's BN (bnlab.tools.check)
     bnlab demo                         the main job: bn-placement on Fashion-MNIST, ~3 minutes
 
 User errors (unknown names, bad or missing data, a broken store) print one line and exit 2.
@@ -90,6 +91,19 @@ def _parser():
     p.add_argument("--epsilon", type=float, default=1e-3)
     p.set_defaults(func=cmd_summary)
 
+    p = sub.add_parser("check", help="diagnose a trained model's BN layers on data")
+    p.add_argument("model", type=Path, help="a .keras file (e.g. from bnlab run --save-models)")
+    p.add_argument("--data", default="fashion_mnist", help="fashion_mnist or mnist")
+    p.add_argument("--data-dir", type=Path, help="where the dataset files are")
+    p.add_argument("--preprocessing", default="scale", choices=("scale", "standardize"),
+                   help="as the model was trained (default scale)")
+    p.add_argument("--limit", type=_positive, default=5000,
+                   help="training images for the population and test images scored (default 5000)")
+    p.add_argument("--batch-size", type=_positive, default=32,
+                   help="training-mode batch size (default 32)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_check)
+
     p = sub.add_parser("demo", help="the main job: bn-placement on Fashion-MNIST, then its report")
     p.add_argument("--store", type=Path, default=DEFAULT_STORE, help="results store (SQLite)")
     p.add_argument("--data-dir", type=Path, help="where the dataset files are")
@@ -108,6 +122,8 @@ def _add_run_options(p):
     p.add_argument("--store", type=Path, default=DEFAULT_STORE, help="results store (SQLite)")
     p.add_argument("--force", action="store_true", help="rerun trials already finished")
     p.add_argument("--no-report", action="store_true", help="do not write the report")
+    p.add_argument("--save-models", action="store_true",
+                   help="keep each trial run as runs/EXPERIMENT/models/ARM-sSEED.keras")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--tensorboard", type=Path, metavar="DIR",
                    help="also write the trials' scalars as TensorBoard event files under DIR")
@@ -186,7 +202,9 @@ def cmd_run(args):
         raise
     with Store(args.store) as store:
         executor = executors.make(args.executor, address=args.address, data_dir=args.data_dir,
-                                  progress=not args.quiet, datasets=datasets)
+                                  progress=not args.quiet, datasets=datasets,
+                                  save_models=(Path("runs") / experiment.name / "models"
+                                               if args.save_models else None))
         run_trials(configs, store, force=args.force, data_dir=args.data_dir,
                    progress=not args.quiet, path=args.path, executor=executor)
         _print_summary(store, experiment, configs)
@@ -261,6 +279,30 @@ def cmd_summary(args):
             for variable in layer.variables:
                 print(f"  {variable.path:<45} shape {str(tuple(variable.shape)):<8} "
                       f"trainable={variable.trainable}")
+
+
+def cmd_check(args):
+    import json
+
+    import keras
+
+    from bnlab import data as bndata
+    from bnlab.tools import check
+
+    if not args.model.is_file():
+        raise UserError(f"no model file at {args.model}")
+    if args.data not in bndata.DATASETS:
+        raise UserError(f"unknown dataset {args.data!r}; known: {', '.join(bndata.DATASETS)}")
+    try:
+        model = keras.saving.load_model(args.model)
+    except Exception as exc:  # any failure to read it means: not a Keras model file bnlab reads
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{args.model} is not a Keras model file ({reason})") from None
+    ds = bndata.load(args.data, args.data_dir, preprocessing=args.preprocessing)
+    limit = args.limit
+    result = check.check(model, ds.x_train[:limit], ds.x_test[:limit], ds.y_test[:limit],
+                         batch_size=args.batch_size)
+    print(json.dumps(result, indent=1) if args.json else check.format_table(result))
 
 
 def cmd_demo(args):
