@@ -71,11 +71,12 @@ def training_step(layer, x, r, **kwargs):
     state before the step, and leaves the non-trainable state updated exactly once.
 
     (``grads`` updates the state on TensorFlow and PyTorch and not on JAX, so the update is taken
-    from ``stateless_call`` and assigned here.)
+    from ``stateless_call``, which hands its arguments to ``call`` unconverted, and assigned here.)
     """
     before = [v.value for v in layer.non_trainable_variables]
-    y, after = layer.stateless_call([v.value for v in layer.trainable_variables], before, x,
-                                    training=True, **kwargs)
+    tensors = {k: keras.ops.convert_to_tensor(v) for k, v in kwargs.items()}
+    y, after = layer.stateless_call([v.value for v in layer.trainable_variables], before,
+                                    keras.ops.convert_to_tensor(x), training=True, **tensors)
     dx, dw = grads(layer, x, r, True, **kwargs)
     for v, value in zip(layer.non_trainable_variables, after):
         v.assign(value)

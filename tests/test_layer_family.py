@@ -1,8 +1,8 @@
 """The BN family in bnlab.layers.BatchNorm: renorm, masks, momentum=None, Ghost BN, replicas.
 
 Renorm and masks are held against Keras's own layer (outputs, gradients, every moving statistic,
-1e-5 relative in float32) on every backend; Ghost BN and momentum=None against their definitions
-in float64 NumPy; cross-replica statistics (JAX) against one BN over the concatenated batch.
+1e-5 relative in float32) on every backend; Ghost BN and momentum=None against bnlab.reference
+(float64); cross-replica statistics (JAX) against one BN over the concatenated batch.
 """
 
 import numpy as np
@@ -11,6 +11,7 @@ import pytest
 import bnlab  # noqa: F401  (sets the default backend before Keras is imported)
 import keras
 from backend_utils import BACKEND, grads, to_numpy
+from bnlab import reference
 from bnlab.layers import BatchNorm
 from test_layers import assert_close
 
@@ -90,6 +91,10 @@ def test_mask_matches_keras(shape, kwargs):
         mask = rng.random(shape[:-1]) < 0.6
         y, y_k = ours(x, training=True, mask=mask), theirs(x, training=True, mask=mask)
         assert_close(to_numpy(y), to_numpy(y_k), what=f"output at step {step}")
+    r = rng.standard_normal(shape).astype("float32")
+    (dx, dw), (dx_k, dw_k) = (grads(layer, x, r, True, mask=mask) for layer in (ours, theirs))
+    assert_close(dx, dx_k, what="dx")
+    assert_close(dw["gamma"], dw_k["gamma"], what="dgamma")
     ours_w, theirs_w = weights_by_name(ours), weights_by_name(theirs)
     assert list(ours_w) == list(theirs_w)
     for name in ours_w:
@@ -111,39 +116,27 @@ def test_momentum_none_is_the_cumulative_average():
     rng = np.random.default_rng(22)
     layer = BatchNorm(momentum=None)
     means, variances = [], []
-    for n in (8, 5, 11, 6):
+    mm, mv = np.zeros(3), np.ones(3)
+    for count, n in enumerate((8, 5, 11, 6), start=1):
         x = (rng.standard_normal((n, 3)) * rng.uniform(1, 3) + rng.normal()).astype("float32")
         layer(x, training=True)
         means.append(x.astype(np.float64).mean(0))
         variances.append(x.astype(np.float64).var(0))
+        _, mm, mv = reference.batch_norm(x.astype(np.float64), None, None, mm, mv,
+                                         momentum=None, count=count)
     weights = weights_by_name(layer)
     assert list(weights) == ["gamma", "beta", "moving_mean", "moving_variance",
                              "num_batches_tracked"]
     assert int(weights["num_batches_tracked"]) == 4
     assert_close(weights["moving_mean"], np.mean(means, 0))
     assert_close(weights["moving_variance"], np.mean(variances, 0))
+    assert_close(weights["moving_mean"], mm, what="moving_mean vs reference")
+    assert_close(weights["moving_variance"], mv, what="moving_variance vs reference")
     assert [w.trainable for w in layer.weights] == [True, True, False, False, False]
     # inference and training=False leave the counter alone
     layer(x, training=False)
     assert int(to_numpy(layer.num_batches_tracked)) == 4
     assert not hasattr(BatchNorm(momentum=0.9), "num_batches_tracked")
-
-
-def ghost_numpy(x, k, axis, gamma, beta, epsilon=1e-3):
-    """Ghost BN in float64: each group of k examples normalized with its own statistics."""
-    x = x.astype(np.float64)
-    reduce = tuple(a for a in range(x.ndim) if a != axis % x.ndim)
-    shape = [1] * x.ndim
-    shape[axis] = x.shape[axis]
-    outputs, means, variances = [], [], []
-    for g in range(x.shape[0] // k):
-        xg = x[g * k:(g + 1) * k]
-        mu, var = xg.mean(reduce, keepdims=True), xg.var(reduce, keepdims=True)
-        outputs.append(gamma.reshape(shape) * (xg - mu) / np.sqrt(var + epsilon)
-                       + beta.reshape(shape))
-        means.append(mu.ravel())
-        variances.append(var.ravel())
-    return np.concatenate(outputs), np.mean(means, 0), np.mean(variances, 0)
 
 
 @pytest.mark.parametrize("shape,axis,k", [((12, 4), -1, 4), ((6, 3, 2, 2), 1, 2),
@@ -158,10 +151,12 @@ def test_ghost_batches_have_their_own_statistics(shape, axis, k):
     x = (rng.standard_normal(shape) * 2 + rng.normal(0, 3, shape[0]).reshape(
         (-1,) + (1,) * (len(shape) - 1))).astype("float32")
     y = to_numpy(layer(x, training=True))
-    y_ref, mean_ref, var_ref = ghost_numpy(x, k, axis, gamma, beta)
+    y_ref, mean_ref, var_ref = reference.ghost_batch_norm(
+        x.astype(np.float64), gamma, beta, np.zeros(c), np.ones(c), virtual_batch_size=k,
+        axis=axis, momentum=0.7)
     assert_close(y, y_ref, what="output")
-    assert_close(to_numpy(layer.moving_mean), 0.3 * mean_ref, what="moving_mean")
-    assert_close(to_numpy(layer.moving_variance), 0.7 + 0.3 * var_ref, what="moving_variance")
+    assert_close(to_numpy(layer.moving_mean), mean_ref, what="moving_mean")
+    assert_close(to_numpy(layer.moving_variance), var_ref, what="moving_variance")
     # inference is BN's with the moving statistics, groups or not
     plain = BatchNorm(axis=axis)
     plain.build(shape)
@@ -188,9 +183,31 @@ def test_ghost_gradients_are_those_of_separate_batches():
         assert_close(dw[name], sum(p[1][name] for p in parts), what=f"d{name}")
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"renorm": True}], ids=["bn", "renorm"])
+def test_ghost_with_mask_is_keras_layer_per_group(kwargs):
+    """Each group of k examples, masked steps left out, is Keras's layer on that group alone;
+    with momentum 0 the moving mean is the groups' average of their means."""
+    rng = np.random.default_rng(30)
+    x = (rng.standard_normal((6, 5, 3)) * 2 + rng.normal(0, 2, (6, 1, 1))).astype("float32")
+    mask = rng.random((6, 5)) < 0.7
+    ours = BatchNorm(virtual_batch_size=2, momentum=0.0, **kwargs)
+    y = to_numpy(ours(x, training=True, mask=mask))
+    means, variances = [], []
+    for g in range(3):
+        theirs = keras.layers.BatchNormalization(momentum=0.0, **kwargs)
+        part = slice(2 * g, 2 * g + 2)
+        y_group = to_numpy(theirs(x[part], training=True, mask=mask[part]))
+        assert_close(y[part], y_group, what=f"group {g}")
+        means.append(to_numpy(theirs.moving_mean))
+        variances.append(to_numpy(theirs.moving_variance))
+    assert_close(to_numpy(ours.moving_mean), np.mean(means, 0), what="moving_mean")
+    if not kwargs:  # renorm derives its moving variance from the averaged stddev instead
+        assert_close(to_numpy(ours.moving_variance), np.mean(variances, 0), what="moving_variance")
+
+
 def test_ghost_errors_name_virtual_batch_size():
     layer = BatchNorm(virtual_batch_size=5)
-    with pytest.raises(ValueError, match="virtual_batch_size=5 does not divide the batch size 12"):
+    with pytest.raises(ValueError, match="virtual_batch_size=5 does not divide the batch size 12; allowed: a divisor"):
         layer(np.ones((12, 3), "float32"), training=True)
     for bad in (0, -2, 2.5, True, "4"):
         with pytest.raises(ValueError, match="virtual_batch_size"):
@@ -240,7 +257,57 @@ def test_synchronized_outside_a_strategy_is_local_bn():
     assert_close(to_numpy(ours.moving_variance), to_numpy(theirs.moving_variance))
 
 
-def training_step(layer, x, axis_name=None):
+# Two logical CPUs must be configured before TensorFlow starts, hence a fresh process.
+MIRRORED_SCRIPT = """
+import json, numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from bnlab.layers import BatchNorm
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+rng = np.random.default_rng(0)
+x = (rng.standard_normal((2, 6, 3)) * 2 + rng.normal(0, 3, (2, 1, 1))).astype("float32")
+results = {}
+for name, cls in (("bnlab", BatchNorm), ("keras", keras.layers.BatchNormalization)):
+    for synchronized in (True, False):
+        with strategy.scope():
+            layer = cls(synchronized=synchronized, momentum=0.5)
+            layer.build((6, 3))
+        shards = strategy.experimental_distribute_values_from_function(
+            lambda ctx: tf.constant(x[ctx.replica_id_in_sync_group]))
+        out = strategy.run(tf.function(lambda s: layer(s, training=True)), args=(shards,))
+        y = np.concatenate([o.numpy() for o in strategy.experimental_local_results(out)])
+        results[f"{name}-{synchronized}"] = [y.tolist(), layer.moving_mean.numpy().tolist(),
+                                             layer.moving_variance.numpy().tolist()]
+one = BatchNorm(momentum=0.5)
+results["one"] = [one(x.reshape(12, 3), training=True).numpy().tolist(),
+                  one.moving_mean.numpy().tolist(), one.moving_variance.numpy().tolist()]
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="synchronized=True is TensorFlow's")
+def test_synchronized_under_mirrored_strategy_equals_one_bn_over_the_global_batch():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    results = {k: [np.asarray(v) for v in vs]
+               for k, vs in json.loads(run.stdout.strip().splitlines()[-1]).items()}
+    for ours, expected in zip(results["bnlab-True"], results["one"]):
+        assert_close(ours, expected, what="synchronized vs one BN")
+    for ours, theirs in zip(results["bnlab-True"], results["keras-True"]):
+        assert_close(ours, theirs, what="synchronized vs Keras's synchronized")
+    # the shards differ, so local statistics would not do
+    assert np.max(np.abs(results["bnlab-False"][0] - results["one"][0])) > 0.1
+
+
+def mapped_step(layer, x, axis_name=None):
     """Outputs, new non-trainable weights and d(Σ outputs·cos x)/dx of layer(x, training=True);
     with ``axis_name``, x holds one shard per replica, mapped with jax.vmap(axis_name=)."""
     import jax
@@ -278,8 +345,8 @@ def test_axis_name_equals_one_bn_over_the_global_batch(kwargs):
     template.build(shard)
     weights = [w + rng.uniform(0.1, 0.5, w.shape).astype(w.dtype) for w in template.get_weights()]
     synced = built(shard, weights, axis_name="r", **kwargs)
-    y, state, dx = training_step(synced, x, axis_name="r")
-    y_one, state_one, dx_one = training_step(built(shard, weights, **kwargs),
+    y, state, dx = mapped_step(synced, x, axis_name="r")
+    y_one, state_one, dx_one = mapped_step(built(shard, weights, **kwargs),
                                                  x.reshape((-1,) + shard[1:]))
     assert_close(y.reshape(y_one.shape), y_one, what="outputs")
     assert_close(dx.reshape(dx_one.shape), dx_one, what="dx")
@@ -297,9 +364,9 @@ def test_axis_index_groups_equal_separate_bns_per_group():
                np.zeros(4, "float32"), np.ones(4, "float32")]
     groups = [[0, 2], [1, 3]]
     synced = built(shard, weights, axis_name="r", axis_index_groups=groups)
-    y, state, dx = training_step(synced, x, axis_name="r")
+    y, state, dx = mapped_step(synced, x, axis_name="r")
     for group in groups:
-        y_one, state_one, dx_one = training_step(built(shard, weights),
+        y_one, state_one, dx_one = mapped_step(built(shard, weights),
                                                      np.concatenate(x[group]))
         assert_close(np.concatenate(y[group]), y_one, what=f"outputs of group {group}")
         assert_close(np.concatenate(dx[group]), dx_one, what=f"dx of group {group}")

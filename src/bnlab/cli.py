@@ -3,6 +3,8 @@
     bnlab list                         the named experiments, one line each
     bnlab run EXPERIMENT [options]     train its trials (arm × seed) into the store, then report
     bnlab report EXPERIMENT            write runs/EXPERIMENT/report.{md,html} and figures
+    bnlab export tensorboard EXPERIMENT DIR   its trials' scalars as TensorBoard event files
+    bnlab export mlflow EXPERIMENT     its trials as MLflow runs (--tracking-uri)
     bnlab summary MODEL [options]      model.summary() and each BN layer's variables
     bnlab check MODEL.keras [options]  diagnose a trained model's BN (bnlab.tools.check)
     bnlab demo                         the main job: bn-placement on Fashion-MNIST, ~3 minutes
@@ -65,6 +67,21 @@ def _parser():
     p.add_argument("--out", type=Path, help="output folder (default runs/EXPERIMENT)")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("export", help="export an experiment's trials to TensorBoard or MLflow")
+    to = p.add_subparsers(dest="target", metavar="TARGET", required=True)
+    e = to.add_parser("tensorboard", help="event files, one folder per trial (DIR/EXPERIMENT/ARM/"
+                                          "seed-N)")
+    e.add_argument("experiment")
+    e.add_argument("dir", type=Path, help="TensorBoard log folder")
+    e.add_argument("--store", type=Path, default=DEFAULT_STORE, help="results store (SQLite)")
+    e.set_defaults(func=cmd_export)
+    e = to.add_parser("mlflow", help="one MLflow run per trial")
+    e.add_argument("experiment")
+    e.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else runs/mlruns)")
+    e.add_argument("--store", type=Path, default=DEFAULT_STORE, help="results store (SQLite)")
+    e.set_defaults(func=cmd_export)
+
     p = sub.add_parser("summary", help="print a model's summary and its BN variables")
     p.add_argument("model", help="mlp, deep-mlp, lenet or deep-cnn")
     p.add_argument("--norm", default="keras", help="none, keras or scratch (default keras)")
@@ -108,9 +125,16 @@ def _add_run_options(p):
     p.add_argument("--save-models", action="store_true",
                    help="keep each trial run as runs/EXPERIMENT/models/ARM-sSEED.keras")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--tensorboard", type=Path, metavar="DIR",
+                   help="also write the trials' scalars as TensorBoard event files under DIR")
     p.add_argument("--path", choices=("auto", "fit"), default="auto",
                    help="auto: on JAX, the seeds of an arm train together as one vectorized "
                         "program; fit: each trial with Keras's fit (default auto)")
+    p.add_argument("--executor", choices=("process", "ray"), default="process",
+                   help="process: train in this process; ray: each trial (or seeds-together "
+                        "group) as a Ray task (default process)")
+    p.add_argument("--address", help="with --executor ray: the Ray cluster to join (default: "
+                                     "start a local Ray with this machine's cores)")
 
 
 def _positive(text):
@@ -141,9 +165,17 @@ def cmd_run(args):
     from bnlab.lab import experiments
     from bnlab.data import DATASETS, DatasetError
     from bnlab.results.store import Store
-    from bnlab.lab.train import run_trials
+    from bnlab.lab import executors
+    from bnlab.lab.train import load_datasets, run_trials
 
     experiment = _experiment(args.experiment)
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        raise UserError(f"--data-dir {args.data_dir}: no such folder")
+    if args.address is not None and args.executor != "ray":
+        raise UserError("--address needs --executor ray")
+    report_dir = Path("runs") / experiment.name
+    if not args.no_report:
+        _check_writable(report_dir, "the report (pass --no-report, or run from a writable folder)")
     arms = experiments.select_arms(experiment, _split_names(args.arms))
     if args.dataset and args.dataset not in DATASETS:
         raise UserError(f"unknown dataset {args.dataset!r}; known: {', '.join(DATASETS)}")
@@ -159,32 +191,73 @@ def cmd_run(args):
     ]
     print(f"bnlab: {experiment.name}: {len(arms)} arm(s) x {args.seeds} seed(s) on "
           f"{configs[0]['dataset']} (backend {backend}); store {args.store}")
+    datasets = None
+    try:  # the data is checked before the store is opened: a bad --data-dir writes nothing
+        if args.executor == "process":
+            datasets = load_datasets(configs, args.data_dir)
+    except DatasetError as exc:
+        if configs[0]["dataset"] == "mnist":
+            raise UserError(f"{exc} — or run this experiment on Fashion-MNIST instead: "
+                            f"bnlab run {experiment.name} --dataset fashion_mnist") from None
+        raise
     with Store(args.store) as store:
-        try:
-            run_trials(configs, store, force=args.force, data_dir=args.data_dir,
-                       progress=not args.quiet, path=args.path,
-                       save_models=(Path("runs") / experiment.name / "models"
-                                    if args.save_models else None))
-        except DatasetError as exc:
-            if configs[0]["dataset"] == "mnist":
-                raise UserError(f"{exc} — or run this experiment on Fashion-MNIST instead: "
-                                f"bnlab run {experiment.name} --dataset fashion_mnist") from None
-            raise
+        executor = executors.make(args.executor, address=args.address, data_dir=args.data_dir,
+                                  progress=not args.quiet, datasets=datasets,
+                                  save_models=(Path("runs") / experiment.name / "models"
+                                               if args.save_models else None))
+        run_trials(configs, store, force=args.force, data_dir=args.data_dir,
+                   progress=not args.quiet, path=args.path, executor=executor)
         _print_summary(store, experiment, configs)
         if not args.no_report:
-            _write_report(store, experiment, configs, Path("runs") / experiment.name)
+            _write_report(store, experiment, configs, report_dir)
+        if args.tensorboard:
+            _export_tensorboard(store, _selection(store, experiment, configs), args.tensorboard)
 
 
 def cmd_report(args):
-    from bnlab.results.store import Store
-
     experiment = _experiment(args.experiment)
-    if not args.store.exists():
-        raise UserError(f"no results store at {args.store}; run `bnlab run {experiment.name}` "
-                        "first")
-    with Store(args.store) as store:
+    out = args.out or Path("runs") / experiment.name
+    _check_writable(out, "the report (choose a folder with --out)")
+    with _existing_store(args.store, experiment) as store:
         _print_summary(store, experiment, None)
-        _write_report(store, experiment, None, args.out or Path("runs") / experiment.name)
+        _write_report(store, experiment, None, out)
+
+
+def cmd_export(args):
+    experiment = _experiment(args.experiment)
+    with _existing_store(args.store, experiment) as store:
+        trials = _selection(store, experiment, None)
+        if not trials:
+            raise UserError(f"no finished trials of {experiment.name} in {store.path}; run "
+                            f"`bnlab run {experiment.name}` first")
+        if args.target == "tensorboard":
+            return _export_tensorboard(store, trials, args.dir)
+        from bnlab.results.export import DEFAULT_MLFLOW_URI, export_mlflow
+
+        uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_MLFLOW_URI
+        report_dir = Path("runs") / experiment.name
+        _write_report(store, experiment, None, report_dir)
+        figures = sorted(report_dir.glob("*.png"))
+        try:
+            done = export_mlflow(store, trials, uri, figures)
+        except ImportError as exc:
+            raise UserError(str(exc)) from None
+        print(f"mlflow: {len(done['created'])} run(s) written, {len(done['unchanged'])} already "
+              f"there and unchanged; tracking URI {uri}")
+
+
+def _export_tensorboard(store, trials, out_dir):
+    from bnlab.results.export import export_tensorboard
+
+    try:
+        folders = export_tensorboard(store, trials, out_dir)
+    except ImportError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"cannot write TensorBoard files under {out_dir} ({exc.strerror or exc})"
+                        ) from None
+    print(f"tensorboard: {len(folders)} trial(s) under {out_dir}; view with "
+          f"`tensorboard --logdir {out_dir}`")
 
 
 def cmd_summary(args):
@@ -252,8 +325,30 @@ def _experiment(name):
         raise UserError(str(exc)) from None
 
 
+def _existing_store(path, experiment):
+    from bnlab.results.store import Store
+
+    if not path.exists():
+        raise UserError(f"no results store at {path}; run `bnlab run {experiment.name}` first")
+    return Store(path, create=False)
+
+
 def _split_names(text):
-    return [n.strip() for n in text.split(",") if n.strip()] if text else None
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UserError(f"--arms {text!r} names no arm; give comma-separated arm names")
+    return names
+
+
+def _check_writable(folder, what):
+    """Refuse, before any training, a report folder that is a file or cannot be written."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder} is a file, not a folder, so it cannot hold {what}")
+    existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {what} into {folder}: {existing} is not writable")
 
 
 def _selection(store, experiment, configs):
@@ -285,6 +380,10 @@ def _print_summary(store, experiment, configs):
     rows = report.summary_rows(store, _spec(experiment), trials=trials)
     print()
     print(report.text_table(rows))
+    for trial in trials:
+        if trial.results.get("diverged"):
+            print(f"diverged: {trial.arm} seed {trial.seed} (training loss not finite from "
+                  f"{trial.results['diverged']})")
 
 
 def _write_report(store, experiment, configs, out_dir):

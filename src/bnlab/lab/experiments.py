@@ -8,6 +8,8 @@ overrides) into the plain dict that describes a trial completely and is stored w
 
 from dataclasses import dataclass, field
 
+from bnlab.lab import seed_figures
+
 
 @dataclass(frozen=True)
 class Arm:
@@ -243,4 +245,5 @@ def as_report_spec(experiment, command=None):
         "comparisons": [dict(c) for c in experiment.comparisons],
         "x_axis": experiment.x_axis,
         "command": command,
+        "seed_figures": seed_figures.for_report(experiment.name),
     }

@@ -13,8 +13,13 @@ updates it with the average over the groups of their means and of their biased v
     moving_variance ← m · moving_variance + (1 − m) · σ̄²
 
 Inference is BN's (the moving statistics; no groups). With k = N this is BN.
+
+With ``renorm=True`` each group gets its own (r, d) from its μ_g, σ²_g, and the five moving
+statistics are updated once per step from μ̄ and σ̄² (σ = √(σ̄² + ε)). With a mask, each group's
+statistics count its own unmasked steps (a fully masked group has μ_g = σ²_g = 0).
 """
 
+import keras
 from keras import ops
 
 
@@ -28,13 +33,26 @@ def check_size(virtual_batch_size):
         )
 
 
-def check_divides(batch, virtual_batch_size):
-    """ValueError naming ``virtual_batch_size`` when it does not divide a known batch size."""
-    if batch is not None and batch % virtual_batch_size:
-        raise ValueError(
-            f"virtual_batch_size={virtual_batch_size} does not divide the batch size {batch}; "
-            f"allowed: a divisor of {batch}."
-        )
+def check_divides(x, virtual_batch_size):
+    """ValueError naming ``virtual_batch_size`` when it does not divide the batch size of ``x``.
+
+    A batch size unknown while tracing (TensorFlow graphs with a ``None`` batch axis) is checked
+    when the graph runs, with the same message (TensorFlow raises it as InvalidArgumentError).
+    """
+    batch, k = x.shape[0], virtual_batch_size
+    if batch is not None:
+        if batch % k:
+            raise ValueError(_not_a_divisor(k, batch))
+    elif keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        batch = tf.shape(x)[0]
+        tf.debugging.assert_equal(batch % k, 0, message=_not_a_divisor(k, "of this step"))
+
+
+def _not_a_divisor(k, batch):
+    return (f"virtual_batch_size={k} does not divide the batch size {batch}; allowed: a divisor "
+            "of the batch size (drop or pad the last, smaller batch).")
 
 
 def split(x, virtual_batch_size):
