@@ -11,6 +11,9 @@ process:
   bn         copy bandwidth, then BN forward + backward on jax, tensorflow, torch (bench/bn.py)
   scratch    goal (a): training steps of each BN model with norm="keras" and norm="scratch",
              timed in alternation in one process (bench/scratch_cost.py)
+  variants   issue 8 §5: norm="renorm" vs Keras's renorm=True layer, norm="ghost" vs
+             norm="scratch", training steps timed in alternation (bench/variant_cost.py)
+  fold       inference per 10,000 images with BN folded away / as trained (bench/fold.py)
   alternate  the head to head: every arm on bnlab's default path, plain Keras 3 on JAX (Keras's
              own layers, `fit`) and plain PyTorch, one fresh process per side, the sides'
              order reversed every round (bench/alternate.py, bench/steps.py)
@@ -51,7 +54,7 @@ EXPERIMENTS = ("bn-placement", "lenet-bn", "deep-mlp", "deep-cnn")
 # K seeds of one arm trained together (goal c), measured for each MLP experiment.
 MULTI_SEED = {"bn-placement": "bn-after", "deep-mlp": "bn"}
 PATHS = (("bnlab", None), ("keras-tf", "tensorflow"), ("torch", None))
-SECTIONS = ("data", "check", "peak", "bn", "scratch", "alternate") + EXPERIMENTS
+SECTIONS = ("data", "check", "peak", "bn", "scratch", "variants", "fold", "alternate") + EXPERIMENTS
 
 
 def epoch_args(plan, experiment, path):
@@ -118,6 +121,17 @@ def run(plan, sections):
                              "scratch_cost.py",
                              ["--models", models] + (["--quick"] if plan.get("quick") else []))
             out["scratch"] += answer["rows"] if answer else []
+    if "variants" in sections:
+        out["variants"] = []
+        for models in ("dense", "conv"):
+            answer = r.child(f"variants: {models} models, renorm and ghost against their baselines",
+                             "variant_cost.py",
+                             ["--models", models] + (["--quick"] if plan.get("quick") else []))
+            out["variants"] += answer["rows"] if answer else []
+    if "fold" in sections:
+        answer = r.child("fold: inference, BN folded and not, alternating", "fold.py",
+                         ["--quick"] if plan.get("quick") else [])
+        out["fold"] = answer["rows"] if answer else []
     if "alternate" in sections:
         answer = r.child("alternate: bnlab, Keras on JAX and PyTorch, whole processes in turn",
                          "alternate.py", ["--rounds", plan["rounds"]]

@@ -7,6 +7,7 @@ ratio divides two numbers of the same run. Nothing here measures anything.
 from flops import train_flops
 
 GOAL_SCRATCH = 1.05  # (a) scratch / keras time, per training step
+GOAL_VARIANT = 1.10  # issue 8 §5: renorm / Keras's renorm, ghost / scratch, per training step
 GOAL_MULTI = 2.0     # (c) K seeds together / one seed
 GOAL_RATE = 0.40     # (c) MLP experiments' share of the measured matrix-product rate
 
@@ -88,6 +89,18 @@ def goals(results):
                      f"ms/step)")
     out.append(("(a) a training step with norm=\"scratch\" within 1.05× of norm=\"keras\" "
                 "(default backend)", ok, lines or ["not measured"]))
+    # issue 8 §5: the variants against their baselines (bench/variant_cost.py)
+    lines, ok = [], bool(results.get("variants"))
+    for row in results.get("variants") or []:
+        ok &= row["ratio"] <= GOAL_VARIANT
+        first, second = row["pair"].split(" / ")
+        lines.append(f"{row['model']}: {row['pair']} = {row['ratio']:.3f} (spread "
+                     f"{row['spread']:.3f}, median of {row['reps']} ABBA pairs of "
+                     f"{row['steps']}-step blocks; {row[first + '_ms']:.2f} vs "
+                     f"{row[second + '_ms']:.2f} ms/step)")
+    out.append(("(§5) norm=\"renorm\" within 1.10× of Keras's renorm=True layer, norm=\"ghost\" "
+                "within 1.10× of norm=\"scratch\" (default backend)", ok,
+                lines or ["not measured"]))
     # (b) bnlab at most the faster of keras-tf and torch, every arm. Against PyTorch the
     # alternated processes (bench/alternate.py) decide when they ran; against Keras-on-TF the
     # epoch tables.
@@ -282,6 +295,15 @@ def markdown(results):
                 "counts as a win only where every round agrees (its min-max range excludes 1).",
                 ""]
         out += alternate_table(results)
+    if results.get("fold"):
+        out += ["## Inference with BN folded away (bnlab.tools.fold)", "",
+                "ms per 10,000 images (`predict`, batches of 500); ratio = the median of the "
+                "adjacent pairs' folded / unfolded ratios (ABBA order).", ""]
+        out += _table(["model", "placement", "layers", "folded ms", "unfolded ms",
+                       "folded ÷ unfolded", "pairs"],
+                      [[r["model"], r["placement"], f"{r['layers']} → {r['folded_layers']}",
+                        f"{r['folded_ms']:.0f}", f"{r['unfolded_ms']:.0f}", f"{r['ratio']:.3f}",
+                        r["reps"]] for r in results["fold"]])
     peak = results.get("peak")
     if peak:
         mm = peak["measured"]
@@ -332,6 +354,10 @@ METHOD = [
     "a warm-up, in ABBA order, and the median of the pairs' ratios (bench/scratch_cost.py). "
     "Sequential measurements of separate arms swing by ±20 % on this machine; pairing cancels "
     "that drift.",
+    "- §5 variants: the BN-after MLP and LeNet built with `norm=\"renorm\"` and, from the same "
+    "model, Keras's own `BatchNormalization(renorm=True)` with the same arguments and weights; "
+    "and with `norm=\"ghost\"` and `norm=\"scratch\"`; timed as goal (a) "
+    "(bench/variant_cost.py).",
     "- Head to head (goal (b) against PyTorch; plain Keras 3 on JAX): bench/alternate.py runs "
     "one fresh process per side (bench/steps.py), one after another, the order reversed every "
     "round (ABC CBA ABC); each trains every arm's model on the same first batches, one warm-up "

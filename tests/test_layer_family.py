@@ -1,8 +1,8 @@
 """The BN family in bnlab.layers.BatchNorm: renorm, masks, momentum=None, Ghost BN, replicas.
 
 Renorm and masks are held against Keras's own layer (outputs, gradients, every moving statistic,
-1e-5 relative in float32) on every backend; Ghost BN and momentum=None against their definitions
-in float64 NumPy; cross-replica statistics (JAX) against one BN over the concatenated batch.
+1e-5 relative in float32) on every backend; Ghost BN and momentum=None against bnlab.reference
+(float64); cross-replica statistics (JAX) against one BN over the concatenated batch.
 """
 
 import numpy as np
@@ -11,6 +11,7 @@ import pytest
 import bnlab  # noqa: F401  (sets the default backend before Keras is imported)
 import keras
 from backend_utils import BACKEND, grads, to_numpy
+from bnlab import reference
 from bnlab.layers import BatchNorm
 from test_layers import assert_close
 
@@ -90,6 +91,10 @@ def test_mask_matches_keras(shape, kwargs):
         mask = rng.random(shape[:-1]) < 0.6
         y, y_k = ours(x, training=True, mask=mask), theirs(x, training=True, mask=mask)
         assert_close(to_numpy(y), to_numpy(y_k), what=f"output at step {step}")
+    r = rng.standard_normal(shape).astype("float32")
+    (dx, dw), (dx_k, dw_k) = (grads(layer, x, r, True, mask=mask) for layer in (ours, theirs))
+    assert_close(dx, dx_k, what="dx")
+    assert_close(dw["gamma"], dw_k["gamma"], what="dgamma")
     ours_w, theirs_w = weights_by_name(ours), weights_by_name(theirs)
     assert list(ours_w) == list(theirs_w)
     for name in ours_w:
@@ -111,39 +116,27 @@ def test_momentum_none_is_the_cumulative_average():
     rng = np.random.default_rng(22)
     layer = BatchNorm(momentum=None)
     means, variances = [], []
-    for n in (8, 5, 11, 6):
+    mm, mv = np.zeros(3), np.ones(3)
+    for count, n in enumerate((8, 5, 11, 6), start=1):
         x = (rng.standard_normal((n, 3)) * rng.uniform(1, 3) + rng.normal()).astype("float32")
         layer(x, training=True)
         means.append(x.astype(np.float64).mean(0))
         variances.append(x.astype(np.float64).var(0))
+        _, mm, mv = reference.batch_norm(x.astype(np.float64), None, None, mm, mv,
+                                         momentum=None, count=count)
     weights = weights_by_name(layer)
     assert list(weights) == ["gamma", "beta", "moving_mean", "moving_variance",
                              "num_batches_tracked"]
     assert int(weights["num_batches_tracked"]) == 4
     assert_close(weights["moving_mean"], np.mean(means, 0))
     assert_close(weights["moving_variance"], np.mean(variances, 0))
+    assert_close(weights["moving_mean"], mm, what="moving_mean vs reference")
+    assert_close(weights["moving_variance"], mv, what="moving_variance vs reference")
     assert [w.trainable for w in layer.weights] == [True, True, False, False, False]
     # inference and training=False leave the counter alone
     layer(x, training=False)
     assert int(to_numpy(layer.num_batches_tracked)) == 4
     assert not hasattr(BatchNorm(momentum=0.9), "num_batches_tracked")
-
-
-def ghost_numpy(x, k, axis, gamma, beta, epsilon=1e-3):
-    """Ghost BN in float64: each group of k examples normalized with its own statistics."""
-    x = x.astype(np.float64)
-    reduce = tuple(a for a in range(x.ndim) if a != axis % x.ndim)
-    shape = [1] * x.ndim
-    shape[axis] = x.shape[axis]
-    outputs, means, variances = [], [], []
-    for g in range(x.shape[0] // k):
-        xg = x[g * k:(g + 1) * k]
-        mu, var = xg.mean(reduce, keepdims=True), xg.var(reduce, keepdims=True)
-        outputs.append(gamma.reshape(shape) * (xg - mu) / np.sqrt(var + epsilon)
-                       + beta.reshape(shape))
-        means.append(mu.ravel())
-        variances.append(var.ravel())
-    return np.concatenate(outputs), np.mean(means, 0), np.mean(variances, 0)
 
 
 @pytest.mark.parametrize("shape,axis,k", [((12, 4), -1, 4), ((6, 3, 2, 2), 1, 2),
@@ -158,10 +151,12 @@ def test_ghost_batches_have_their_own_statistics(shape, axis, k):
     x = (rng.standard_normal(shape) * 2 + rng.normal(0, 3, shape[0]).reshape(
         (-1,) + (1,) * (len(shape) - 1))).astype("float32")
     y = to_numpy(layer(x, training=True))
-    y_ref, mean_ref, var_ref = ghost_numpy(x, k, axis, gamma, beta)
+    y_ref, mean_ref, var_ref = reference.ghost_batch_norm(
+        x.astype(np.float64), gamma, beta, np.zeros(c), np.ones(c), virtual_batch_size=k,
+        axis=axis, momentum=0.7)
     assert_close(y, y_ref, what="output")
-    assert_close(to_numpy(layer.moving_mean), 0.3 * mean_ref, what="moving_mean")
-    assert_close(to_numpy(layer.moving_variance), 0.7 + 0.3 * var_ref, what="moving_variance")
+    assert_close(to_numpy(layer.moving_mean), mean_ref, what="moving_mean")
+    assert_close(to_numpy(layer.moving_variance), var_ref, what="moving_variance")
     # inference is BN's with the moving statistics, groups or not
     plain = BatchNorm(axis=axis)
     plain.build(shape)

@@ -169,15 +169,15 @@ class BatchNorm(keras.layers.Layer):
             )
         shape = (channels,)
         if self.scale:
-            self.gamma = self._statistic("gamma", shape, self.gamma_initializer, trainable=True,
-                                         regularizer=self.gamma_regularizer,
-                                         constraint=self.gamma_constraint)
+            self.gamma = self._weight("gamma", shape, self.gamma_initializer, trainable=True,
+                                      regularizer=self.gamma_regularizer,
+                                      constraint=self.gamma_constraint)
         if self.center:
-            self.beta = self._statistic("beta", shape, self.beta_initializer, trainable=True,
-                                        regularizer=self.beta_regularizer,
-                                        constraint=self.beta_constraint)
-        self.moving_mean = self._statistic("moving_mean", shape, self.moving_mean_initializer)
-        self.moving_variance = self._statistic(
+            self.beta = self._weight("beta", shape, self.beta_initializer, trainable=True,
+                                     regularizer=self.beta_regularizer,
+                                     constraint=self.beta_constraint)
+        self.moving_mean = self._weight("moving_mean", shape, self.moving_mean_initializer)
+        self.moving_variance = self._weight(
             "moving_variance", shape, self.moving_variance_initializer
         )
         if self.renorm:
@@ -185,13 +185,13 @@ class BatchNorm(keras.layers.Layer):
             def stddev_initializer(shape, dtype=None):
                 return ops.sqrt(_clone(self.moving_variance_initializer)(shape, dtype=dtype))
 
-            self.moving_stddev = self._statistic("moving_stddev", shape, stddev_initializer)
-            self.renorm_mean = self._statistic(
+            self.moving_stddev = self._weight("moving_stddev", shape, stddev_initializer)
+            self.renorm_mean = self._weight(
                 "renorm_mean", shape, _clone(self.moving_mean_initializer)
             )
-            self.renorm_stddev = self._statistic("renorm_stddev", shape, stddev_initializer)
+            self.renorm_stddev = self._weight("renorm_stddev", shape, stddev_initializer)
         if self.momentum is None:
-            self.num_batches_tracked = self._statistic(
+            self.num_batches_tracked = self._weight(
                 "num_batches_tracked", (), "zeros", dtype="int32"
             )
         self.input_spec = keras.layers.InputSpec(ndim=rank, axes={channel_axis: channels})
@@ -199,7 +199,7 @@ class BatchNorm(keras.layers.Layer):
         # Parameters of shape (C,) broadcast against x as (1, .., C, .., 1).
         self._broadcast_shape = tuple(channels if a == channel_axis else 1 for a in range(rank))
 
-    def _statistic(self, name, shape, initializer, trainable=False, dtype=None, **kwargs):
+    def _weight(self, name, shape, initializer, trainable=False, dtype=None, **kwargs):
         return self.add_weight(shape=shape, name=name, initializer=initializer,
                                trainable=trainable, autocast=False, dtype=dtype, **kwargs)
 
@@ -207,12 +207,12 @@ class BatchNorm(keras.layers.Layer):
         return input_shape
 
     def call(self, inputs, training=None, mask=None):
-        # Statistics and normalization in at least float32, whatever the compute dtype.
         if mask is not None and len(mask.shape) != len(inputs.shape) - 1:
             raise ValueError(
                 "The mask provided should be one dimension less than the inputs. "
                 f"Received: mask.shape={mask.shape}, inputs.shape={inputs.shape}"
             )
+        # Statistics and normalization in at least float32, whatever the compute dtype.
         x = inputs
         if keras.backend.standardize_dtype(x.dtype) in _LOW_PRECISION:
             x = ops.cast(x, "float32")
