@@ -77,3 +77,14 @@ def test_keras_on_jax_is_the_same_model_in_keras_own_layers():
                                rtol=1e-5, atol=1e-6)
     assert type(plain.optimizer) is type(bnlab_model.optimizer)
     assert plain.optimizer.learning_rate == bnlab_model.optimizer.learning_rate
+
+
+def test_each_side_is_checked_against_its_epoch_table_step():
+    answers = fake_answers({"bnlab": [1.0, 1.2], "torch": [2.0, 2.0]})
+    epoch = {"arm": "a", "seconds_per_epoch": 1.0, "steps_per_epoch": 1000}  # 1 ms a step
+    results = {"alternate": {"sides": ["bnlab", "torch"], "rounds": 2,
+                             "rows": alternate.summarize(answers)},
+               "epochs": {"e": {"bnlab": {"results": [epoch]}}}}
+    table = tables.alternate_table(results)
+    assert table[0].endswith("| bnlab: ÷ its epoch-table step | torch: ÷ its epoch-table step |")
+    assert table[2].endswith("| 1.10 | — |")
