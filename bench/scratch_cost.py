@@ -20,47 +20,72 @@ MODELS = (("bn-placement", "bn-after"), ("bn-placement", "bn-before"), ("deep-ml
 STEPS = {"mlp": 200, "deep-mlp": 200, "lenet": 60, "deep-cnn": 15}
 
 
+def with_norm(norm, **options):
+    """A builder of ``measure``: the trial's model with ``norm`` (and ``norm_options``), compiled
+    as bnlab compiles it."""
+    from bnlab.lab import recipe
+
+    def build(config):
+        model = {**config["model"], "norm": norm}
+        if options:
+            model["norm_options"] = options
+        return recipe.compile_model(dict(config, model=model))
+    return build
+
+
+def measure(models, builders, kind, reps, quick):
+    """For each (experiment, arm) of ``models`` whose kind (MLP: ``dense``, else ``conv``) is
+    ``kind``: the two models of ``builders`` ({name: config -> compiled model}, seeded alike),
+    trained with ``fit`` on the same block of batches, once untimed (compilation), then timed in
+    ``reps`` ABBA pairs. Returns one row per model, ``ratio`` = first builder / second."""
+    import keras
+
+    from bnlab.lab import experiments, multiseed
+
+    rows = []
+    for experiment_name, arm_name in models:
+        experiment = experiments.get(experiment_name)
+        if (experiment.model in multiseed.VECTORIZED_MODELS) != (kind == "dense"):
+            continue
+        base = experiments.trial_config(experiment, experiment.arm(arm_name), 1,
+                                        dataset="fashion_mnist", epochs=1)
+        model_name, batch = base["model"]["name"], base["batch_size"]
+        steps = 3 if quick else STEPS[model_name]
+        x, y = training_block(base, steps)
+        blocks = {}
+        for name, build in builders.items():
+            keras.utils.set_random_seed(1)
+            blocks[name] = (lambda m=build(base): m.fit(x, y, batch_size=batch, epochs=1,
+                                                         shuffle=False, verbose=0))
+            blocks[name]()  # compilation
+        times, pair_ratios = time_pairs(blocks, 2 if quick else reps, steps)
+        first, second = builders
+        rows.append({"experiment": experiment_name, "arm": arm_name, "model": model_name,
+                     "backend": keras.backend.backend(), "pair": f"{first} / {second}",
+                     **pair_summary(times, pair_ratios, steps)})
+        log(f"{model_name} ({arm_name}): {first} / {second} = {rows[-1]['ratio']:.3f}")
+    return rows
+
+
+def setup(kind):
+    """The process as `bnlab run` sets it up for ``kind``: the MLPs' seeds together (``dense``),
+    or the conv models one seed at a time (``conv``); the default backend."""
+    import bnlab  # noqa: F401  (the default backend, as bnlab run picks it)
+    from bnlab.lab import train
+
+    train.configure_xla(vectorized=kind == "dense")
+    train.enable_compilation_cache()
+
+
 def main(argv):
     parser = pair_parser(__doc__)
     parser.add_argument("--models", choices=("dense", "conv"), required=True,
                         help="the MLPs, in a process set up as `bnlab run` trains them (seeds "
                              "together), or the conv models (one seed at a time)")
     args = parser.parse_args(argv)
-
-    import bnlab  # noqa: F401  (the default backend, as bnlab run picks it)
-    import keras
-
-    from bnlab.lab import experiments, multiseed, recipe, train
-
-    dense = args.models == "dense"
-    train.configure_xla(vectorized=dense)  # XLA's options as `bnlab run` picks them
-    train.enable_compilation_cache()
-    rows = []
-    for experiment_name, arm_name in MODELS:
-        experiment = experiments.get(experiment_name)
-        if (experiment.model in multiseed.VECTORIZED_MODELS) != dense:
-            continue
-        arm = experiment.arm(arm_name)
-        base = experiments.trial_config(experiment, arm, 1, dataset="fashion_mnist", epochs=1)
-        model_name = base["model"]["name"]
-        steps = 3 if args.quick else STEPS[model_name]
-        batch = base["batch_size"]
-        x, y = training_block(base, steps)
-        models = {}
-        for norm in ("keras", "scratch"):
-            config = dict(base, model={**base["model"], "norm": norm})
-            keras.utils.set_random_seed(1)
-            models[norm] = recipe.compile_model(config)
-            models[norm].fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)  # compile
-        blocks = {norm: (lambda m=models[norm]: m.fit(x, y, batch_size=batch, epochs=1,
-                                                       shuffle=False, verbose=0))
-                  for norm in ("scratch", "keras")}
-        times, pair_ratios = time_pairs(blocks, 2 if args.quick else args.reps, steps)
-        row = {"experiment": experiment_name, "arm": arm_name, "model": model_name,
-               "backend": keras.backend.backend(), **pair_summary(times, pair_ratios, steps)}
-        log(f"scratch cost: {model_name} ({arm_name}): scratch / keras = {row['ratio']:.3f}")
-        rows.append(row)
-    emit({"rows": rows})
+    setup(args.models)
+    builders = {"scratch": with_norm("scratch"), "keras": with_norm("keras")}
+    emit({"rows": measure(MODELS, builders, args.models, args.reps, args.quick)})
 
 
 if __name__ == "__main__":

@@ -11,12 +11,13 @@ import numpy as np
 BACKEND = keras.backend.backend()
 
 
-def grads(layer, x, r, training):
-    """Return (dx, {weight name: gradient}) of Σ layer(x, training) · r as NumPy arrays.
+def grads(layer, x, r, training, **kwargs):
+    """Return (dx, {weight name: gradient}) of Σ layer(x, training, **kwargs) · r as NumPy arrays.
 
-    ``training=None`` calls a layer that takes no ``training`` argument (a convolution).
+    ``training=None`` calls a layer that takes no ``training`` argument (a convolution);
+    ``kwargs`` are further call arguments (``mask=``).
     """
-    call_kwargs = {} if training is None else {"training": training}
+    call_kwargs = dict(kwargs) if training is None else {"training": training, **kwargs}
     names = [v.path.split("/")[-1] for v in layer.trainable_variables]
     if BACKEND == "jax":
         import jax
@@ -62,3 +63,21 @@ def grads(layer, x, r, training):
 
 def to_numpy(t):
     return np.asarray(keras.ops.convert_to_numpy(t))
+
+
+def training_step(layer, x, r, **kwargs):
+    """One training call of a layer with state, alike on every backend: returns (y, dx,
+    {weight name: gradient}) of Σ layer(x, training=True, **kwargs) · r, all computed from the
+    state before the step, and leaves the non-trainable state updated exactly once.
+
+    (``grads`` updates the state on TensorFlow and PyTorch and not on JAX, so the update is taken
+    from ``stateless_call``, which hands its arguments to ``call`` unconverted, and assigned here.)
+    """
+    before = [v.value for v in layer.non_trainable_variables]
+    tensors = {k: keras.ops.convert_to_tensor(v) for k, v in kwargs.items()}
+    y, after = layer.stateless_call([v.value for v in layer.trainable_variables], before,
+                                    keras.ops.convert_to_tensor(x), training=True, **tensors)
+    dx, dw = grads(layer, x, r, True, **kwargs)
+    for v, value in zip(layer.non_trainable_variables, after):
+        v.assign(value)
+    return to_numpy(y), dx, dw

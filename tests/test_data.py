@@ -291,14 +291,38 @@ def test_interrupted_download_leaves_no_partial_file(isolated, monkeypatch):
         def __exit__(self, *exc):
             return False
 
+        def info(self):  # the response's headers: no Content-Length
+            return {}
+
+        def close(self):
+            pass
+
         def read(self, size):
             if self.chunks:
                 return self.chunks.pop()
             raise ConnectionResetError("connection reset by peer")
 
-    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Broken())
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, *args, **kw: Broken())
     with pytest.raises(DatasetError, match="download failed: .*connection reset"):
         data.load("fashion_mnist")
+    assert list((isolated / "cache" / "fashion_mnist").iterdir()) == []
+
+
+def test_silent_server_times_out(isolated, monkeypatch):
+    """A server that accepts the connection and never answers: the download gives up after
+    DOWNLOAD_TIMEOUT with a one-line error, leaving nothing behind."""
+    import socket
+
+    from bnlab.data import download
+
+    serve(isolated, monkeypatch, "fashion_mnist")
+    with socket.create_server(("127.0.0.1", 0)) as server:  # listens, never reads or replies
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/"
+        monkeypatch.setitem(data.DATASETS["fashion_mnist"], "urls", (url,))
+        monkeypatch.setattr(download, "DOWNLOAD_TIMEOUT", 0.5)
+        with pytest.raises(DatasetError, match="download failed: .*timed out"):
+            data.load("fashion_mnist")
+    assert socket.getdefaulttimeout() is None  # restored
     assert list((isolated / "cache" / "fashion_mnist").iterdir()) == []
 
 

@@ -3,7 +3,10 @@
     bnlab list                         the named experiments, one line each
     bnlab run EXPERIMENT [options]     train its trials (arm × seed) into the store, then report
     bnlab report EXPERIMENT            write runs/EXPERIMENT/report.{md,html} and figures
+    bnlab export tensorboard EXPERIMENT DIR   its trials' scalars as TensorBoard event files
+    bnlab export mlflow EXPERIMENT     its trials as MLflow runs (--tracking-uri)
     bnlab summary MODEL [options]      model.summary() and each BN layer's variables
+    bnlab check MODEL.keras [options]  diagnose a trained model's BN (bnlab.tools.check)
     bnlab demo                         the main job: bn-placement on Fashion-MNIST, ~3 minutes
 
 User errors (unknown names, bad or missing data, a broken store) print one line and exit 2.
@@ -64,6 +67,21 @@ def _parser():
     p.add_argument("--out", type=Path, help="output folder (default runs/EXPERIMENT)")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("export", help="export an experiment's trials to TensorBoard or MLflow")
+    to = p.add_subparsers(dest="target", metavar="TARGET", required=True)
+    e = to.add_parser("tensorboard", help="event files, one folder per trial (DIR/EXPERIMENT/ARM/"
+                                          "seed-N)")
+    e.add_argument("experiment")
+    e.add_argument("dir", type=Path, help="TensorBoard log folder")
+    e.add_argument("--store", type=Path, default=DEFAULT_STORE, help="results store (SQLite)")
+    e.set_defaults(func=cmd_export)
+    e = to.add_parser("mlflow", help="one MLflow run per trial")
+    e.add_argument("experiment")
+    e.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else runs/mlruns)")
+    e.add_argument("--store", type=Path, default=DEFAULT_STORE, help="results store (SQLite)")
+    e.set_defaults(func=cmd_export)
+
     p = sub.add_parser("summary", help="print a model's summary and its BN variables")
     p.add_argument("model", help="mlp, deep-mlp, lenet or deep-cnn")
     p.add_argument("--norm", default="keras", help="none, keras or scratch (default keras)")
@@ -72,6 +90,19 @@ def _parser():
     p.add_argument("--momentum", type=float, default=0.99)
     p.add_argument("--epsilon", type=float, default=1e-3)
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("check", help="diagnose a trained model's BN layers on data")
+    p.add_argument("model", type=Path, help="a .keras file (e.g. from bnlab run --save-models)")
+    p.add_argument("--data", default="fashion_mnist", help="fashion_mnist or mnist")
+    p.add_argument("--data-dir", type=Path, help="where the dataset files are")
+    p.add_argument("--preprocessing", default="scale", choices=("scale", "standardize"),
+                   help="as the model was trained (default scale)")
+    p.add_argument("--limit", type=_positive, default=5000,
+                   help="training images for the population and test images scored (default 5000)")
+    p.add_argument("--batch-size", type=_positive, default=32,
+                   help="training-mode batch size (default 32)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("demo", help="the main job: bn-placement on Fashion-MNIST, then its report")
     p.add_argument("--store", type=Path, default=DEFAULT_STORE, help="results store (SQLite)")
@@ -91,7 +122,11 @@ def _add_run_options(p):
     p.add_argument("--store", type=Path, default=DEFAULT_STORE, help="results store (SQLite)")
     p.add_argument("--force", action="store_true", help="rerun trials already finished")
     p.add_argument("--no-report", action="store_true", help="do not write the report")
+    p.add_argument("--save-models", action="store_true",
+                   help="keep each trial run as runs/EXPERIMENT/models/ARM-sSEED.keras")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--tensorboard", type=Path, metavar="DIR",
+                   help="also write the trials' scalars as TensorBoard event files under DIR")
     p.add_argument("--path", choices=("auto", "fit"), default="auto",
                    help="auto: on JAX, the seeds of an arm train together as one vectorized "
                         "program; fit: each trial with Keras's fit (default auto)")
@@ -167,26 +202,62 @@ def cmd_run(args):
         raise
     with Store(args.store) as store:
         executor = executors.make(args.executor, address=args.address, data_dir=args.data_dir,
-                                  progress=not args.quiet, datasets=datasets)
+                                  progress=not args.quiet, datasets=datasets,
+                                  save_models=(Path("runs") / experiment.name / "models"
+                                               if args.save_models else None))
         run_trials(configs, store, force=args.force, data_dir=args.data_dir,
                    progress=not args.quiet, path=args.path, executor=executor)
         _print_summary(store, experiment, configs)
         if not args.no_report:
             _write_report(store, experiment, configs, report_dir)
+        if args.tensorboard:
+            _export_tensorboard(store, _selection(store, experiment, configs), args.tensorboard)
 
 
 def cmd_report(args):
-    from bnlab.results.store import Store
-
     experiment = _experiment(args.experiment)
-    if not args.store.exists():
-        raise UserError(f"no results store at {args.store}; run `bnlab run {experiment.name}` "
-                        "first")
     out = args.out or Path("runs") / experiment.name
     _check_writable(out, "choose another folder with --out")
-    with Store(args.store, create=False) as store:
+    with _existing_store(args.store, experiment) as store:
         _print_summary(store, experiment, None)
         _write_report(store, experiment, None, out)
+
+
+def cmd_export(args):
+    experiment = _experiment(args.experiment)
+    with _existing_store(args.store, experiment) as store:
+        trials = _selection(store, experiment, None)
+        if not trials:
+            raise UserError(f"no finished trials of {experiment.name} in {store.path}; run "
+                            f"`bnlab run {experiment.name}` first")
+        if args.target == "tensorboard":
+            return _export_tensorboard(store, trials, args.dir)
+        from bnlab.results.export import DEFAULT_MLFLOW_URI, export_mlflow
+
+        uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_MLFLOW_URI
+        report_dir = Path("runs") / experiment.name
+        _write_report(store, experiment, None, report_dir)
+        figures = sorted(report_dir.glob("*.png"))
+        try:
+            done = export_mlflow(store, trials, uri, figures)
+        except ImportError as exc:
+            raise UserError(str(exc)) from None
+        print(f"mlflow: {len(done['created'])} run(s) written, {len(done['unchanged'])} already "
+              f"there and unchanged; tracking URI {uri}")
+
+
+def _export_tensorboard(store, trials, out_dir):
+    from bnlab.results.export import export_tensorboard
+
+    try:
+        folders = export_tensorboard(store, trials, out_dir)
+    except ImportError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"cannot write TensorBoard files under {out_dir} ({exc.strerror or exc})"
+                        ) from None
+    print(f"tensorboard: {len(folders)} trial(s) under {out_dir}; view with "
+          f"`tensorboard --logdir {out_dir}`")
 
 
 def cmd_summary(args):
@@ -210,6 +281,30 @@ def cmd_summary(args):
                       f"trainable={variable.trainable}")
 
 
+def cmd_check(args):
+    import json
+
+    import keras
+
+    from bnlab import data as bndata
+    from bnlab.tools import check
+
+    if not args.model.is_file():
+        raise UserError(f"no model file at {args.model}")
+    if args.data not in bndata.DATASETS:
+        raise UserError(f"unknown dataset {args.data!r}; known: {', '.join(bndata.DATASETS)}")
+    try:
+        model = keras.saving.load_model(args.model)
+    except Exception as exc:  # any failure to read it means: not a Keras model file bnlab reads
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{args.model} is not a Keras model file ({reason})") from None
+    ds = bndata.load(args.data, args.data_dir, preprocessing=args.preprocessing)
+    limit = args.limit
+    result = check.check(model, ds.x_train[:limit], ds.x_test[:limit], ds.y_test[:limit],
+                         batch_size=args.batch_size)
+    print(json.dumps(result, indent=1) if args.json else check.format_table(result))
+
+
 def cmd_demo(args):
     run_args = _parser().parse_args([
         "run", DEMO["experiment"], "--seeds", str(DEMO["seeds"]), "--epochs", str(DEMO["epochs"]),
@@ -228,6 +323,14 @@ def _experiment(name):
         return experiments.get(name)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+
+
+def _existing_store(path, experiment):
+    from bnlab.results.store import Store
+
+    if not path.exists():
+        raise UserError(f"no results store at {path}; run `bnlab run {experiment.name}` first")
+    return Store(path, create=False)
 
 
 def _split_names(text):

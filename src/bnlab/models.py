@@ -1,19 +1,40 @@
-"""The seed notebooks' architectures, as plain Keras ``Sequential`` models.
+"""The seed notebooks' architectures and the study CNN, as plain Keras ``Sequential`` models.
 
-    build(name, norm=..., placement=..., ...) -> keras.Sequential
+    build(name, norm=..., placement=..., norm_options={...}, ...) -> keras.Sequential
 
 ``name``       ``"mlp"`` (seeds 000, 004), ``"deep-mlp"`` (seed 002), ``"lenet"`` (seed 001),
-               ``"deep-cnn"`` (seed 003).
-``norm``       ``"none"``, ``"keras"`` (``keras.layers.BatchNormalization``) or ``"scratch"``
-               (``bnlab.layers.BatchNorm``).
-``placement``  ``"after"`` the activation (Dense(activation) → BN) or ``"before"`` it
-               (Dense(use_bias=False) → BN → Activation), as seeds 000 and 004 compare them.
+               ``"deep-cnn"`` (seed 003), ``"study-cnn"`` (the batch-size study's small CNN).
+``norm``       the normalization after each hidden layer (``NORMS``):
+
+    none     no normalization (the seeds' baselines)
+    keras    ``keras.layers.BatchNormalization``
+    scratch  ``bnlab.layers.BatchNorm``, the from-scratch BN
+    renorm   ``bnlab.layers.BatchNorm(renorm=True)``: Batch Renormalization (Ioffe, 2017)
+    ghost    ``bnlab.layers.BatchNorm(virtual_batch_size=k)``: Ghost BN, statistics per group of
+             k examples (default k = 8, ``GHOST_VIRTUAL_BATCH_SIZE``; k must divide the batch)
+    group    ``keras.layers.GroupNormalization`` (Wu & He, 2018): per example, statistics over
+             the spatial positions and the C/G channels of each of G groups. Default G: the
+             largest divisor of the layer's C channels that is at most 32 (the paper's G) and
+             leaves at least 2 channels per group (so GN never becomes instance norm); G = 1
+             (one group: layer norm with per-channel γ, β) when C is 1 or a prime.
+    layer    ``keras.layers.LayerNormalization`` (Ba et al., 2016): per example, statistics over
+             all of a layer's units (H, W and C for a conv layer), with one γ and β per unit as
+             Keras has them. (The GN paper's "LN", with one γ, β per channel, is
+             ``norm="group", norm_options={"groups": 1}``.)
+
+``placement``  ``"after"`` the activation (Dense(activation) → norm) or ``"before"`` it
+               (Dense(use_bias=False) → norm → Activation), as seeds 000 and 004 compare them;
+               ``None`` (the default) is the model's own: after in the MLPs, before in the CNNs.
+``norm_options``  the norm's own arguments, checked when the model is built (``NORM_OPTIONS``):
+               ``momentum``, ``epsilon`` (BN kinds), ``renorm_clipping``, ``renorm_momentum``
+               (renorm), ``virtual_batch_size`` (ghost), ``groups`` (group), ``epsilon`` (group,
+               layer). ``momentum=``/``epsilon=`` given to ``build`` itself are shorthands for them.
 
 Convolutions and max pooling are ``bnlab.layers.fast_conv``' ``Conv2D`` and ``MaxPooling2D``: Keras's
 layers, with the same weights and outputs, whose gradients run faster on JAX on the CPU.
 
-Each builder follows its seed line by line; where a seed is ambiguous or wrong, the docstring says
-what was chosen. The models end in the seed's own output (softmax probabilities, sigmoid
+Each seed builder follows its seed line by line; where a seed is ambiguous or wrong, the docstring
+says what was chosen. The models end in the seed's own output (softmax probabilities, sigmoid
 "probabilities" for LeNet, logits for the deep CNN); ``LOSSES`` names the loss that goes with each.
 """
 
@@ -24,7 +45,20 @@ import keras
 from bnlab.layers.fast_conv import Conv2D, MaxPooling2D
 from bnlab.layers import BatchNorm
 
-NORMS = ("none", "keras", "scratch")
+NORMS = ("none", "keras", "scratch", "renorm", "ghost", "group", "layer")
+BATCH_NORMS = ("keras", "scratch", "renorm", "ghost")  # those with moving statistics
+# The arguments each norm takes in norm_options.
+NORM_OPTIONS = {
+    "none": (),
+    "keras": ("momentum", "epsilon"),
+    "scratch": ("momentum", "epsilon"),
+    "renorm": ("momentum", "epsilon", "renorm_clipping", "renorm_momentum"),
+    "ghost": ("momentum", "epsilon", "virtual_batch_size"),
+    "group": ("groups", "epsilon"),
+    "layer": ("epsilon",),
+}
+GHOST_VIRTUAL_BATCH_SIZE = 8
+MAX_GROUPS = 32
 PLACEMENTS = ("after", "before")
 INPUT_SHAPE = (28, 28)
 NUM_CLASSES = 10
@@ -35,35 +69,98 @@ LOSSES = {
     "deep-mlp": "sparse_categorical_crossentropy",
     "lenet": "sparse_categorical_crossentropy",
     "deep-cnn": "sigmoid_cross_entropy",  # seed 003: sigmoid cross-entropy on one-hot labels
+    "study-cnn": "sparse_categorical_crossentropy",
 }
+# Where each model puts the norm when placement=None: the seed's own choice.
+OWN_PLACEMENT = {"mlp": "after", "deep-mlp": "after", "lenet": "before", "deep-cnn": "before",
+                 "study-cnn": "before"}
 
 
-def build(name, *, norm="keras", placement="after", activation=None, momentum=0.99,
-          epsilon=1e-3, seed=None):
-    """Build one of the seed architectures; see the module docstring for the arguments.
+def build(name, *, norm="keras", placement=None, activation=None, momentum=None, epsilon=None,
+          norm_options=None, seed=None):
+    """Build one of the models; see the module docstring for the arguments.
 
     ``activation`` overrides the model's own (seed 000's BN-before MLP uses ``"elu"``);
-    ``momentum`` and ``epsilon`` go to every BN layer (seed 001's custom layer: 0.9 and 1e-5);
-    ``seed`` seeds the weight initializers, so the same seed builds the same weights.
+    ``momentum`` and ``epsilon`` go to every norm layer that takes them (seed 001's custom
+    layer: 0.9 and 1e-5; Keras's defaults 0.99 and 1e-3 otherwise); ``seed`` seeds the weight
+    initializers, so the same seed builds the same weights.
     """
     if name not in BUILDERS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(BUILDERS)}")
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
-    if placement not in PLACEMENTS:
+    if placement is not None and placement not in PLACEMENTS:
         raise ValueError(f"unknown placement {placement!r}; choose one of {', '.join(PLACEMENTS)}")
+    options = _norm_options(norm, momentum, epsilon, norm_options)
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
-    make_norm = _norm_factory(norm, momentum, epsilon)
-    return BUILDERS[name](make_norm, placement, activation)
+    norms = _Norms(norm, options)
+    model = BUILDERS[name](norms if norm != "none" else None,
+                           placement or OWN_PLACEMENT[name], activation)
+    norms.check(name)
+    return model
 
 
-def _norm_factory(norm, momentum, epsilon):
-    """A function returning a fresh BN layer of the chosen kind, or None for norm="none"."""
-    if norm == "none":
-        return None
-    layer_class = BatchNorm if norm == "scratch" else keras.layers.BatchNormalization
-    return lambda: layer_class(momentum=momentum, epsilon=epsilon)
+def _norm_options(norm, momentum, epsilon, norm_options):
+    """The norm's options: ``norm_options`` with the ``momentum``/``epsilon`` shorthands merged,
+    each checked against what the norm takes."""
+    options = dict(norm_options or {})
+    for key, value in (("momentum", momentum), ("epsilon", epsilon)):
+        if value is not None:
+            options.setdefault(key, value)
+    allowed = NORM_OPTIONS[norm]
+    for key in options:
+        if key not in allowed:
+            raise ValueError(f"norm {norm!r} takes no option {key!r}; its norm_options: "
+                             f"{', '.join(allowed) or 'none'}")
+    return options
+
+
+class _Norms:
+    """Makes a fresh norm layer for a layer of ``channels`` units (``spatial``: a conv layer's
+    (N, H, W, C) output, else (N, C)), with the norm's options; a GroupNormalization whose
+    ``groups`` does not divide its channels is recorded, and ``check`` names them all."""
+
+    def __init__(self, norm, options):
+        self.norm, self.options = norm, options
+        self.channels, self.undivided = [], []
+
+    def __call__(self, channels, spatial=False):
+        self.channels.append(channels)
+        options = self.options
+        if self.norm == "keras":
+            return keras.layers.BatchNormalization(**options)
+        if self.norm == "scratch":
+            return BatchNorm(**options)
+        if self.norm == "renorm":
+            return BatchNorm(renorm=True, **options)
+        if self.norm == "ghost":
+            return BatchNorm(**{"virtual_batch_size": GHOST_VIRTUAL_BATCH_SIZE, **options})
+        if self.norm == "layer":
+            return keras.layers.LayerNormalization(axis=(-3, -2, -1) if spatial else -1,
+                                                   **options)
+        groups = options.get("groups", default_groups(channels))
+        if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+            raise ValueError(f"norm_options groups must be a positive int, got {groups!r}")
+        if channels % groups:
+            self.undivided.append(channels)
+            return keras.layers.Identity()  # check() raises once every layer is seen
+        return keras.layers.GroupNormalization(**{**options, "groups": groups})
+
+    def check(self, model_name):
+        if self.undivided:
+            raise ValueError(
+                f"norm_options groups={self.options['groups']} must divide the channels of every "
+                f"norm layer of {model_name}; its channel counts are "
+                f"{', '.join(map(str, self.channels))}, and {self.options['groups']} does not "
+                f"divide {', '.join(map(str, sorted(set(self.undivided))))}")
+
+
+def default_groups(channels):
+    """GroupNorm's default G for C channels: the largest divisor of C with G ≤ 32 and C/G ≥ 2;
+    1 when there is none (C = 1 or prime)."""
+    return max((g for g in range(1, MAX_GROUPS + 1) if channels % g == 0 and channels // g >= 2),
+               default=1)
 
 
 def _mlp(make_norm, placement, activation):
@@ -83,7 +180,7 @@ def _mlp(make_norm, placement, activation):
                        else keras.layers.Activation(activation)]
     else:
         activation = activation or "relu"
-        layers.append(make_norm())
+        layers.append(make_norm(math.prod(INPUT_SHAPE)))
         for units in (300, 100):
             layers += _dense_norm_block(units, make_norm, placement, activation, bias_before=False)
     layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax"))
@@ -113,57 +210,86 @@ def _lenet(make_norm, placement, activation):
     Conv 6@5×5 → BN → sigmoid → maxpool 2; Conv 16@5×5 → BN → sigmoid → maxpool 2; Dense 120 →
     BN → sigmoid; Dense 84 → BN → sigmoid; Dense 10 with sigmoid, as the seed writes it (Keras's
     sparse categorical cross-entropy then normalizes the ten sigmoids to sum to one).
-    ``placement`` is not used: the seed places BN only before the activation.
+    The seed's placement is "before"; "after" puts each norm after its sigmoid (before pooling).
+    The convolutions and Dense layers keep their bias, as the seed writes them.
     """
     activation = activation or "sigmoid"
     layers = [keras.Input(INPUT_SHAPE + (1,))]
     for filters, after_pooling in ((6, False), (16, True)):
-        layers.append(Conv2D(filters, 5, input_gradient="scatter" if after_pooling else "sum"))
-        if make_norm is not None:
-            layers.append(make_norm())
-        layers += [keras.layers.Activation(activation), MaxPooling2D(2, 2)]
+        conv = Conv2D(filters, 5, input_gradient="scatter" if after_pooling else "sum")
+        layers += _norm_block(conv, filters, make_norm, placement, activation, spatial=True)
+        layers.append(MaxPooling2D(2, 2))
     layers.append(keras.layers.Flatten())
     for units in (120, 84):
-        layers.append(keras.layers.Dense(units))
-        if make_norm is not None:
-            layers.append(make_norm())
-        layers.append(keras.layers.Activation(activation))
+        layers += _norm_block(keras.layers.Dense(units), units, make_norm, placement, activation)
     layers.append(keras.layers.Dense(NUM_CLASSES, activation="sigmoid"))
-    return keras.Sequential(layers, name=_model_name("lenet", make_norm, None))
+    return keras.Sequential(layers, name=_model_name("lenet", make_norm, placement))
 
 
 def _deep_cnn(make_norm, placement, activation):
     """Seed 003: 19 conv layers (layer i: 4·i filters, 3×3, stride 2 when i % 3 == 0, same padding),
-    Dense 100, then 10 logits. Without BN: bias and relu. With BN: no bias → BN → relu.
-    ``placement`` is not used: the seed places BN only before the activation.
+    Dense 100, then 10 logits. Without BN: bias and relu. With BN: no bias → BN → relu (the
+    seed's placement, "before"); "after": bias and relu → norm.
     """
     activation = activation or "relu"
-    use_bias = make_norm is None
+    use_bias = make_norm is None or placement == "after"
     layers = [keras.Input(INPUT_SHAPE + (1,))]
     for i in range(1, 20):
         strides = 2 if i % 3 == 0 else 1
-        layers.append(Conv2D(4 * i, 3, strides=strides, padding="same", use_bias=use_bias))
-        if make_norm is not None:
-            layers.append(make_norm())
-        layers.append(keras.layers.Activation(activation))
-    layers += [keras.layers.Flatten(), keras.layers.Dense(100, use_bias=use_bias)]
-    if make_norm is not None:
-        layers.append(make_norm())
-    layers += [keras.layers.Activation(activation), keras.layers.Dense(NUM_CLASSES)]
-    return keras.Sequential(layers, name=_model_name("deep_cnn", make_norm, None))
+        conv = Conv2D(4 * i, 3, strides=strides, padding="same", use_bias=use_bias)
+        layers += _norm_block(conv, 4 * i, make_norm, placement, activation, spatial=True)
+    layers.append(keras.layers.Flatten())
+    layers += _norm_block(keras.layers.Dense(100, use_bias=use_bias), 100, make_norm, placement,
+                          activation)
+    layers.append(keras.layers.Dense(NUM_CLASSES))
+    return keras.Sequential(layers, name=_model_name("deep_cnn", make_norm, placement))
+
+
+def _study_cnn(make_norm, placement, activation):
+    """The batch-size study's small CNN (issue 10; no seed has it): 28×28×1 → Conv 16@3×3 → norm
+    → relu → maxpool 2 → Conv 32@3×3 → norm → relu → maxpool 2 → Conv 64@3×3 → norm → relu →
+    global average pooling → Dense 10 softmax (shapes 28×28×16, 14×14×32, 7×7×64, 64, 10; "same"
+    padding). Small enough for batches of 2 on a CPU, with a norm after every conv and no Dense
+    hidden layer, so that the norm under study is the only one in the net. Convolutions carry a
+    bias only where no norm follows them directly (norm "none", or placement "after").
+    """
+    activation = activation or "relu"
+    use_bias = make_norm is None or placement == "after"
+    layers = [keras.Input(INPUT_SHAPE + (1,))]
+    for filters, after_pooling in ((16, False), (32, True), (64, True)):
+        if after_pooling:
+            layers.append(MaxPooling2D(2, 2))
+        conv = Conv2D(filters, 3, padding="same", use_bias=use_bias,
+                      input_gradient="scatter" if after_pooling else "sum")
+        layers += _norm_block(conv, filters, make_norm, placement, activation, spatial=True)
+    layers += [keras.layers.GlobalAveragePooling2D(),
+               keras.layers.Dense(NUM_CLASSES, activation="softmax")]
+    return keras.Sequential(layers, name=_model_name("study_cnn", make_norm, placement))
+
+
+def _norm_block(layer, channels, make_norm, placement, activation, spatial=False):
+    """A conv or Dense ``layer`` (no activation of its own) with its norm and activation: layer →
+    activation without a norm; layer → norm → activation "before"; layer → activation → norm
+    "after". ``channels``: the layer's output channels (units)."""
+    if make_norm is None:
+        return [layer, keras.layers.Activation(activation)]
+    if placement == "after":
+        return [layer, keras.layers.Activation(activation), make_norm(channels, spatial)]
+    return [layer, make_norm(channels, spatial), keras.layers.Activation(activation)]
 
 
 def _dense_norm_block(units, make_norm, placement, activation, bias_before):
     if placement == "after":
-        return [keras.layers.Dense(units, activation=activation), make_norm()]
-    return [keras.layers.Dense(units, use_bias=bias_before), make_norm(),
+        return [keras.layers.Dense(units, activation=activation), make_norm(units)]
+    return [keras.layers.Dense(units, use_bias=bias_before), make_norm(units),
             keras.layers.Activation(activation)]
 
 
 def _model_name(base, make_norm, placement):
     if make_norm is None:
         return base
-    return f"{base}_bn_{placement}" if placement else f"{base}_bn"
+    kind = "bn" if make_norm.norm in BATCH_NORMS else make_norm.norm
+    return f"{base}_{kind}_{placement}"
 
 
 def count_params(model):
@@ -173,4 +299,5 @@ def count_params(model):
     return trainable + non_trainable, trainable, non_trainable
 
 
-BUILDERS = {"mlp": _mlp, "deep-mlp": _deep_mlp, "lenet": _lenet, "deep-cnn": _deep_cnn}
+BUILDERS = {"mlp": _mlp, "deep-mlp": _deep_mlp, "lenet": _lenet, "deep-cnn": _deep_cnn,
+            "study-cnn": _study_cnn}

@@ -1,26 +1,25 @@
-"""Downloads verified against published checksums, written atomically.
+"""Downloads through ``keras.utils.get_file`` (MD5-checked against the published sums), moved
+into place only once verified.
 
-A file is streamed into a hidden temporary file beside its final name, its MD5 compared with the
-published one, and only then moved into place with ``os.replace``: whatever happens (no network,
-a reset connection, a wrong checksum), no partial or unverified file is ever left under the final
-name.
+Each file is fetched by ``get_file`` under a hidden temporary name beside its final one, checked
+against the published MD5 by ``get_file`` itself, and only then moved to its final name with
+``os.replace``: whatever happens (no network, a reset connection, a wrong checksum, a kill), no
+partial or unverified file is ever left under the final name, and the temporary one is removed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import os
-import sys
+import socket
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from bnlab.data.idx import DatasetError, one_line
 
-DOWNLOAD_TIMEOUT = 30  # seconds, per connection attempt / read
+
+DOWNLOAD_TIMEOUT = 30  # seconds a connection may stay silent (get_file itself waits forever)
 
 
 class DownloadFailed(Exception):
@@ -36,33 +35,36 @@ def _md5(path: Path) -> str:
 
 
 def _fetch(url: str, final: Path, want_md5: str) -> None:
-    """Stream ``url`` into a temp file next to ``final``; move it there only if the MD5 matches."""
+    """Download ``url`` with get_file into a temp file next to ``final``; move it there only if
+    the MD5 matches."""
+    from keras.utils import get_file  # imports Keras: only when a download is needed
+
     try:
+        if not os.access(final.parent, os.W_OK):  # get_file would fall back to /tmp/.keras
+            raise PermissionError(13, "not writable")
         fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+        os.close(fd)
     except OSError as e:
         raise DownloadFailed(f"cannot write to {final.parent} ({e.strerror})") from e
     try:
-        h = hashlib.md5(usedforsecurity=False)
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as r:
-            while chunk := r.read(1 << 20):
-                h.update(chunk)
-                out.write(chunk)
-        if h.hexdigest() != want_md5:
-            raise DatasetError(f"{final}: checksum mismatch for the download from {url}: expected "
-                               f"MD5 {want_md5}, got {h.hexdigest()}; the file was discarded; fix: "
-                               "try again later, or put the files in place yourself")
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
+        try:
+            get_file(fname=Path(tmp).name, origin=url, file_hash=want_md5, hash_algorithm="md5",
+                     cache_dir=str(final.parent), cache_subdir="", force_download=True)
+        except ValueError as e:  # get_file's "file hash does not match"
+            got = _md5(Path(tmp)) if os.path.exists(tmp) else "nothing"
+            raise DatasetError(f"{final}: checksum mismatch for the download from {url}: "
+                               f"expected MD5 {want_md5}, got {got}; the file was discarded; "
+                               "fix: try again later, or put the files in place yourself") from e
+        except Exception as e:  # get_file wraps HTTP and URL errors in a bare Exception
+            raise DownloadFailed(f"{url}: {one_line(e)}") from e
+        finally:
+            socket.setdefaulttimeout(previous)
         os.replace(tmp, final)
-        tmp = None
-    except urllib.error.HTTPError as e:
-        raise DownloadFailed(f"{url}: HTTP {e.code} {e.reason}") from e
-    except urllib.error.URLError as e:
-        raise DownloadFailed(f"{url}: {one_line(e.reason)}") from e
-    except (OSError, http.client.HTTPException, ValueError) as e:
-        raise DownloadFailed(f"{url}: {type(e).__name__}: {one_line(e)}") from e
     finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def download_files(info: dict, dest: Path) -> None:
@@ -81,7 +83,6 @@ def download_files(info: dict, dest: Path) -> None:
         failures, mismatch = [], None
         for base in info["urls"]:
             url = (base if base.endswith("/") else base + "/") + final.name
-            print(f"bnlab: downloading {url}", file=sys.stderr)
             try:
                 _fetch(url, final, want)
                 break

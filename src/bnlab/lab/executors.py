@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import traceback
 from collections import deque
+from pathlib import Path
 
 
 class InProcess:
@@ -35,8 +36,8 @@ class InProcess:
 
     slots = 1
 
-    def __init__(self, data_dir=None, *, progress=True, datasets=None):
-        self.data_dir, self.progress = data_dir, progress
+    def __init__(self, data_dir=None, *, progress=True, datasets=None, save_models=None):
+        self.data_dir, self.progress, self.save_models = data_dir, progress, save_models
         self.datasets = {} if datasets is None else datasets
         self._queue = deque()
 
@@ -50,7 +51,7 @@ class InProcess:
 
         handle, group, together = self._queue.popleft()
         return handle, train.train_unit(group, together, self.datasets, self.data_dir,
-                                        self.progress), None
+                                        self.progress, self.save_models), None
 
     def cancel(self):
         self._queue.clear()
@@ -59,19 +60,21 @@ class InProcess:
 _WORKER_DATASETS = {}  # a Ray worker's loaded datasets, kept for its next tasks
 
 
-def _train_on_worker(group, together, data_dir):
+def _train_on_worker(group, together, data_dir, save_models):
     from bnlab.lab import train
 
     train.configure_xla(vectorized=together)
     train.enable_compilation_cache()
-    return train.train_unit(group, together, _WORKER_DATASETS, data_dir, progress=False)
+    return train.train_unit(group, together, _WORKER_DATASETS, data_dir, progress=False,
+                            save_models=save_models)
 
 
 class RayExecutor:
     """Trains units as Ray tasks: a local Ray with this machine's cores, or the cluster at
     ``address`` (``ray.init(address=...)``, e.g. ``auto`` or ``ray://head:10001``)."""
 
-    def __init__(self, address=None, data_dir=None, *, cpus_per_task=1, num_cpus=None):
+    def __init__(self, address=None, data_dir=None, *, cpus_per_task=1, num_cpus=None,
+                 save_models=None):
         try:
             import ray
         except ImportError:
@@ -89,10 +92,13 @@ class RayExecutor:
         self.slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_task))
         self._task = ray.remote(_train_on_worker).options(num_cpus=cpus_per_task, max_retries=1)
         self.data_dir = None if data_dir is None else str(data_dir)
+        # Saved models are written by the workers, on their own file systems: on one machine (a
+        # local Ray) that is the driver's folder; on a cluster, give a shared folder.
+        self.save_models = None if save_models is None else str(Path(save_models).resolve())
         self._pending = {}
 
     def submit(self, group, together):
-        ref = self._task.remote(group, together, self.data_dir)
+        ref = self._task.remote(group, together, self.data_dir, self.save_models)
         self._pending[ref] = group
         return ref
 
@@ -115,12 +121,12 @@ class RayExecutor:
 EXECUTORS = ("process", "ray")
 
 
-def make(name, *, address=None, data_dir=None, progress=True, datasets=None):
+def make(name, *, address=None, data_dir=None, progress=True, datasets=None, save_models=None):
     """The executor called ``name`` (one of :data:`EXECUTORS`)."""
     if name == "process":
         if address is not None:
             raise ValueError("--address is for --executor ray")
-        return InProcess(data_dir, progress=progress, datasets=datasets)
+        return InProcess(data_dir, progress=progress, datasets=datasets, save_models=save_models)
     if name == "ray":
-        return RayExecutor(address, data_dir)
+        return RayExecutor(address, data_dir, save_models=save_models)
     raise ValueError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")

@@ -8,6 +8,8 @@ overrides) into the plain dict that describes a trial completely and is stored w
 
 from dataclasses import dataclass, field
 
+from bnlab.lab import seed_figures
+
 
 @dataclass(frozen=True)
 class Arm:
@@ -34,6 +36,7 @@ class Experiment:
     comparisons: tuple[dict, ...] = ()  # {"a": arm, "b": arm, "question": "..."}
     extras: tuple[str, ...] = ()  # "predictions" (seed 002), "single_sample" (seed 003)
     log_every: dict = field(default_factory=dict)  # step-based: {"batch": 25, "validation": 100}
+    probe: dict | None = None  # bnlab.tools.probe: {"layers": [index, name or "bn"], "every": 50}
 
     @property
     def x_axis(self):
@@ -210,6 +213,8 @@ def trial_config(experiment, arm, seed, *, dataset=None, epochs=None, steps=None
     else:
         config["epochs"] = int(epochs or experiment.epochs)
     config["extras"] = list(experiment.extras)
+    if experiment.probe:  # only then: the ids of trials without a probe stay as they were
+        config["probe"] = dict(experiment.probe)
     return config
 
 
@@ -240,4 +245,5 @@ def as_report_spec(experiment, command=None):
         "comparisons": [dict(c) for c in experiment.comparisons],
         "x_axis": experiment.x_axis,
         "command": command,
+        "seed_figures": seed_figures.for_report(experiment.name),
     }

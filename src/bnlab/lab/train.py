@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from bnlab import data as bndata
 from bnlab import models
 from bnlab.lab import multiseed, recipe
+from bnlab.tools import probe as probe_tools
 
 EVAL_BATCH_SIZE = 500  # inference-mode BN makes evaluation independent of the batch size
 
@@ -85,7 +86,7 @@ def _evaluate(model, x, y):
     return float(loss), float(acc)
 
 
-def _fit_epochs(model, config, arrays, bar):
+def _fit_epochs(model, config, arrays, bar, callbacks=()):
     """``fit`` one epoch at a time, each on the training images in ``recipe.epoch_order``, then
     evaluate. An epoch's seconds are its training alone: ``fit`` returns its metrics as numbers,
     which waits for every step (JAX runs steps asynchronously), and validation runs after."""
@@ -95,7 +96,7 @@ def _fit_epochs(model, config, arrays, bar):
         order = recipe.epoch_order(config["seed"], epoch, len(x))
         start = time.perf_counter()
         logs = model.fit(x[order], y[order], batch_size=config["batch_size"], epochs=1,
-                         shuffle=False, verbose=0).history
+                         shuffle=False, verbose=0, callbacks=list(callbacks)).history
         seconds.append(time.perf_counter() - start)
         row = {"epoch": epoch + 1, "step": None, "seconds": float(sum(seconds)),
                "loss": float(logs["loss"][-1]), "accuracy": float(logs["accuracy"][-1])}
@@ -107,7 +108,7 @@ def _fit_epochs(model, config, arrays, bar):
     return rows, recipe.epoch_timing(seconds)
 
 
-def _fit_steps(model, config, arrays, bar):
+def _fit_steps(model, config, arrays, bar, callbacks=()):
     """Seed 003's loop: training-batch metrics every 25 steps, validation every 100."""
     (x, y), (xv, yv) = arrays["train"], arrays["val"]
     every_batch = config["log_every"]["batch"]
@@ -121,7 +122,7 @@ def _fit_steps(model, config, arrays, bar):
         chunk = order[start:start + every_batch]
         t0 = time.perf_counter()
         model.fit(x[chunk.ravel()], y[chunk.ravel()], batch_size=config["batch_size"], epochs=1,
-                  shuffle=False, verbose=0)
+                  shuffle=False, verbose=0, callbacks=list(callbacks))
         train_seconds += time.perf_counter() - t0
         step = start + len(chunk)
         row = {"epoch": None, "step": step, "seconds": train_seconds}
@@ -137,20 +138,26 @@ def _fit_steps(model, config, arrays, bar):
     return rows, timing
 
 
-def run_trial(config, arrays, class_names, *, progress=True):
-    """Train and evaluate one trial; returns (history rows, results dict)."""
+def run_trial(config, arrays, class_names, *, progress=True, save_models=None):
+    """Train and evaluate one trial; returns (history rows, results dict). With ``save_models``
+    (a folder) the trained model is saved there (``recipe.model_path``) and results name it."""
     labelled = {k: (x, recipe.labels(config, y)) for k, (x, y) in arrays.items()}
     keras.utils.set_random_seed(config["seed"])
     model = recipe.compile_model(config)
     total, trainable, non_trainable = models.count_params(model)
+    probe = None
+    if config.get("probe"):  # the activation probe of bnlab.tools.probe, on a fixed batch
+        spec = probe_tools.check_spec(config["probe"])
+        probe = probe_tools.ActivationProbe(spec["layers"], spec["every"], labelled["train"][0])
+    callbacks = [probe] if probe else []
     length = config.get("steps") or config["epochs"]
     desc = f"{config['arm']} seed {config['seed']}"
     with tqdm(total=length, desc=desc, unit="step" if config.get("steps") else "epoch",
               disable=not progress, leave=False, dynamic_ncols=True) as bar:
         if config.get("steps"):
-            history, timing = _fit_steps(model, config, labelled, bar)
+            history, timing = _fit_steps(model, config, labelled, bar, callbacks)
         else:
-            history, timing = _fit_epochs(model, config, labelled, bar)
+            history, timing = _fit_epochs(model, config, labelled, bar, callbacks)
     val_loss, val_acc = _evaluate(model, *labelled["val"])
     test_loss, test_acc = _evaluate(model, *labelled["test"])
     results = {
@@ -161,6 +168,8 @@ def run_trial(config, arrays, class_names, *, progress=True):
         "backend": keras.backend.backend(), "path": "keras-fit",
         **timing,
     }
+    if probe:
+        results["probe"] = probe.record.as_dict()
     x_test, y_test = arrays["test"]
     if "predictions" in config.get("extras", ()):
         results["predictions"] = recipe.describe_predictions(
@@ -168,6 +177,8 @@ def run_trial(config, arrays, class_names, *, progress=True):
     if "single_sample" in config.get("extras", ()):
         results["single_sample_accuracy"] = float(recipe.single_sample_accuracy(
             model.predict_on_batch, x_test, y_test))
+    if save_models is not None:
+        results["model_path"] = recipe.save_model(model, recipe.model_path(save_models, config))
     return history, results
 
 
@@ -180,7 +191,7 @@ POLL_SECONDS = 2.0  # how often a run waiting on other processes' trials looks a
 
 
 def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log=print,
-               path="auto", executor=None, datasets=None):
+               path="auto", executor=None, datasets=None, save_models=None):
     """Run every trial of ``configs`` not yet finished in ``store``; returns the ids run here.
 
     ``path="auto"`` trains the seeds of each arm together as one vectorized program where the
@@ -196,12 +207,15 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
     trial is trained again only with ``force``. A trial whose training loss became NaN or infinite
     is stored with ``results["diverged"]``. Interrupting (Ctrl-C) marks the trials in flight failed
     and re-raises; a killed process leaves them running until its death is noticed.
+    ``save_models``: a folder where every trial run keeps its trained model (``run_trial``), for
+    the default executor (an executor given here was made with its own ``save_models``).
     """
     from bnlab.lab import executors
 
     if path not in PATHS:
         raise ValueError(f"unknown path {path!r}; choose one of {', '.join(PATHS)}")
-    executor = executor or executors.InProcess(data_dir, progress=progress, datasets=datasets)
+    executor = executor or executors.InProcess(data_dir, progress=progress, datasets=datasets,
+                                               save_models=save_models)
     enable_compilation_cache()
     todo = [c for c in configs if force or not store.is_finished(store.trial_id(c))]
     skipped = len(configs) - len(todo)
@@ -323,16 +337,18 @@ def load_datasets(configs, data_dir=None):
     return datasets
 
 
-def train_unit(group, together, datasets, data_dir=None, progress=True):
+def train_unit(group, together, datasets, data_dir=None, progress=True, save_models=None):
     """Train one unit: the seeds of ``group`` together, or its one trial with ``fit``; returns one
-    (history, results) per config. ``datasets`` is a cache of loaded data, filled as needed."""
+    (history, results) per config. ``datasets`` is a cache of loaded data, filled as needed; with
+    ``save_models`` (a folder) each trained model is saved there."""
     key = recipe.data_key(group[0])
     if key not in datasets:
         datasets[key] = recipe.load_data(group[0], data_dir)
     arrays, class_names = datasets[key]
     if together:
-        return _run_group(group, arrays, class_names, progress)
-    return [run_trial(config, arrays, class_names, progress=progress) for config in group]
+        return _run_group(group, arrays, class_names, progress, save_models)
+    return [run_trial(config, arrays, class_names, progress=progress, save_models=save_models)
+            for config in group]
 
 
 def work_units(configs, path):
@@ -348,10 +364,10 @@ def work_units(configs, path):
     return list(groups.values())
 
 
-def _run_group(configs, arrays, class_names, progress):
+def _run_group(configs, arrays, class_names, progress, save_models):
     config = configs[0]
     seeds = ", ".join(str(c["seed"]) for c in configs)
     with tqdm(total=config.get("steps") or config["epochs"], leave=False, dynamic_ncols=True,
               desc=f"{config['arm']} seeds {seeds}", disable=not progress,
               unit="step" if config.get("steps") else "epoch") as bar:
-        return multiseed.run_group(configs, arrays, class_names, bar)
+        return multiseed.run_group(configs, arrays, class_names, bar, save_models)

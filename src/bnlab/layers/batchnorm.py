@@ -21,37 +21,67 @@ Numerics: the variance is computed as the mean of squared deviations from the me
 E[x²] − E[x]², which loses every digit when |mean| ≫ std), and the statistics and the normalization
 are computed in at least float32 even when the layer computes in float16 or bfloat16.
 
-The layer is a drop-in for ``keras.layers.BatchNormalization``: the same constructor arguments where
-they overlap, the same four weights in the same order (``gamma``, ``beta`` trainable;
-``moving_mean``, ``moving_variance`` not), so ``set_weights``/``get_weights`` work both ways, and the
-same ``trainable=False`` rule (a frozen BN layer runs in inference mode). ``bnlab.reference`` is the
-NumPy specification the tests hold this layer against.
+The variants change one step each, in their own module, and share ``statistics.moments`` (the
+two-pass moments above, with a mask, per group, across replicas):
+
+- ``renorm=True`` — Batch Renormalization, ``renorm.py``: (r, d) corrections towards the moving
+  statistics, and two more pairs of moving statistics.
+- ``virtual_batch_size=k`` — Ghost BN, ``ghost.py``: statistics per group of k examples.
+- ``axis_name=`` (JAX) / ``synchronized=True`` (TensorFlow) — the statistics of the global batch
+  across replicas, ``statistics.replica_sum``; ``axis_index_groups`` syncs within groups only.
+- ``mask=`` — masked steps are left out of the statistics (``statistics.moments``).
+- ``momentum=None`` — the moving statistics are the cumulative average of all batches seen
+  (PyTorch's ``momentum=None``): after the n-th training batch, with n counted in the
+  non-trainable weight ``num_batches_tracked``, ``moving ← moving + (stat − moving) / n``, i.e.
+  the momentum of step n is 1 − 1/n.
+
+The layer is a drop-in for ``keras.layers.BatchNormalization``: the same constructor and call
+arguments, the same weights in the same order with the same trainability for every argument
+combination (``gamma``, ``beta`` trainable; ``moving_mean``, ``moving_variance`` and, with
+``renorm=True``, ``moving_stddev``, ``renorm_mean``, ``renorm_stddev`` not), so
+``set_weights``/``get_weights`` work both ways, and the same ``trainable=False`` rule (a frozen BN
+layer runs in inference mode). Only ``momentum=None`` adds a weight (its counter, last).
+``bnlab.reference`` is the NumPy specification the tests hold this layer against.
 """
 
 import keras
 from keras import ops
+
+from bnlab.layers import ghost, statistics
+from bnlab.layers import renorm as batch_renorm
 
 _LOW_PRECISION = ("float16", "bfloat16")
 
 
 @keras.saving.register_keras_serializable(package="bnlab")
 class BatchNorm(keras.layers.Layer):
-    """Batch Normalization from ``keras.ops``.
+    """Batch Normalization and its variants from ``keras.ops``.
 
     Args:
         axis: the channel axis kept (not reduced); ``-1`` for NHWC and dense inputs, ``1`` for NCHW.
-        momentum: weight of the old value in the moving averages (Keras convention).
+        momentum: weight of the old value in the moving averages (Keras convention); ``None``
+            for the cumulative average of all batches seen.
         epsilon: added to the variance before the square root.
         center, scale: learn β / γ; when off, β = 0 / γ = 1 and the weight is not created.
-        unbiased_moving_variance: store N/(N−1)·σ²_B in the moving variance (PyTorch's convention).
         The initializers, regularizers and constraints are those of Keras's layer.
+        renorm, renorm_clipping, renorm_momentum: Batch Renormalization (``renorm.py``);
+            ``renorm_clipping`` takes the keys ``rmax``, ``rmin``, ``dmax``.
+        synchronized: TensorFlow only: statistics of the global batch of a ``tf.distribute`` step.
+        virtual_batch_size: Ghost BN (``ghost.py``): statistics per group of this many examples
+            in training; it must divide the batch size.
+        axis_name: JAX only: the name of the mapped axis (``pmap``/``vmap``/``shard_map``) whose
+            replicas share the statistics of their global batch.
+        axis_index_groups: with ``axis_name``, groups of replica indices that share statistics
+            (a partition into equal groups, as ``jax.lax.psum`` takes it).
+        unbiased_moving_variance: store n/(n−1)·σ²_B in the moving variance (PyTorch's convention).
 
     Call arguments:
-        inputs: a tensor of any rank ≥ 2. (Masks are not supported: Keras's layer excludes masked
-            steps from the statistics; this one does not take a mask at all.)
+        inputs: a tensor of any rank ≥ 2.
         training: ``True`` normalizes with the batch statistics and updates the moving ones;
             ``False`` or ``None`` uses the moving statistics. A layer with ``trainable=False``
             always runs in inference mode.
+        mask: optional tensor of the inputs' shape without the last axis (Keras's convention: it
+            is broadcast along the last axis); False steps are left out of the statistics.
     """
 
     def __init__(
@@ -69,20 +99,33 @@ class BatchNorm(keras.layers.Layer):
         gamma_regularizer=None,
         beta_constraint=None,
         gamma_constraint=None,
+        renorm=False,
+        renorm_clipping=None,
+        renorm_momentum=0.99,
+        synchronized=False,
+        virtual_batch_size=None,
+        axis_name=None,
+        axis_index_groups=None,
         unbiased_moving_variance=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not 0.0 <= float(momentum) <= 1.0:
-            raise ValueError(f"BatchNorm momentum must be in [0, 1], got {momentum}")
+        if momentum is not None and not 0.0 <= float(momentum) <= 1.0:
+            raise ValueError(f"BatchNorm momentum must be in [0, 1] or None, got {momentum}")
         if float(epsilon) <= 0.0:
             raise ValueError(f"BatchNorm epsilon must be > 0, got {epsilon}")
+        if not 0.0 <= float(renorm_momentum) <= 1.0:
+            raise ValueError(f"BatchNorm renorm_momentum must be in [0, 1], got {renorm_momentum}")
+        batch_renorm.check_clipping(renorm_clipping)
+        ghost.check_size(virtual_batch_size)
+        statistics.check_replica_arguments(
+            axis_name, axis_index_groups, synchronized, keras.backend.backend()
+        )
         self.axis = int(axis)
-        self.momentum = float(momentum)
+        self.momentum = None if momentum is None else float(momentum)
         self.epsilon = float(epsilon)
         self.center = bool(center)
         self.scale = bool(scale)
-        self.unbiased_moving_variance = bool(unbiased_moving_variance)
         self.beta_initializer = keras.initializers.get(beta_initializer)
         self.gamma_initializer = keras.initializers.get(gamma_initializer)
         self.moving_mean_initializer = keras.initializers.get(moving_mean_initializer)
@@ -91,6 +134,17 @@ class BatchNorm(keras.layers.Layer):
         self.gamma_regularizer = keras.regularizers.get(gamma_regularizer)
         self.beta_constraint = keras.constraints.get(beta_constraint)
         self.gamma_constraint = keras.constraints.get(gamma_constraint)
+        self.renorm = bool(renorm)
+        self.renorm_clipping = renorm_clipping
+        self.renorm_momentum = float(renorm_momentum)
+        self.synchronized = bool(synchronized)
+        self.virtual_batch_size = virtual_batch_size
+        self.axis_name = axis_name
+        self.axis_index_groups = (
+            None if axis_index_groups is None else [list(g) for g in axis_index_groups]
+        )
+        self.unbiased_moving_variance = bool(unbiased_moving_variance)
+        self.supports_masking = True
         self.gamma = None
         self.beta = None
 
@@ -108,120 +162,177 @@ class BatchNorm(keras.layers.Layer):
                 f"BatchNorm needs a known size on its channel axis {self.axis}; "
                 f"got input shape {tuple(input_shape)}"
             )
+        if self.virtual_batch_size is not None and channel_axis == 0:
+            raise ValueError(
+                f"virtual_batch_size={self.virtual_batch_size} splits axis 0 (the batch), which "
+                f"cannot be the channel axis (axis={self.axis}); allowed: an axis other than 0."
+            )
         shape = (channels,)
         if self.scale:
-            self.gamma = self.add_weight(
-                shape=shape,
-                name="gamma",
-                initializer=self.gamma_initializer,
-                regularizer=self.gamma_regularizer,
-                constraint=self.gamma_constraint,
-                trainable=True,
-                autocast=False,
-            )
+            self.gamma = self._weight("gamma", shape, self.gamma_initializer, trainable=True,
+                                      regularizer=self.gamma_regularizer,
+                                      constraint=self.gamma_constraint)
         if self.center:
-            self.beta = self.add_weight(
-                shape=shape,
-                name="beta",
-                initializer=self.beta_initializer,
-                regularizer=self.beta_regularizer,
-                constraint=self.beta_constraint,
-                trainable=True,
-                autocast=False,
+            self.beta = self._weight("beta", shape, self.beta_initializer, trainable=True,
+                                     regularizer=self.beta_regularizer,
+                                     constraint=self.beta_constraint)
+        self.moving_mean = self._weight("moving_mean", shape, self.moving_mean_initializer)
+        self.moving_variance = self._weight(
+            "moving_variance", shape, self.moving_variance_initializer
+        )
+        if self.renorm:
+            # Renorm tracks standard deviations, initialized as √ of the variance initializer.
+            def stddev_initializer(shape, dtype=None):
+                return ops.sqrt(_clone(self.moving_variance_initializer)(shape, dtype=dtype))
+
+            self.moving_stddev = self._weight("moving_stddev", shape, stddev_initializer)
+            self.renorm_mean = self._weight(
+                "renorm_mean", shape, _clone(self.moving_mean_initializer)
             )
-        self.moving_mean = self.add_weight(
-            shape=shape,
-            name="moving_mean",
-            initializer=self.moving_mean_initializer,
-            trainable=False,
-            autocast=False,
-        )
-        self.moving_variance = self.add_weight(
-            shape=shape,
-            name="moving_variance",
-            initializer=self.moving_variance_initializer,
-            trainable=False,
-            autocast=False,
-        )
+            self.renorm_stddev = self._weight("renorm_stddev", shape, stddev_initializer)
+        if self.momentum is None:
+            self.num_batches_tracked = self._weight(
+                "num_batches_tracked", (), "zeros", dtype="int32"
+            )
         self.input_spec = keras.layers.InputSpec(ndim=rank, axes={channel_axis: channels})
         self._reduction_axes = tuple(a for a in range(rank) if a != channel_axis)
         # Parameters of shape (C,) broadcast against x as (1, .., C, .., 1).
         self._broadcast_shape = tuple(channels if a == channel_axis else 1 for a in range(rank))
 
+    def _weight(self, name, shape, initializer, trainable=False, dtype=None, **kwargs):
+        return self.add_weight(shape=shape, name=name, initializer=initializer,
+                               trainable=trainable, autocast=False, dtype=dtype, **kwargs)
+
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, mask=None):
+        if mask is not None and len(mask.shape) != len(inputs.shape) - 1:
+            raise ValueError(
+                "The mask provided should be one dimension less than the inputs. "
+                f"Received: mask.shape={mask.shape}, inputs.shape={inputs.shape}"
+            )
         # Statistics and normalization in at least float32, whatever the compute dtype.
         x = inputs
         if keras.backend.standardize_dtype(x.dtype) in _LOW_PRECISION:
             x = ops.cast(x, "float32")
+        if not (training and self.trainable):
+            outputs = self._normalize(x, self._param(self.moving_mean, x),
+                                      self._param(self.moving_variance, x))
+            return ops.cast(outputs, self.compute_dtype)
 
-        if training and self.trainable:
-            mean, variance = self._batch_moments(x)
-            self._update_moving_statistics(mean, variance, x)
-        else:
-            mean = ops.cast(self.moving_mean, x.dtype)
-            variance = ops.cast(self.moving_variance, x.dtype)
+        if mask is not None:
+            mask = ops.broadcast_to(ops.expand_dims(ops.cast(mask, "bool"), -1), ops.shape(x))
+        shape, axes, ghosts = ops.shape(x), self._reduction_axes, self.virtual_batch_size
+        if ghosts is not None:
+            ghost.check_divides(x, ghosts)
+            x = ghost.split(x, ghosts)
+            mask = None if mask is None else ghost.split(mask, ghosts)
+            axes = tuple(a + 1 for a in axes)
 
-        # y = γ (x − μ) / √(σ² + ε) + β, written as x · inv + (β − μ · inv) with inv = γ / √(σ² + ε)
-        # so that the per-channel work is done on (C,) vectors and x is touched once.
-        inv = ops.rsqrt(variance + self.epsilon)
-        if self.scale:
-            inv = inv * ops.cast(self.gamma, x.dtype)
-        shift = -mean * inv
-        if self.center:
-            shift = shift + ops.cast(self.beta, x.dtype)
-        outputs = x * ops.reshape(inv, self._broadcast_shape) + ops.reshape(
-            shift, self._broadcast_shape
+        replica_sum = statistics.replica_sum(
+            self.axis_name, self.axis_index_groups, self.synchronized
         )
+        mean, variance, count = statistics.moments(x, axes, mask, replica_sum)
+        r = d = None
+        if self.renorm:
+            r, d = batch_renorm.correction(
+                mean, variance, self._param(self.renorm_mean, x),
+                self._param(self.renorm_stddev, x), self.epsilon, self.renorm_clipping,
+            )
+        self._update_moving_statistics(mean, variance, count)
+        outputs = self._normalize(x, mean, variance, r, d)
+        if ghosts is not None:
+            outputs = ghost.merge(outputs, shape)
         return ops.cast(outputs, self.compute_dtype)
 
-    def _batch_moments(self, x):
-        """Per-channel batch mean and biased variance, two-pass: mean first, then mean((x − μ)²)."""
-        mean = ops.mean(x, axis=self._reduction_axes, keepdims=True)
-        variance = ops.mean(ops.square(x - mean), axis=self._reduction_axes, keepdims=True)
-        return ops.reshape(mean, (-1,)), ops.reshape(variance, (-1,))
+    def _param(self, weight, x):
+        """A (C,) weight as x's dtype, shaped to broadcast against x (grouped or not)."""
+        shape = (1,) * (len(x.shape) - len(self._broadcast_shape)) + self._broadcast_shape
+        return ops.reshape(ops.cast(weight, x.dtype), shape)
 
-    def _update_moving_statistics(self, mean, variance, x):
+    def _normalize(self, x, mean, variance, r=None, d=None):
+        """y = γ · (r · (x − μ) / √(σ² + ε) + d) + β, with r = 1, d = 0 outside renorm.
+
+        Written as x · a + b with a = γ r / √(σ² + ε) and b = γ (d − μ r / √(σ² + ε)) + β, so
+        that the per-channel work is done on statistics-shaped tensors and x is touched once.
+        """
+        a = ops.rsqrt(variance + self.epsilon)
+        if r is not None:
+            a = a * r
+        b = -mean * a
+        if d is not None:
+            b = b + d
+        if self.scale:
+            gamma = self._param(self.gamma, x)
+            a, b = a * gamma, b * gamma
+        if self.center:
+            b = b + self._param(self.beta, x)
+        return x * a + b
+
+    def _update_moving_statistics(self, mean, variance, count):
+        """Moving averages of the batch statistics; Ghost BN's groups are averaged first."""
         if self.unbiased_moving_variance:
-            n = 1
-            for a in self._reduction_axes:
-                n = n * ops.shape(x)[a]
-            n = ops.cast(n, variance.dtype)
-            variance = variance * n / ops.maximum(n - 1.0, 1.0)
-        m = self.momentum
-        moving_mean = ops.cast(self.moving_mean, mean.dtype)
-        moving_variance = ops.cast(self.moving_variance, variance.dtype)
-        self.moving_mean.assign(
-            ops.cast(moving_mean * m + mean * (1.0 - m), self.moving_mean.dtype)
-        )
-        self.moving_variance.assign(
-            ops.cast(moving_variance * m + variance * (1.0 - m), self.moving_variance.dtype)
-        )
+            variance = variance * count / ops.maximum(count - 1.0, 1.0)
+        if self.virtual_batch_size is not None:
+            mean, variance = ghost.pool(mean), ghost.pool(variance)
+        mean, variance = ops.reshape(mean, (-1,)), ops.reshape(variance, (-1,))
+        momentum = self.momentum
+        if momentum is None:  # cumulative average: the n-th batch has weight 1/n
+            n = self.num_batches_tracked + 1
+            self.num_batches_tracked.assign(n)
+            momentum = 1.0 - 1.0 / ops.cast(n, mean.dtype)
+        if self.renorm:
+            names = ("renorm_mean", "renorm_stddev", "moving_mean", "moving_stddev")
+            state = {k: ops.cast(getattr(self, k), mean.dtype) for k in names}
+            updates = batch_renorm.moving_updates(mean, variance, state, momentum,
+                                            self.renorm_momentum, self.epsilon)
+        else:
+            updates = {
+                "moving_mean": ops.cast(self.moving_mean, mean.dtype) * momentum
+                + mean * (1.0 - momentum),
+                "moving_variance": ops.cast(self.moving_variance, variance.dtype) * momentum
+                + variance * (1.0 - momentum),
+            }
+        for name, value in updates.items():
+            weight = getattr(self, name)
+            weight.assign(ops.cast(value, weight.dtype))
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "axis": self.axis,
-                "momentum": self.momentum,
-                "epsilon": self.epsilon,
-                "center": self.center,
-                "scale": self.scale,
-                "unbiased_moving_variance": self.unbiased_moving_variance,
-                "beta_initializer": keras.initializers.serialize(self.beta_initializer),
-                "gamma_initializer": keras.initializers.serialize(self.gamma_initializer),
-                "moving_mean_initializer": keras.initializers.serialize(
-                    self.moving_mean_initializer
-                ),
-                "moving_variance_initializer": keras.initializers.serialize(
-                    self.moving_variance_initializer
-                ),
-                "beta_regularizer": keras.regularizers.serialize(self.beta_regularizer),
-                "gamma_regularizer": keras.regularizers.serialize(self.gamma_regularizer),
-                "beta_constraint": keras.constraints.serialize(self.beta_constraint),
-                "gamma_constraint": keras.constraints.serialize(self.gamma_constraint),
-            }
-        )
+        serialize = {
+            "initializer": keras.initializers.serialize,
+            "regularizer": keras.regularizers.serialize,
+            "constraint": keras.constraints.serialize,
+        }
+        config.update({
+            "axis": self.axis,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
+            **{
+                name: serialize[name.rsplit("_", 1)[1]](getattr(self, name))
+                for name in (
+                    "beta_initializer", "gamma_initializer", "moving_mean_initializer",
+                    "moving_variance_initializer", "beta_regularizer", "gamma_regularizer",
+                    "beta_constraint", "gamma_constraint",
+                )
+            },
+            "renorm": self.renorm,
+            "renorm_clipping": self.renorm_clipping,
+            "renorm_momentum": self.renorm_momentum,
+            "synchronized": self.synchronized,
+            "virtual_batch_size": self.virtual_batch_size,
+            "axis_name": self.axis_name,
+            "axis_index_groups": self.axis_index_groups,
+            "unbiased_moving_variance": self.unbiased_moving_variance,
+        })
         return config
+
+
+def _clone(initializer):
+    """A fresh copy of an initializer object (a new seed for a second use), as Keras does."""
+    if isinstance(initializer, keras.initializers.Initializer):
+        return initializer.__class__.from_config(initializer.get_config())
+    return initializer

@@ -7,7 +7,6 @@ Every file is written atomically (temporary name in the same folder, then ``os.r
 from __future__ import annotations
 
 import contextlib
-import html
 import io
 import json
 import math
@@ -18,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence
 
+import jinja2
 import matplotlib
 
 matplotlib.use("Agg")
@@ -26,7 +26,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bnlab.results.stats import NO_TRIALS, diff_ci, fmt_ci, mean_ci, t_quantile, verdict  # noqa: E402,F401
+from bnlab.results import beside  # noqa: E402
+from bnlab.results.stats import NO_TRIALS, diff_ci, fmt_ci, mean_ci, verdict  # noqa: E402,F401
 from bnlab.results.store import Store, Trial  # noqa: E402
 ACCURACY_KEYS = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy")
 
@@ -144,16 +145,20 @@ def _pick(arms: list[Arm], candidates: Sequence[str]) -> str | None:
     return next((c for c in candidates if c in present), None)
 
 
-def _series(histories: list[list[dict]], x_key: str, metric: str):
+def _series(histories: list[list[dict]], x_key: str, metric: str, confidence: float = 0.95):
+    """x values, and per x: (mean, CI low, CI high) over the seeds that have a finite value there
+    (the CI of the mean, as in the tables; NaN where fewer than two seeds)."""
     points: dict[float, list[float]] = {}
     for history in histories:
         for r in history:
             if r.get(x_key) is not None and r.get(metric) is not None:
                 points.setdefault(r[x_key], []).append(r[metric])
     xs = sorted(points)
-    vals = [np.asarray(points[x], dtype=float) for x in xs]
-    stats = [(np.nanmean(v), np.nanmin(v), np.nanmax(v)) if np.isfinite(v).any()
-             else (np.nan,) * 3 for v in vals]
+    stats = []
+    for x in xs:
+        values = np.asarray(points[x], dtype=float)
+        mean, hw = mean_ci(values[np.isfinite(values)], confidence)
+        stats.append((mean, mean - hw, mean + hw))
     return np.asarray(xs, dtype=float), np.asarray(stats, dtype=float).reshape(-1, 3)
 
 
@@ -198,7 +203,8 @@ def _curves_figure(arms: list[Arm], x_axis: str):
                 handles.append(h), labels.append(lab)
     if handles:
         fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), frameon=False)
-    fig.text(0.5, 0.005, "line: mean over seeds; band: min–max over seeds", ha="center",
+    fig.text(0.5, 0.005, "line: mean over seeds; band: 95% confidence interval of the mean",
+             ha="center",
              fontsize=8, color="dimgrey")
     fig.tight_layout(rect=(0, 0.02, 1, 0.95))
     return fig
@@ -389,6 +395,13 @@ def _blocks(store: Store, experiment: Any, arms: list[Arm], figures: dict[str, s
     out += [("h2", "Per-arm results"), _arm_table(arms, confidence)]
     if "final_accuracy" in figures:
         out.append(("img", figures["final_accuracy"], "final accuracy per arm and seed"))
+    figures_of_seeds = _field(experiment, "seed_figures") or []
+    if figures_of_seeds:
+        x_key = _field(experiment, "x_axis") or "epoch"
+        out += [("h2", "Beside the seed notebooks"),
+                ("p", "What the seed notebooks printed (one run each), beside the same quantity "
+                      "here over seeds."),
+                ("table", beside.HEADER, beside.rows(arms, figures_of_seeds, x_key, confidence))]
     comparisons = _field(experiment, "comparisons", []) or []
     if comparisons:
         out += [("h2", "Comparisons"), ("p", f"Welch's {confidence:.0%} interval for the "
@@ -424,33 +437,14 @@ def _md(blocks: list[tuple]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
-color:#222;line-height:1.45}table{border-collapse:collapse;margin:1em 0;font-size:.92em}
-th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
-th{background:#f0f0f0}tr:nth-child(even) td{background:#fafafa}img{max-width:100%}
-pre{background:#f4f4f4;padding:.8em;overflow-x:auto}h2{border-bottom:1px solid #ddd}"""
+_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("bnlab.results", "templates"),
+                                autoescape=True, keep_trailing_newline=True,
+                                undefined=jinja2.StrictUndefined)
 
 
 def _html(blocks: list[tuple], title: str) -> str:
-    e = html.escape
-    parts = []
-    for kind, *args in blocks:
-        if kind in ("h1", "h2", "p"):
-            parts.append(f"<{kind}>{e(str(args[0]))}</{kind}>")
-        elif kind == "list":
-            parts.append("<ul>" + "".join(f"<li>{e(str(i))}</li>" for i in args[0]) + "</ul>")
-        elif kind == "code":
-            parts.append(f"<pre><code>{e(str(args[0]))}</code></pre>")
-        elif kind == "img":
-            parts.append(f'<p><img src="{e(args[0])}" alt="{e(args[1])}"></p>')
-        elif kind == "table":
-            head, rows = args
-            parts.append("<table><tr>" + "".join(f"<th>{e(str(h))}</th>" for h in head) + "</tr>"
-                         + "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>"
-                                   for r in rows) + "</table>")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(title)}'
-            f"</title><style>{_CSS}</style></head><body>\n" + "\n".join(parts)
-            + "\n</body></html>\n")
+    """The blocks through templates/report.html.j2 (Jinja2, every value escaped)."""
+    return _TEMPLATES.get_template("report.html.j2").render(blocks=blocks, title=title)
 
 
 def _write_atomic(path: Path, data: bytes) -> Path:

@@ -1,1 +1,7 @@
-"""Tools for trained models."""
+"""Tools for trained models: PreciseBN (``precise``), folding BN away (``fold``), the BN check of
+``bnlab check`` (``check``) and the activation probe (``probe``)."""
+
+from bnlab.tools.fold import fold
+from bnlab.tools.precise import precise_bn
+
+__all__ = ["fold", "precise_bn"]

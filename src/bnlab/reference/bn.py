@@ -1,4 +1,4 @@
-r"""NumPy Batch Normalization: the executable specification (Ioffe & Szegedy, 2015).
+r"""Batch Normalization in NumPy: the executable specification (Ioffe & Szegedy, 2015).
 
 For an input ``x`` and the reduction axes (every axis except the kept, channel, axis or axes)::
 
@@ -14,9 +14,17 @@ E[x²] − E[x]² (that cancels catastrophically when |μ| ≫ σ), and always i
 float16 input gives float32 statistics, float64 stays float64. The mean gets one correction pass,
 μ ← μ + mean(x − μ), exact in real arithmetic and a guard against float32 summation error.
 
+Masks (Keras's ``mask=``): weights w ∈ {0, 1} broadcast against x; the statistics are weighted,
+``μ = Σ w·x / Σ w`` and ``σ² = Σ w·(x − μ)² / Σ w``, and every position, masked or not, is
+normalised with them. Keras's mask has one axis less than x and is broadcast over the last axis.
+
 Moving statistics follow Keras's momentum convention::
 
     moving ← momentum · moving + (1 − momentum) · batch      (momentum=0.99 keeps 99% of the old value)
+
+or, with ``momentum=None`` (PyTorch's), the cumulative average of the n batches seen so far::
+
+    moving_n = moving_{n−1} + (batch_n − moving_{n−1}) / n  =  (1/n) · Σ_{i≤n} batch_i
 
 The stored moving variance is the biased batch variance σ² (Keras), unless
 ``unbiased_moving_variance=True``: then it is N/(N−1) · σ² (PyTorch), N being the number of
@@ -28,20 +36,23 @@ Backward pass, compact hand-derived form (means and sums over the reduction axes
     dγ = Σ dy · x̂
     dβ = Σ dy
 
+With a mask the means become ``Σ(·)/Σ w`` and only the weighted positions feed the statistics::
+
+    dx = (γ / √(σ² + ε)) · (dy − w · Σ dy / Σ w − w · x̂ · Σ (dy · x̂) / Σ w)
+
 In inference mode μ and σ² are the moving statistics, constants, so ``dx = dy · γ / √(var + ε)``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 __all__ = [
-    "reduction_axes", "moments", "forward", "backward", "update_moving", "batch_norm",
-    "momentum_to_torch", "momentum_from_torch", "to_torch", "from_torch",
-    "keras_weights", "weights_dict", "Cache",
+    "reduction_axes", "moments", "mask_weights", "forward", "backward", "update_moving",
+    "cumulative_average", "batch_norm", "Cache",
 ]
 
 
@@ -82,24 +93,55 @@ def _compute_dtype(dtype) -> np.dtype:
     return np.result_type(dtype, np.float32)
 
 
-def moments(x, axes) -> tuple[np.ndarray, np.ndarray]:
+def moments(x, axes, mask=None) -> tuple[np.ndarray, np.ndarray]:
     """Mean and biased variance of ``x`` over ``axes`` (keepdims=False), two-pass.
 
-    Computed in ``np.result_type(x.dtype, np.float32)``: float16 in, float32 out.
+    Computed in ``np.result_type(x.dtype, np.float32)``: float16 in, float32 out. ``mask`` (see
+    ``mask_weights``) restricts the statistics to the positions where it is true.
     """
     x = np.asarray(x)
     axes = tuple(axes)
-    mean, var = _moments(x.astype(_compute_dtype(x.dtype), copy=False), axes)
+    xc = x.astype(_compute_dtype(x.dtype), copy=False)
+    mean, var = _moments(xc, axes, mask_weights(mask, xc.shape, xc.dtype))
     return np.squeeze(mean, axis=axes), np.squeeze(var, axis=axes)
 
 
-def _moments(xc: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Two-pass mean and biased variance, keepdims. The mean gets one correction pass,
-    μ ← μ + mean(x − μ): equal in exact arithmetic, and it removes most of the float32 summation
-    error when |μ| ≫ σ (the deviations are small, so their sum is accurate)."""
-    mean = np.mean(xc, axis=axes, keepdims=True)
-    mean = mean + np.mean(xc - mean, axis=axes, keepdims=True)
-    var = np.mean(np.square(xc - mean), axis=axes, keepdims=True)
+def mask_weights(mask, shape: tuple[int, ...], dtype) -> np.ndarray | None:
+    """A mask as weights w ∈ {0, 1} of the input's ``shape``, or None for no mask.
+
+    Keras's convention: a mask with one axis less than the input, e.g. (N, T) for (N, T, C), is
+    broadcast over the last axis. A mask with as many axes as the input must broadcast to it.
+    """
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    if m.ndim == len(shape) - 1:
+        m = m[..., None]
+    try:
+        return np.broadcast_to(m.astype(bool), shape).astype(dtype)
+    except ValueError:
+        raise ValueError(f"mask has shape {np.shape(mask)}; expected the input's shape {shape} "
+                         "without its last axis (Keras) or one that broadcasts to it") from None
+
+
+def _mean(z: np.ndarray, axes: tuple[int, ...], w: np.ndarray | None) -> np.ndarray:
+    """mean(z) over ``axes``, keepdims; with weights, Σ w·z / Σ w."""
+    if w is None:
+        return np.mean(z, axis=axes, keepdims=True)
+    return np.sum(w * z, axis=axes, keepdims=True) / np.sum(w, axis=axes, keepdims=True)
+
+
+def _moments(xc: np.ndarray, axes: tuple[int, ...],
+             w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Two-pass mean and biased variance, keepdims, the one statistics function of every variant.
+    The mean gets one correction pass, μ ← μ + mean(x − μ): equal in exact arithmetic, and it
+    removes most of the float32 summation error when |μ| ≫ σ (the deviations are small, so their
+    sum is accurate). With weights ``w`` every mean is the weighted one, Σ w·z / Σ w."""
+    if w is not None and np.any(np.sum(w, axis=axes) == 0):
+        raise ValueError("mask leaves a channel with no unmasked value to compute statistics on")
+    mean = _mean(xc, axes, w)
+    mean = mean + _mean(xc - mean, axes, w)
+    var = _mean(np.square(xc - mean), axes, w)
     return mean, var
 
 
@@ -125,25 +167,28 @@ class Cache:
     axes: tuple[int, ...]  # reduction axes
     training: bool
     dtype: np.dtype       # the input's dtype, given back to dx
+    weights: np.ndarray | None = None  # mask as weights w, shape of x; None when unmasked
 
 
 def forward(x, gamma=None, beta=None, *, axis: int | Sequence[int] = -1, epsilon: float = 1e-3,
-            training: bool = True, moving_mean=None, moving_variance=None):
+            training: bool = True, moving_mean=None, moving_variance=None, mask=None):
     """``y = γ · (x − μ) / √(σ² + ε) + β``; returns ``(y, cache)``.
 
     ``training=True`` uses the batch statistics (two-pass, biased variance); ``training=False``
     uses ``moving_mean``/``moving_variance`` (required then). ``gamma``/``beta`` None mean
     scale/center off (γ=1, β=0). Parameters have the shape of the kept axes, ``(C,)`` for
     (N, C) or (N, H, W, C) with ``axis=-1`` and for (N, C, H, W) with ``axis=1``. ``y`` has the
-    input's dtype (float16 in, float16 out, computed in float32).
+    input's dtype (float16 in, float16 out, computed in float32). ``mask`` (training only) leaves
+    the masked positions out of the statistics; they are still normalised.
     """
     x = np.asarray(x)
     kept = _kept_axes(x.ndim, axis)
     axes = tuple(i for i in range(x.ndim) if i not in kept)
     cdt = _compute_dtype(x.dtype)
     xc = x.astype(cdt, copy=False)
+    w = mask_weights(mask, x.shape, cdt) if training else None
     if training:
-        mean, var = _moments(xc, axes)
+        mean, var = _moments(xc, axes, w)
     else:
         if moving_mean is None or moving_variance is None:
             raise ValueError("training=False needs moving_mean and moving_variance")
@@ -157,14 +202,15 @@ def forward(x, gamma=None, beta=None, *, axis: int | Sequence[int] = -1, epsilon
     if beta is not None:
         y = y + _param(beta, "beta", x.shape, kept, cdt)
     out_dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else cdt
-    cache = Cache(x_hat, inv_std, g, mean, var, axes, bool(training), out_dtype)
+    cache = Cache(x_hat, inv_std, g, mean, var, axes, bool(training), out_dtype, w)
     return y.astype(out_dtype, copy=False), cache
 
 
 def backward(dy, cache: Cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients ``(dx, dgamma, dbeta)`` of a loss given ``dy = ∂L/∂y``, in closed form.
 
-    Training: ``dx = γ/√(σ²+ε) · (dy − mean(dy) − x̂ · mean(dy · x̂))``; inference:
+    Training: ``dx = γ/√(σ²+ε) · (dy − mean(dy) − x̂ · mean(dy · x̂))`` (with a mask,
+    ``dx = γ/√(σ²+ε) · (dy − w · Σ dy / Σ w − w · x̂ · Σ (dy · x̂) / Σ w)``); inference:
     ``dx = dy · γ/√(var+ε)``. ``dγ = Σ dy · x̂``, ``dβ = Σ dy`` over the reduction axes, with the
     shape of the kept axes (C,) and the compute dtype; they are returned even when γ/β were None
     (gradients w.r.t. an implicit γ=1, β=0). ``dx`` has the input's dtype.
@@ -176,139 +222,74 @@ def backward(dy, cache: Cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     dbeta = np.sum(dy, axis=axes, keepdims=True)
     dgamma = np.sum(dy * cache.x_hat, axis=axes, keepdims=True)
     scale = cache.gamma * cache.inv_std
-    if cache.training:
+    if cache.training and cache.weights is None:
         dx = scale * (dy - np.mean(dy, axis=axes, keepdims=True)
                       - cache.x_hat * np.mean(dy * cache.x_hat, axis=axes, keepdims=True))
+    elif cache.training:
+        w = cache.weights
+        count = np.sum(w, axis=axes, keepdims=True)
+        dx = scale * (dy - w * dbeta / count - w * cache.x_hat * dgamma / count)
     else:
         dx = dy * scale
     return (dx.astype(cache.dtype, copy=False),
             np.squeeze(dgamma, axis=axes), np.squeeze(dbeta, axis=axes))
 
 
-def update_moving(moving, batch_value, momentum: float):
-    """Keras convention: ``momentum · moving + (1 − momentum) · batch_value``."""
+def update_moving(moving, batch_value, momentum: float | None, count: int | None = None):
+    """Keras convention: ``momentum · moving + (1 − momentum) · batch_value``.
+
+    ``momentum=None`` is PyTorch's cumulative average: ``cumulative_average(moving, batch_value,
+    count)``, ``count`` being the number of batches seen including this one.
+    """
+    if momentum is None:
+        if count is None:
+            raise ValueError("momentum=None (cumulative average) needs count, the batches seen")
+        return cumulative_average(moving, batch_value, count)
     return momentum * np.asarray(moving) + (1.0 - momentum) * np.asarray(batch_value)
 
 
+def cumulative_average(moving, batch_value, count: int):
+    """The running mean of ``count`` batch statistics: ``moving + (batch − moving) / count``.
+
+    After batches b₁ … bₙ (count = 1 … n) the result is (1/n) Σ bᵢ, whatever ``moving`` held before
+    the first (count=1 replaces it), as PyTorch's ``momentum=None`` does.
+    """
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise ValueError(f"count must be an int >= 1 (the batches seen, this one included), "
+                         f"got {count!r}")
+    moving = np.asarray(moving)
+    return moving + (np.asarray(batch_value) - moving) / count
+
+
 def batch_norm(x, gamma, beta, moving_mean, moving_variance, *, axis: int | Sequence[int] = -1,
-               momentum: float = 0.99, epsilon: float = 1e-3, training: bool = True,
-               unbiased_moving_variance: bool = False):
+               momentum: float | None = 0.99, epsilon: float = 1e-3, training: bool = True,
+               unbiased_moving_variance: bool = False, mask=None, count: int | None = None):
     """One step of a BN layer; returns ``(y, new_moving_mean, new_moving_variance)``.
 
     Training: normalise with the batch statistics and return the moving statistics updated in
     Keras's convention (the variance stored is σ², or N/(N−1)·σ² with
-    ``unbiased_moving_variance=True`` as PyTorch does). Inference: normalise with the moving
-    statistics and return them unchanged. The new moving statistics keep the dtype of the old.
+    ``unbiased_moving_variance=True`` as PyTorch does), or, with ``momentum=None``, as the
+    cumulative average of ``count`` batches (see ``cumulative_average``). ``mask`` leaves masked
+    positions out of the statistics. Inference: normalise with the moving statistics and return
+    them unchanged. The new moving statistics keep the dtype of the old.
     """
     if moving_mean is None or moving_variance is None:
         raise ValueError("batch_norm needs moving_mean and moving_variance")
     mm, mv = np.asarray(moving_mean), np.asarray(moving_variance)
     y, cache = forward(x, gamma, beta, axis=axis, epsilon=epsilon, training=training,
-                       moving_mean=mm, moving_variance=mv)
+                       moving_mean=mm, moving_variance=mv, mask=mask)
     if not training:
         return y, mm, mv
     batch_mean = np.squeeze(cache.mean, axis=cache.axes)
     batch_var = np.squeeze(cache.var, axis=cache.axes)
     if unbiased_moving_variance:
-        n = int(np.prod([cache.x_hat.shape[i] for i in cache.axes]))
-        if n < 2:
+        n = (np.prod([cache.x_hat.shape[i] for i in cache.axes]) if cache.weights is None
+             else np.sum(cache.weights, axis=cache.axes))
+        if np.any(n < 2):
             raise ValueError("unbiased_moving_variance needs more than one value per channel")
         batch_var = batch_var * (n / (n - 1))
-    new_mean = update_moving(mm, batch_mean.reshape(mm.shape), momentum)
-    new_var = update_moving(mv, batch_var.reshape(mv.shape), momentum)
+    new_mean = update_moving(mm, batch_mean.reshape(mm.shape), momentum, count)
+    new_var = update_moving(mv, batch_var.reshape(mv.shape), momentum, count)
     if np.issubdtype(mm.dtype, np.floating):
         new_mean, new_var = new_mean.astype(mm.dtype), new_var.astype(mv.dtype)
     return y, new_mean, new_var
-
-
-# ---------------------------------------------------------------------------------------------
-# Porting to and from PyTorch (plain dicts of arrays; torch itself is never imported here).
-#
-# keras.layers.BatchNormalization          torch.nn.BatchNorm1d/2d
-#   gamma, beta                              weight, bias
-#   moving_mean, moving_variance             running_mean, running_var
-#   momentum m (weight of the OLD value)     momentum 1 − m (weight of the NEW value)
-#   epsilon (added to the variance)          eps (added to the variance): same value carries over
-#
-# After porting, eval/inference outputs agree. Training-time running-variance updates agree only
-# with unbiased_moving_variance=True on the Keras/reference side: PyTorch stores the unbiased
-# variance N/(N−1)·σ² in running_var, Keras stores σ²; both normalise with the biased σ².
-# ---------------------------------------------------------------------------------------------
-
-_TO_TORCH = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
-             "moving_variance": "running_var"}
-_FROM_TORCH = {v: k for k, v in _TO_TORCH.items()}
-
-
-def momentum_to_torch(keras_momentum: float) -> float:
-    """Keras momentum m (weight of the old value) → PyTorch momentum 1 − m."""
-    return 1.0 - _check_momentum(keras_momentum)
-
-
-def momentum_from_torch(torch_momentum: float) -> float:
-    """PyTorch momentum m (weight of the new value) → Keras momentum 1 − m."""
-    return 1.0 - _check_momentum(torch_momentum)
-
-
-def _check_momentum(m) -> float:
-    m = float(m)
-    if not 0.0 <= m <= 1.0:
-        raise ValueError(f"momentum must lie in [0, 1], got {m}")
-    return m
-
-
-def _array(v) -> np.ndarray:
-    if hasattr(v, "detach"):  # a torch tensor, duck-typed: no torch import
-        v = v.detach().cpu().numpy()
-    return np.array(v, copy=True)
-
-
-def _rename(d: dict, names: dict, ignore: tuple[str, ...], what: str) -> dict:
-    unknown = sorted(set(d) - set(names) - set(ignore))
-    if unknown:
-        raise ValueError(f"unknown {what} keys {unknown}; expected some of {sorted(names)}")
-    return {names[k]: _array(v) for k, v in d.items() if k in names}
-
-
-def to_torch(weights: dict) -> dict:
-    """{gamma, beta, moving_mean, moving_variance} → {weight, bias, running_mean, running_var}.
-
-    Missing gamma/beta (scale/center off) stay missing (``affine=False`` in PyTorch). Values come
-    back as NumPy arrays; wrap them with ``torch.as_tensor`` before ``load_state_dict``. ε means
-    the same in both frameworks (added to the variance), so it carries over unchanged; eval outputs
-    agree after porting, training-time running_var updates only with unbiased_moving_variance=True.
-    """
-    return _rename(weights, _TO_TORCH, (), "Keras weight")
-
-
-def from_torch(state: dict) -> dict:
-    """{weight, bias, running_mean, running_var} → {gamma, beta, moving_mean, moving_variance}.
-
-    Accepts NumPy arrays or (CPU) tensors; ``num_batches_tracked`` is ignored. ε carries over
-    unchanged; see ``to_torch`` for what agrees after porting.
-    """
-    return _rename(state, _FROM_TORCH, ("num_batches_tracked",), "PyTorch state")
-
-
-def _order(center: bool, scale: bool) -> list[str]:
-    return (["gamma"] if scale else []) + (["beta"] if center else []) + [
-        "moving_mean", "moving_variance"]
-
-
-def keras_weights(d: dict, center: bool = True, scale: bool = True) -> list:
-    """Keras ``set_weights`` order: [gamma, beta, moving_mean, moving_variance], gamma omitted when
-    ``scale=False`` and beta when ``center=False``."""
-    names = _order(center, scale)
-    missing = [k for k in names if k not in d]
-    if missing:
-        raise ValueError(f"weights dict lacks {missing} (center={center}, scale={scale})")
-    return [_array(d[k]) for k in names]
-
-
-def weights_dict(weights: Sequence[Any], center: bool = True, scale: bool = True) -> dict:
-    """Inverse of ``keras_weights``: a ``get_weights`` list → {gamma?, beta?, moving_*}."""
-    names = _order(center, scale)
-    if len(weights) != len(names):
-        raise ValueError(f"expected {len(names)} weights {names} (center={center}, "
-                         f"scale={scale}), got {len(weights)}")
-    return {k: _array(w) for k, w in zip(names, weights)}
