@@ -175,7 +175,7 @@ def cmd_run(args):
         raise UserError("--address needs --executor ray")
     report_dir = Path("runs") / experiment.name
     if not args.no_report:
-        _check_writable(report_dir, "the report (pass --no-report, or run from a writable folder)")
+        _check_writable(report_dir, "pass --no-report, or run from a writable folder")
     arms = experiments.select_arms(experiment, _split_names(args.arms))
     if args.dataset and args.dataset not in DATASETS:
         raise UserError(f"unknown dataset {args.dataset!r}; known: {', '.join(DATASETS)}")
@@ -217,7 +217,7 @@ def cmd_run(args):
 def cmd_report(args):
     experiment = _experiment(args.experiment)
     out = args.out or Path("runs") / experiment.name
-    _check_writable(out, "the report (choose a folder with --out)")
+    _check_writable(out, "choose another folder with --out")
     with _existing_store(args.store, experiment) as store:
         _print_summary(store, experiment, None)
         _write_report(store, experiment, None, out)
@@ -342,13 +342,14 @@ def _split_names(text):
     return names
 
 
-def _check_writable(folder, what):
+def _check_writable(folder, fix):
     """Refuse, before any training, a report folder that is a file or cannot be written."""
     if folder.exists() and not folder.is_dir():
-        raise UserError(f"{folder} is a file, not a folder, so it cannot hold {what}")
+        raise UserError(f"{folder} is a file, not a folder, so it cannot hold the report; {fix}")
     existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write {what} into {folder}: {existing} is not writable")
+        raise UserError(f"cannot write the report into {folder}: {existing} is not writable; "
+                        f"{fix}")
 
 
 def _selection(store, experiment, configs):

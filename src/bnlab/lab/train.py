@@ -225,7 +225,7 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
     queue = work_units(todo, path)
     configure_xla(vectorized=any(len(group) > 1 for group in queue))
     forced = {store.trial_id(c) for c in todo} if force else set()
-    in_flight, waiting, done = {}, [], []
+    in_flight, waiting, done, announced = {}, [], [], 0
     with tqdm(total=len(todo), desc="trials", unit="trial", disable=not progress or not todo,
               dynamic_ncols=True) as bar, store.keep_alive(), _interrupts() as interrupted:
         try:
@@ -244,7 +244,9 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
                     group = in_flight.pop(handle)
                     done += _record(store, group, outcomes, error, bar, log)
                 elif waiting:
-                    log(f"waiting for {len(waiting)} trial(s) running in another process")
+                    if len(waiting) != announced:
+                        log(f"waiting for {len(waiting)} trial(s) running in another process")
+                        announced = len(waiting)
                     time.sleep(POLL_SECONDS)
                     queue = work_units([c for c in waiting
                                         if not store.is_finished(store.trial_id(c))], path)
