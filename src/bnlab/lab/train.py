@@ -205,8 +205,8 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
     once everything else is done the run waits for those, and claims any whose owner died, so
     N concurrent runs train each trial once and the last to end has stored them all. A finished
     trial is trained again only with ``force``. A trial whose training loss became NaN or infinite
-    is stored with ``results["diverged"]``. Interrupting (Ctrl-C) marks the trials in flight failed
-    and re-raises; a killed process leaves them running until its death is noticed.
+    is stored with ``results["diverged"]``. Interrupting (Ctrl-C) marks every trial this run holds
+    failed and re-raises; a killed process leaves them running until its death is noticed.
     ``save_models``: a folder where every trial run keeps its trained model (``run_trial``), for
     the default executor (an executor given here was made with its own ``save_models``).
     """
@@ -241,6 +241,8 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
                         in_flight[executor.submit(mine, together)] = mine
                 if in_flight:
                     handle, outcomes, error = executor.next_done()
+                    if interrupted.is_set():  # swallowed while it trained: not stored as finished
+                        raise KeyboardInterrupt
                     group = in_flight.pop(handle)
                     done += _record(store, group, outcomes, error, bar, log)
                 elif waiting:
@@ -254,7 +256,7 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
         except BaseException as exc:
             executor.cancel()
             reason = "".join(traceback.format_exception_only(exc)).strip()
-            store.fail_mine(reason or type(exc).__name__)  # claimed ones included, not only those in flight
+            store.fail_mine(reason or type(exc).__name__)  # claimed but not yet submitted too
             raise
     return done
 
@@ -262,8 +264,8 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
 @contextlib.contextmanager
 def _interrupts():
     """Ctrl-C raises KeyboardInterrupt as usual and is also remembered in the Event yielded, which
-    the driver checks between units: code that catches the exception (some start-up paths of
-    JAX's libraries do) cannot make the run go on. Only in the main thread, where signals land."""
+    the driver checks between units: code that catches the exception (a library's broad
+    ``except``) cannot make the run go on. Only in the main thread, where signals land."""
     interrupted = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield interrupted
