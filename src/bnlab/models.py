@@ -43,7 +43,7 @@ import math
 import keras
 
 from bnlab.layers.fast_conv import Conv2D, MaxPooling2D
-from bnlab.layers import BatchNorm
+from bnlab.layers import BatchNorm, ghost, renorm
 
 NORMS = ("none", "keras", "scratch", "renorm", "ghost", "group", "layer")
 BATCH_NORMS = ("keras", "scratch", "renorm", "ghost")  # those with moving statistics
@@ -91,7 +91,7 @@ def build(name, *, norm="keras", placement=None, activation=None, momentum=None,
         raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
     if placement is not None and placement not in PLACEMENTS:
         raise ValueError(f"unknown placement {placement!r}; choose one of {', '.join(PLACEMENTS)}")
-    options = _norm_options(norm, momentum, epsilon, norm_options)
+    options = check_norm_options(norm, momentum, epsilon, norm_options)
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
     norms = _Norms(norm, options)
@@ -101,7 +101,7 @@ def build(name, *, norm="keras", placement=None, activation=None, momentum=None,
     return model
 
 
-def _norm_options(norm, momentum, epsilon, norm_options):
+def check_norm_options(norm, momentum=None, epsilon=None, norm_options=None):
     """The norm's options: ``norm_options`` with the ``momentum``/``epsilon`` shorthands merged,
     each checked against what the norm takes."""
     options = dict(norm_options or {})
@@ -113,6 +113,13 @@ def _norm_options(norm, momentum, epsilon, norm_options):
         if key not in allowed:
             raise ValueError(f"norm {norm!r} takes no option {key!r}; its norm_options: "
                              f"{', '.join(allowed) or 'none'}")
+    if "renorm_clipping" in options:
+        renorm.check_clipping(options["renorm_clipping"])
+    if "virtual_batch_size" in options:
+        ghost.check_size(options["virtual_batch_size"])
+    groups = options.get("groups", 1)
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"norm_options groups must be a positive int, got {groups!r}")
     return options
 
 
@@ -140,8 +147,6 @@ class _Norms:
             return keras.layers.LayerNormalization(axis=(-3, -2, -1) if spatial else -1,
                                                    **options)
         groups = options.get("groups", default_groups(channels))
-        if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-            raise ValueError(f"norm_options groups must be a positive int, got {groups!r}")
         if channels % groups:
             self.undivided.append(channels)
             return keras.layers.Identity()  # check() raises once every layer is seen

@@ -14,7 +14,7 @@ import numpy as np
 from bnlab import data as bndata
 from bnlab import models
 
-CONV_MODELS = ("lenet", "deep-cnn")
+CONV_MODELS = ("lenet", "deep-cnn", "study-cnn")
 
 
 def load_data(config, data_dir=None):
