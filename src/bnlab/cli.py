@@ -99,7 +99,11 @@ def _parser():
 
 def _add_run_options(p):
     p.add_argument("--arms", help="comma-separated arm names (default: all)")
-    p.add_argument("--seeds", type=_positive, default=3, help="number of random seeds (default 3)")
+    p.add_argument("--seeds", type=_positive, help="number of random seeds (default 3)")
+    p.add_argument("--quick", action="store_true",
+                   help="a study's quick form: its fewer steps, images, seeds and arms "
+                        "(options given explicitly win)")
+    p.add_argument("--out", type=Path, help="report folder (default runs/EXPERIMENT)")
     p.add_argument("--epochs", type=_positive, help="override the experiment's epochs")
     p.add_argument("--steps", type=_positive, help="override the experiment's steps (deep-cnn)")
     p.add_argument("--limit", type=_positive, help="use only the first N images of each split")
@@ -147,7 +151,14 @@ def cmd_run(args):
     from bnlab.lab.train import run_trials
 
     experiment = _experiment(args.experiment)
-    arms = experiments.select_arms(experiment, _split_names(args.arms))
+    if args.quick and not experiment.quick:
+        raise UserError(f"{experiment.name} has no --quick form; the studies have one: "
+                        f"{', '.join(s.name for s in experiments.studies.STUDIES)}")
+    quick = experiment.quick if args.quick else {}
+    args.seeds = args.seeds or quick.get("seeds", 3)
+    args.steps = args.steps or quick.get("steps")
+    args.limit = args.limit or quick.get("limit")
+    arms = experiments.select_arms(experiment, _split_names(args.arms) or quick.get("arms"))
     if args.dataset and args.dataset not in DATASETS:
         raise UserError(f"unknown dataset {args.dataset!r}; known: {', '.join(DATASETS)}")
     if args.steps and not experiment.steps:
@@ -173,7 +184,7 @@ def cmd_run(args):
             raise
         _print_summary(store, experiment, configs)
         if not args.no_report:
-            _write_report(store, experiment, configs, Path("runs") / experiment.name)
+            _write_report(store, experiment, configs, args.out or Path("runs") / experiment.name)
         if args.tensorboard:
             _export_tensorboard(store, _selection(store, experiment, configs), args.tensorboard)
 

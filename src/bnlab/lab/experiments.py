@@ -14,6 +14,11 @@ class Arm:
     name: str
     label: str
     model: dict  # keyword arguments of bnlab.models.build
+    # The studies (bnlab.lab.studies): a batch size of its own, with the learning rate scaled
+    # linearly and the steps inversely, so every arm sees as many images (Goyal et al. 2017);
+    # ``length``: this arm's steps as a fraction of the experiment's.
+    batch_size: int | None = None
+    length: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,8 @@ class Experiment:
     comparisons: tuple[dict, ...] = ()  # {"a": arm, "b": arm, "question": "..."}
     extras: tuple[str, ...] = ()  # "predictions" (seed 002), "single_sample" (seed 003)
     log_every: dict = field(default_factory=dict)  # step-based: {"batch": 25, "validation": 100}
+    probe: dict | None = None  # bnlab.lab.measure.probe's {"activation": i, "unit": j, "images": n}
+    quick: dict = field(default_factory=dict)  # --quick: {"steps", "limit", "seeds", "arms"}
 
     @property
     def x_axis(self):
@@ -168,6 +175,12 @@ _register(Experiment(
 ))
 
 
+from bnlab.lab import studies  # noqa: E402  (registers the studies: they use the classes above)
+
+for _study in studies.STUDIES:
+    _register(_study)
+
+
 def get(name):
     """The experiment called ``name``; a ValueError that lists the known ones otherwise."""
     if name not in EXPERIMENTS:
@@ -190,7 +203,16 @@ def select_arms(experiment, names=None):
 
 def trial_config(experiment, arm, seed, *, dataset=None, epochs=None, steps=None, limit=None,
                  backend=None):
-    """The plain dict that describes one trial completely (it is hashed into the trial's id)."""
+    """The plain dict that describes one trial completely (it is hashed into the trial's id).
+
+    An arm with a batch size B of its own (the experiment's: B₀) trains with learning rate
+    η₀ · B/B₀ for steps · B₀/B, logging as often in images (Goyal et al.'s linear scaling rule).
+    """
+    batch_size = arm.batch_size or experiment.batch_size
+    ratio = batch_size / experiment.batch_size
+    optimizer = dict(experiment.optimizer)
+    if ratio != 1:
+        optimizer["learning_rate"] = experiment.optimizer["learning_rate"] * ratio
     config = {
         "experiment": experiment.name,
         "arm": arm.name,
@@ -200,16 +222,20 @@ def trial_config(experiment, arm, seed, *, dataset=None, epochs=None, steps=None
         "preprocessing": experiment.preprocessing,
         "limit": limit,
         "model": {"name": experiment.model, **arm.model},
-        "optimizer": dict(experiment.optimizer),
-        "batch_size": experiment.batch_size,
+        "optimizer": optimizer,
+        "batch_size": batch_size,
         "backend": backend,
     }
     if experiment.steps:
-        config["steps"] = int(steps or experiment.steps)
-        config["log_every"] = dict(experiment.log_every)
+        length = arm.length / ratio
+        config["steps"] = max(1, round(int(steps or experiment.steps) * length))
+        config["log_every"] = {k: max(1, round(v * length))
+                               for k, v in experiment.log_every.items()}
     else:
         config["epochs"] = int(epochs or experiment.epochs)
     config["extras"] = list(experiment.extras)
+    if experiment.probe:
+        config["probe"] = dict(experiment.probe)
     return config
 
 
@@ -220,8 +246,12 @@ def command_line(experiment, config, seeds):
         words += ["--dataset", config["dataset"]]
     if config.get("epochs") and config["epochs"] != experiment.epochs:
         words += ["--epochs", str(config["epochs"])]
-    if config.get("steps") and config["steps"] != experiment.steps:
-        words += ["--steps", str(config["steps"])]
+    steps = config.get("steps")
+    if steps:  # back from the arm's steps to the experiment's (see trial_config)
+        arm = experiment.arm(config["arm"])
+        steps = round(steps * config["batch_size"] / experiment.batch_size / arm.length)
+    if steps and steps != experiment.steps:
+        words += ["--steps", str(steps)]
     if config.get("limit"):
         words += ["--limit", str(config["limit"])]
     if config.get("backend"):
