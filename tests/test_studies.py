@@ -28,7 +28,8 @@ def test_batch_size_arms_scale_learning_rate_and_steps_linearly():
     for b in studies.BATCH_SIZES:
         config = experiments.trial_config(exp, exp.arm(f"group-b{b}"), 1)
         assert config["batch_size"] == b
-        assert config["optimizer"]["learning_rate"] == pytest.approx(0.1 * b / 32)
+        assert config["optimizer"]["learning_rate"] == pytest.approx(0.02 * b / 32)
+        assert config["optimizer"]["momentum"] == 0.9
         assert config["steps"] * b == exp.steps * 32  # as many images at every batch size
         assert config["log_every"]["validation"] * b == exp.log_every["validation"] * 32
         # the command that recreates it names the experiment's steps, not the arm's

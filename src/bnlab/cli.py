@@ -297,12 +297,22 @@ def _selection(store, experiment, configs):
     if not trials:
         return []
     newest = max(trials, key=lambda t: t.finished_at or "")
-    key = _settings(newest.config)
-    return [t for t in trials if _settings(t.config) == key]
+    key = _settings(experiment, newest.config)
+    return [t for t in trials if _settings(experiment, t.config) == key]
 
 
-def _settings(config):
-    return {k: v for k, v in config.items() if k not in ("arm", "seed", "model")}
+# What an arm sets for itself: its model, and in the studies its batch size, with the learning
+# rate and steps that go with it (the command line's steps are the experiment's).
+ARM_KEYS = ("arm", "seed", "model", "batch_size", "optimizer", "steps", "log_every")
+
+
+def _settings(experiment, config):
+    from bnlab.lab import experiments
+
+    if config["arm"] not in {a.name for a in experiment.arms}:
+        return {k: v for k, v in config.items() if k not in ("arm", "seed", "model")}
+    return {**{k: v for k, v in config.items() if k not in ARM_KEYS},
+            "command": experiments.command_line(experiment, config, 0)}
 
 
 def _print_summary(store, experiment, configs):
@@ -312,7 +322,7 @@ def _print_summary(store, experiment, configs):
     if not trials:
         raise UserError(f"no finished trials of {experiment.name} in {store.path}; run "
                         f"`bnlab run {experiment.name}` first")
-    rows = report.summary_rows(store, _spec(experiment), trials=trials)
+    rows = report.summary_rows(store, _spec(experiment, trials=trials), trials=trials)
     print()
     print(report.text_table(rows))
 
@@ -324,15 +334,20 @@ def _write_report(store, experiment, configs, out_dir):
     trials = _selection(store, experiment, configs)
     newest = max(trials, key=lambda t: t.finished_at or "")
     command = experiments.command_line(experiment, newest.config, len({t.seed for t in trials}))
-    paths = report.write_report(store, _spec(experiment, command), out_dir, trials=trials)
+    paths = report.write_report(store, _spec(experiment, command, trials), out_dir, trials=trials)
     print(f"\nreport: {paths['markdown']}  (also {paths['html'].name} and the PNG figures in "
           f"{out_dir})")
 
 
-def _spec(experiment, command=None):
+def _spec(experiment, command=None, trials=()):
+    """The report's description; a study's lists only the arms run (its grid has many)."""
     from bnlab.lab import experiments
 
-    return experiments.as_report_spec(experiment, command)
+    spec = experiments.as_report_spec(experiment, command)
+    if experiment.quick:
+        ran = {t.arm for t in trials}
+        spec["arms"] = [a for a in spec["arms"] if a["name"] in ran]
+    return spec
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ class Experiment:
     dataset: str
     model: str
     arms: tuple[Arm, ...]
-    optimizer: dict  # {"name": Keras optimizer class name, "learning_rate": float}
+    optimizer: dict  # {"name": Keras optimizer class name, "learning_rate": float, other args}
     batch_size: int
     split: dict  # keyword arguments of bnlab.data.load: validation=N or validation_split=f
     preprocessing: str  # "scale" or "standardize"
