@@ -13,8 +13,10 @@ process:
              timed in alternation in one process (bench/scratch_cost.py)
   variants   issue 8 §5: norm="renorm" vs Keras's renorm=True layer, norm="ghost" vs
              norm="scratch", training steps timed in alternation (bench/variant_cost.py)
-  paired     goal (b) against PyTorch: every arm on bnlab and its PyTorch twin, timed in
-             alternation in one process (bench/paired.py)
+  fold       inference per 10,000 images with BN folded away / as trained (bench/fold.py)
+  alternate  the head to head: every arm on bnlab's default path, plain Keras 3 on JAX (Keras's
+             own layers, `fit`) and plain PyTorch, one fresh process per side, the sides'
+             order reversed every round (bench/alternate.py, bench/steps.py)
   <experiment>  for each experiment: its arms on bnlab's path (and, for the MLP experiments,
              K seeds of one arm given to bnlab's path at once), then on Keras-on-TensorFlow,
              then on plain PyTorch (bench/epochs.py)
@@ -35,21 +37,24 @@ from pathlib import Path
 from common import ROOT, machine, run_child
 from tables import markdown
 
-# The amounts of work, planned to fit 15 minutes on 2 cores (about 12 estimated from per-step
-# costs; docs/performance.md gives the elapsed time of the last run). An epoch is always a full
+# The amounts of work, planned to fit 20 minutes on 2 cores, idle. Estimate: the sections other
+# than `alternate` took 11 min in the 12:33 UTC run (docs/performance.md gives each section's
+# seconds); `alternate` runs 3 rounds × 3 processes, each about 15-20 s of imports and compiling
+# (JAX's compilation cache warm) plus 11 arms × 4 blocks of 0.2-0.5 s: about 6-8 min. So about
+# 17-19 min in all; not yet timed whole (the machine was shared while it was written). An epoch is always a full
 # pass over the training split. bnlab's arms get 3 epochs (2 steady ones: goals (a) and (c)
 # compare bnlab runs within 5 %); Keras-on-TF (4-12 s per epoch here) and PyTorch get 2.
 FULL = {"epochs": {"bnlab": 3, "keras-tf": 2, "torch": 2}, "steps": 125, "chunk": 25,
         "limit": None, "seeds": 5, "bn_reps": 300, "data_reps": 3, "matmul_n": 2048,
-        "matmul_reps": 7, "timeout": 600}
+        "matmul_reps": 7, "rounds": 3, "timeout": 600}
 QUICK = {"quick": True, "epochs": {"bnlab": 2, "keras-tf": 2, "torch": 2}, "steps": 10, "chunk": 5,
          "limit": 1024, "seeds": 5, "bn_reps": 20, "data_reps": 1, "matmul_n": 512,
-         "matmul_reps": 3, "timeout": 300}
+         "matmul_reps": 3, "rounds": 2, "timeout": 300}
 EXPERIMENTS = ("bn-placement", "lenet-bn", "deep-mlp", "deep-cnn")
 # K seeds of one arm trained together (goal c), measured for each MLP experiment.
 MULTI_SEED = {"bn-placement": "bn-after", "deep-mlp": "bn"}
 PATHS = (("bnlab", None), ("keras-tf", "tensorflow"), ("torch", None))
-SECTIONS = ("data", "check", "peak", "bn", "scratch", "variants", "paired") + EXPERIMENTS
+SECTIONS = ("data", "check", "peak", "bn", "scratch", "variants", "fold", "alternate") + EXPERIMENTS
 
 
 def epoch_args(plan, experiment, path):
@@ -123,10 +128,15 @@ def run(plan, sections):
                              "variant_cost.py",
                              ["--models", models] + (["--quick"] if plan.get("quick") else []))
             out["variants"] += answer["rows"] if answer else []
-    if "paired" in sections:
-        answer = r.child("paired: bnlab and plain PyTorch alternating", "paired.py",
+    if "fold" in sections:
+        answer = r.child("fold: inference, BN folded and not, alternating", "fold.py",
                          ["--quick"] if plan.get("quick") else [])
-        out["paired"] = answer["rows"] if answer else []
+        out["fold"] = answer["rows"] if answer else []
+    if "alternate" in sections:
+        answer = r.child("alternate: bnlab, Keras on JAX and PyTorch, whole processes in turn",
+                         "alternate.py", ["--rounds", plan["rounds"]]
+                         + (["--quick"] if plan.get("quick") else []))
+        out["alternate"] = answer
     for experiment in EXPERIMENTS:
         if experiment not in sections:
             continue

@@ -50,7 +50,29 @@ def ratio(a, b):
     return f"{per(a) / per(b):.2f}×" if a and b else "—"
 
 
+def alternated(results):
+    """{(experiment, arm): row} of bench/alternate.py's answer (empty when it did not run)."""
+    answer = results.get("alternate") or {}
+    return {(r["experiment"], r["arm"]): r for r in answer.get("rows", [])}
+
+
+def fmt_spread(r):
+    """A ratio's median over the rounds and its min-max: the method's spread."""
+    return f"{r['median']:.2f} [{r['min']:.2f}-{r['max']:.2f}]"
+
+
+def win(r):
+    """Faster, slower or a tie, judged against the spread: a side wins only where every round
+    says so (the ratios' whole min-max range on one side of 1)."""
+    if r["max"] < 1.0:
+        return "bnlab faster in every round"
+    if r["min"] > 1.0:
+        return "bnlab slower in every round"
+    return "within the spread (no winner)"
+
+
 def verdict(ok):
+
     return "**met**" if ok else "**not met**"
 
 
@@ -79,11 +101,11 @@ def goals(results):
     out.append(("(§5) norm=\"renorm\" within 1.10× of Keras's renorm=True layer, norm=\"ghost\" "
                 "within 1.10× of norm=\"scratch\" (default backend)", ok,
                 lines or ["not measured"]))
-    # (b) bnlab at most the faster of keras-tf and torch, every arm. Against PyTorch the paired
-    # measurement (one process, alternating blocks: bench/paired.py) decides when there is one;
-    # against Keras-on-TF, which needs a process of its own, the epoch tables.
+    # (b) bnlab at most the faster of keras-tf and torch, every arm. Against PyTorch the
+    # alternated processes (bench/alternate.py) decide when they ran; against Keras-on-TF the
+    # epoch tables.
     lines, ok = [], True
-    paired = {(row["experiment"], row["arm"]): row for row in results.get("paired") or []}
+    alt = alternated(results)
     for experiment in results["epochs"]:
         b, t, p = (rows(results, experiment, x) for x in ("bnlab", "keras-tf", "torch"))
         for arm in dict.fromkeys(a for x in (b, t, p) for a in x if is_arm(a)):
@@ -92,16 +114,27 @@ def goals(results):
                 lines.append(f"{experiment} {arm}: not measured on every path")
                 continue
             tf_ratio, torch_epochs = per(b[arm]) / per(t[arm]), per(b[arm]) / per(p[arm])
-            pair = paired.get((experiment, arm))
-            torch_ratio = pair["ratio"] if pair else torch_epochs
+            pair = alt.get((experiment, arm), {}).get("ratio", {}).get("torch")
+            torch_ratio = pair["median"] if pair else torch_epochs
             ok &= max(tf_ratio, torch_ratio) <= 1.0
-            how = (f"paired in one process; {torch_epochs:.2f} from the epoch table" if pair
-                   else "epoch table")
+            how = (f"{fmt_spread(pair)} over alternated processes; {torch_epochs:.2f} from the "
+                   f"epoch table" if pair else "epoch table")
             lines.append(f"{experiment} {arm}: bnlab / keras-tf = {tf_ratio:.2f}, "
                          f"bnlab / torch = {torch_ratio:.2f} ({how})")
     ok &= bool(lines)
     lines = lines or ["not measured"]
     out.append(("(b) bnlab ≤ the faster of Keras-on-TF and plain PyTorch, every arm", ok, lines))
+    # §5: bnlab's default path at most 1.0x plain Keras 3 on JAX (Keras's own layers, fit)
+    lines, ok = [], True
+    for (experiment, arm), row in alt.items():
+        r = row["ratio"].get("keras-jax")
+        if r is not None:
+            ok &= r["median"] <= 1.0
+            lines.append(f"{experiment} {arm}: bnlab / Keras-on-JAX = {fmt_spread(r)}: "
+                         f"{win(r)}")
+    out.append(("(§5) bnlab's default path ≤ 1.0× plain Keras 3 on JAX (Keras's own layers, "
+                "`fit`), every arm, alternated processes", ok and bool(lines),
+                lines or ["not measured"]))
     # (c) K seeds together: ≤ 2× one seed, and ≥ 40 % of the matrix-product rate
     lines, ok, rate = [], True, matmul_rate(results)
     for experiment, arm in results.get("multi_seed", {}).items():
@@ -135,23 +168,47 @@ def _table(header, body):
 def epoch_tables(results):
     times, rates, rate = [], [], matmul_rate(results)
     theoretical = (results.get("peak") or {}).get("theoretical", {}).get("gflops")
+    alt = alternated(results)
     for experiment in results["epochs"]:
         b, t, p = (rows(results, experiment, x) for x in ("bnlab", "keras-tf", "torch"))
         for arm, row in b.items():
             best = min([per(x[arm]) for x in (t, p) if arm in x], default=None)
             goal = "—" if best is None else ("met" if per(row) <= best else "not met")
+            jax = alt.get((experiment, arm), {})
+            jax_ms = jax.get("ms", {}).get("keras-jax")
+            jax_ratio = jax.get("ratio", {}).get("keras-jax")
+            jax_goal = "—" if not jax_ratio else ("met" if jax_ratio["median"] <= 1.0
+                                                  else "not met")
             times.append([experiment, arm + (f" ({row['path']})" if "×" in arm else ""),
                           fmt_time(row), fmt_time(t.get(arm)), fmt_time(p.get(arm)),
-                          ratio(row, t.get(arm)), ratio(row, p.get(arm)), goal])
+                          f"{jax_ms['median']:.2f} ms/step" if jax_ms else "—",
+                          ratio(row, t.get(arm)), ratio(row, p.get(arm)),
+                          f"{fmt_spread(jax_ratio)}×" if jax_ratio else "—", goal, jax_goal])
             cells = [f"{gflops(x[arm]):.1f}" if arm in x else "—" for x in (b, t, p)]
             rates.append([experiment, arm, f"{train_flops(row['model']) / 1e6:.2f}", *cells,
                           f"{100 * gflops(row) / rate:.0f} %" if rate else "—",
                           f"{100 * gflops(row) / theoretical:.0f} %" if theoretical else "—"])
-    out = _table(["experiment", "arm", "bnlab", "Keras on TF", "PyTorch", "bnlab ÷ TF",
-                  "bnlab ÷ torch", "goal (b)"], times)
+    out = _table(["experiment", "arm", "bnlab", "Keras on TF", "PyTorch",
+                  "Keras on JAX (alternated)", "bnlab ÷ TF", "bnlab ÷ torch",
+                  "bnlab ÷ Keras-JAX, median [min-max] of rounds", "goal (b)",
+                  "goal ≤ 1.0× Keras-JAX"], times)
     out += ["Achieved training GFLOP/s (FLOPs per example × examples per second):", ""]
     return out + _table(["experiment", "arm", "MFLOP/example", "bnlab", "Keras on TF", "PyTorch",
                          "bnlab % of matmul rate", "bnlab % of theoretical"], rates)
+
+
+def alternate_table(results):
+    """bench/alternate.py's rows: each side's ms/step and bnlab ÷ each peer, with the spread."""
+    answer = results["alternate"]
+    sides = answer["sides"]
+    body = []
+    for r in answer["rows"]:
+        ms = [f"{r['ms'][s]['median']:.2f} [{r['ms'][s]['min']:.2f}-{r['ms'][s]['max']:.2f}]"
+              for s in sides]
+        body.append([r["experiment"], r["arm"], *ms,
+                     *(f"{fmt_spread(r['ratio'][s])}: {win(r['ratio'][s])}" for s in sides[1:])])
+    return _table(["experiment", "arm", *(f"{s} ms/step" for s in sides),
+                   *(f"bnlab ÷ {s}" for s in sides[1:])], body)
 
 
 def bn_table(results):
@@ -229,15 +286,24 @@ def markdown(results):
                 "Each cell: the mean of the epochs after the first, then the first (compiling) "
                 "epoch, or chunk of steps, apart. Ratios < 1 mean bnlab is faster.", ""]
         out += epoch_tables(results)
-    if results.get("paired"):
-        out += ["## bnlab against plain PyTorch, paired in one process", "",
-                "ms per training step; ratio = the median of the adjacent pairs' ratios (ABBA "
-                "order), which cancels the drift of the machine between separate runs.", ""]
-        out += _table(["experiment", "arm", "bnlab ms/step", "PyTorch ms/step",
-                       "bnlab ÷ torch (median of pairs)", "pairs × steps", "spread (std)"],
-                      [[r["experiment"], r["arm"], f"{r['bnlab_ms']:.2f}", f"{r['torch_ms']:.2f}",
-                        f"{r['ratio']:.3f}", f"{r['reps']} × {r['steps']}", f"{r['spread']:.3f}"]
-                       for r in results["paired"]])
+    if results.get("alternate"):
+        out += ["## Head to head: whole processes alternated", "",
+                f"ms per training step, median [min-max] over {results['alternate']['rounds']} "
+                "rounds; in each round one fresh process per side, alone on the cores, the "
+                "sides' order reversed every round; each process reports the median of its timed "
+                "blocks after a warm-up block (bench/alternate.py, bench/steps.py). A ratio "
+                "counts as a win only where every round agrees (its min-max range excludes 1).",
+                ""]
+        out += alternate_table(results)
+    if results.get("fold"):
+        out += ["## Inference with BN folded away (bnlab.tools.fold)", "",
+                "ms per 10,000 images (`predict`, batches of 500); ratio = the median of the "
+                "adjacent pairs' folded / unfolded ratios (ABBA order).", ""]
+        out += _table(["model", "placement", "layers", "folded ms", "unfolded ms",
+                       "folded ÷ unfolded", "pairs"],
+                      [[r["model"], r["placement"], f"{r['layers']} → {r['folded_layers']}",
+                        f"{r['folded_ms']:.0f}", f"{r['unfolded_ms']:.0f}", f"{r['ratio']:.3f}",
+                        r["reps"]] for r in results["fold"]])
     peak = results.get("peak")
     if peak:
         mm = peak["measured"]
@@ -292,10 +358,16 @@ METHOD = [
     "model, Keras's own `BatchNormalization(renorm=True)` with the same arguments and weights; "
     "and with `norm=\"ghost\"` and `norm=\"scratch\"`; timed as goal (a) "
     "(bench/variant_cost.py).",
-    "- Goal (b) against PyTorch: bnlab's model (Keras `fit`, bnlab's backend) and its PyTorch "
-    "twin built in one process and trained on the same block of batches; 9 pairs of adjacent "
-    "blocks in ABBA order with a 0.2 s pause between blocks, and the median of the pairs' ratios "
-    "(bench/paired.py). Keras-on-TF is compared through the epoch tables.",
+    "- Head to head (goal (b) against PyTorch; plain Keras 3 on JAX): bench/alternate.py runs "
+    "one fresh process per side (bench/steps.py), one after another, the order reversed every "
+    "round (ABC CBA ABC); each trains every arm's model on the same first batches, one warm-up "
+    "block, then 3 timed blocks (200 steps for the MLPs, 60 for LeNet, 15 for the deep CNN), "
+    "and reports the median block. bnlab: `recipe.compile_model` and `fit`, XLA's options as "
+    "`bnlab run --seeds 1` sets them; Keras on JAX: the same architecture cloned into Keras's "
+    "own layers (Conv2D, MaxPooling2D, BatchNormalization for every BN arm), `fit`, XLA's "
+    "defaults. The min-max of the per-round ratios is the method's spread. (The old "
+    "one-process pairing slowed PyTorch 2.1×: bench/tried.md.) Keras-on-TF is compared through "
+    "the epoch tables.",
     "- BN alone: median of many calls; bytes = 5 × N × 4 + 32 × C, the minimal traffic "
     "(bench/bn.py). Copy bandwidth measured in the same run with numpy.",
     "- Data: `bnlab.data.load(\"fashion_mnist\")` in a new process; cold = empty bnlab cache "

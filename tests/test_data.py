@@ -308,6 +308,24 @@ def test_interrupted_download_leaves_no_partial_file(isolated, monkeypatch):
     assert list((isolated / "cache" / "fashion_mnist").iterdir()) == []
 
 
+def test_silent_server_times_out(isolated, monkeypatch):
+    """A server that accepts the connection and never answers: the download gives up after
+    DOWNLOAD_TIMEOUT with a one-line error, leaving nothing behind."""
+    import socket
+
+    from bnlab.data import download
+
+    serve(isolated, monkeypatch, "fashion_mnist")
+    with socket.create_server(("127.0.0.1", 0)) as server:  # listens, never reads or replies
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/"
+        monkeypatch.setitem(data.DATASETS["fashion_mnist"], "urls", (url,))
+        monkeypatch.setattr(download, "DOWNLOAD_TIMEOUT", 0.5)
+        with pytest.raises(DatasetError, match="download failed: .*timed out"):
+            data.load("fashion_mnist")
+    assert socket.getdefaulttimeout() is None  # restored
+    assert list((isolated / "cache" / "fashion_mnist").iterdir()) == []
+
+
 @pytest.mark.parametrize("download", [True, False])
 def test_nothing_found_offline_fashion(isolated, download):
     with pytest.raises(DatasetError) as e:
@@ -417,8 +435,10 @@ def test_parsed_cache_written_then_used(fake, isolated, monkeypatch):
         assert getattr(first, field).dtype == getattr(second, field).dtype
     assert second.source == str(fake)
 
-    path = fake / "t10k-labels-idx1-ubyte.gz"  # a changed file is parsed again
-    os.utime(path, ns=(1, 1))
+    path = fake / "t10k-labels-idx1-ubyte.gz"
+    os.utime(path, ns=(1, 1))  # the same content, touched: still served from the cache
+    assert data.load("fashion_mnist", fake, validation=5).y_test.tolist() == first.y_test.tolist()
+    write_idx(path, np.asarray(first.y_test[::-1], np.uint8))  # a changed file is parsed again
     with pytest.raises(AssertionError, match="re-parsed"):
         data.load("fashion_mnist", fake, validation=5)
 
@@ -461,3 +481,19 @@ def test_bnlab_offline_turns_downloads_off(monkeypatch):
     monkeypatch.setenv("BNLAB_OFFLINE", "1")
     with pytest.raises(DatasetError, match="downloads are off"):
         data.load("fashion_mnist")
+
+
+def test_cache_follows_the_content_not_the_size_and_mtime(isolated):
+    """A source rewritten in place with the same size and mtime is parsed again, not served from
+    the parsed-array cache of its old content."""
+    folder = isolated / "d"
+    make_source(folder, gz=False, marker=3)
+    first = data.load("fashion_mnist", folder, validation=0)
+    assert first.y_train[0] == 3
+    labels = folder / "train-labels-idx1-ubyte"
+    st = os.stat(labels)
+    make_source(folder, gz=False, marker=5)  # same shapes, so the same sizes
+    os.utime(labels, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(labels).st_size == st.st_size and os.stat(labels).st_mtime_ns == st.st_mtime_ns
+    assert data.load("fashion_mnist", folder, validation=0).y_train[0] == 5
+    assert len(list((isolated / "cache" / "arrays").iterdir())) == 2  # one entry per content

@@ -1,6 +1,8 @@
 """Exports: TensorBoard event files read back with TensorBoard's own reader, MLflow runs read back
 with MlflowClient from a local file store; both compared with what the store holds."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -152,6 +154,7 @@ def test_mlflow_rerun_trial_replaces_its_run(store, mlflow_uri):
     assert len(runs) == 5 and len(set(tags)) == 5
 
 
+@pytest.mark.backend  # trained on every backend (make test), exported without TensorFlow
 def test_cli_run_with_tensorboard_then_export_commands(tmp_path, monkeypatch, capsys,
                                                        fashion_mnist, mlflow_uri):
     monkeypatch.chdir(tmp_path)
@@ -160,6 +163,7 @@ def test_cli_run_with_tensorboard_then_export_commands(tmp_path, monkeypatch, ca
     with Store("runs/bnlab.sqlite") as store:
         trial, = store.trials("bn-placement")
         want = expected_scalars(store, trial)
+    assert trial.config["backend"] == os.environ["KERAS_BACKEND"]
     assert set(want) >= {"loss", "val_accuracy", "test_accuracy"} and len(want["loss"]) == 2
     assert_same(read_events(tmp_path / "tb" / "bn-placement" / "bn-after" / "seed-1"), want)
     assert main("export", "tensorboard", "bn-placement", "tb2") == 0
@@ -189,3 +193,16 @@ def test_cli_export_user_errors(tmp_path, monkeypatch, capsys):
     assert main("export", "mlflow", "bn-placement", "--tracking-uri", "nosuchscheme://x") == 2
     err = capsys.readouterr().err
     assert "tracking_uri 'nosuchscheme://x'" in err and "Traceback" not in err
+
+
+def test_tensorboard_export_needs_no_tensorflow(store, tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from bnlab.results.store import Store; "
+            "from bnlab.results.export import export_tensorboard; "
+            f"s = Store({str(store.path)!r}); export_tensorboard(s, s.trials(), {str(tmp_path)!r}); "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'jax')]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert len(list(tmp_path.glob("bn-placement/*/seed-*/events.out.tfevents.*"))) == 4

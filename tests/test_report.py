@@ -234,3 +234,48 @@ def test_report_and_store_import_no_keras():
             "'torch') or m in ('bnlab.data', 'bnlab.models', 'bnlab.lab.train')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_curve_band_is_the_confidence_interval_of_the_mean():
+    from bnlab.results.report import _series
+
+    histories = [[{"epoch": 1, "loss": v}, {"epoch": 2, "loss": v / 2}] for v in (1.0, 1.2, 1.7)]
+    histories.append([{"epoch": 1, "loss": math.nan}])  # a diverged seed is left out, not averaged
+    xs, st = _series(histories, "epoch", "loss")
+    assert list(xs) == [1, 2]
+    for i, values in enumerate(([1.0, 1.2, 1.7], [0.5, 0.6, 0.85])):
+        mean, hw = mean_ci(values)
+        assert st[i] == pytest.approx([mean, mean - hw, mean + hw])
+    # not min–max: at three seeds the 95% interval of the mean is wider than the seeds' spread
+    assert st[0, 2] - st[0, 1] > 1.7 - 1.0
+
+
+def test_seed_figures_beside_bnlab(store, tmp_path):
+    figures = [{"arm": "bn-after", "notebook": "004", "metric": "val_accuracy", "value": 0.8156,
+                "at": 1, "dataset": "fashion_mnist"},
+               {"arm": "baseline", "notebook": "004", "metric": "params_total", "value": 266610,
+                "at": None, "dataset": "fashion_mnist"},
+               {"arm": "bn-after", "notebook": "001", "metric": "test_accuracy", "value": 0.9511,
+                "at": None, "dataset": "mnist"},
+               {"arm": "bn-before", "notebook": "000", "metric": "test_accuracy", "value": 0.85,
+                "at": None, "dataset": "fashion_mnist"}]
+    md = write_report(store, dict(EPOCH_EXPERIMENT, seed_figures=figures),
+                      tmp_path)["markdown"].read_text()
+    assert "## Beside the seed notebooks" in md
+    at_epoch_1 = [acc - 0.08 for acc in ACC["bn-after"]]  # epoch_trial's val_accuracy at epoch 1
+    assert (f"| bn-after | val_accuracy at epoch 1 | 004 | 0.8156 | "
+            f"{fmt_ci(*mean_ci(at_epoch_1))} (n=3) |  |") in md
+    assert "| baseline | params_total | 004 | 266,610 | 271,346 |" in md
+    assert (f"| bn-after | test_accuracy | 001 | 0.9511 | {fmt_ci(*mean_ci(ACC['bn-after']))} "
+            "(n=3) | the notebook ran on mnist, bnlab on fashion_mnist: not comparable |") in md
+    assert "| bn-before | test_accuracy | 000 | 0.8500 | — |" in md
+
+
+def test_every_seed_figure_names_an_arm_of_its_experiment():
+    from bnlab.lab import experiments, seed_figures
+
+    assert set(seed_figures.SEED_FIGURES) == set(experiments.EXPERIMENTS)
+    for name, figures in seed_figures.SEED_FIGURES.items():
+        arms = {a.name for a in experiments.get(name).arms}
+        assert {f.arm for f in figures} <= arms, name
+        assert experiments.as_report_spec(experiments.get(name))["seed_figures"]

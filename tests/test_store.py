@@ -118,7 +118,7 @@ def test_life_cycle_start_fail_restart_finish(store):
 
 
 def test_errors_for_unknown_trials_and_bad_configs(store):
-    with pytest.raises(StoreError, match="start first"):
+    with pytest.raises(StoreError, match="claim it first"):
         store.finish("0123456789abcdef", HISTORY, {})
     with pytest.raises(StoreError):
         store.fail("0123456789abcdef", "boom")

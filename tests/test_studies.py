@@ -57,7 +57,7 @@ def test_probe_percentiles_match_numpy_forward_pass():
     x = np.random.default_rng(0).random((50, 28, 28), dtype=np.float32)
     y = np.zeros(50, dtype="int64")
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    config = {"probe": {"activation": 3, "unit": 0, "images": 40}}
+    config = {"unit_probe": {"activation": 3, "unit": 0, "images": 40}}
     row = measure.during(model, config, {"test": (x, y)})
     h = x.reshape(50, -1)[:40].astype(np.float64)
     dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]

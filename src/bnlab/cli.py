@@ -6,6 +6,7 @@
     bnlab export tensorboard EXPERIMENT DIR   its trials' scalars as TensorBoard event files
     bnlab export mlflow EXPERIMENT     its trials as MLflow runs (--tracking-uri)
     bnlab summary MODEL [options]      model.summary() and each BN layer's variables
+    bnlab check MODEL.keras [options]  diagnose a trained model's BN (bnlab.tools.check)
     bnlab demo                         the main job: bn-placement on Fashion-MNIST, ~3 minutes
 
 User errors (unknown names, bad or missing data, a broken store) print one line and exit 2.
@@ -90,6 +91,19 @@ def _parser():
     p.add_argument("--epsilon", type=float, default=1e-3)
     p.set_defaults(func=cmd_summary)
 
+    p = sub.add_parser("check", help="diagnose a trained model's BN layers on data")
+    p.add_argument("model", type=Path, help="a .keras file (e.g. from bnlab run --save-models)")
+    p.add_argument("--data", default="fashion_mnist", help="fashion_mnist or mnist")
+    p.add_argument("--data-dir", type=Path, help="where the dataset files are")
+    p.add_argument("--preprocessing", default="scale", choices=("scale", "standardize"),
+                   help="as the model was trained (default scale)")
+    p.add_argument("--limit", type=_positive, default=5000,
+                   help="training images for the population and test images scored (default 5000)")
+    p.add_argument("--batch-size", type=_positive, default=32,
+                   help="training-mode batch size (default 32)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_check)
+
     p = sub.add_parser("demo", help="the main job: bn-placement on Fashion-MNIST, then its report")
     p.add_argument("--store", type=Path, default=DEFAULT_STORE, help="results store (SQLite)")
     p.add_argument("--data-dir", type=Path, help="where the dataset files are")
@@ -112,12 +126,19 @@ def _add_run_options(p):
     p.add_argument("--store", type=Path, default=DEFAULT_STORE, help="results store (SQLite)")
     p.add_argument("--force", action="store_true", help="rerun trials already finished")
     p.add_argument("--no-report", action="store_true", help="do not write the report")
+    p.add_argument("--save-models", action="store_true",
+                   help="keep each trial run as runs/EXPERIMENT/models/ARM-sSEED.keras")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--tensorboard", type=Path, metavar="DIR",
                    help="also write the trials' scalars as TensorBoard event files under DIR")
     p.add_argument("--path", choices=("auto", "fit"), default="auto",
                    help="auto: on JAX, the seeds of an arm train together as one vectorized "
                         "program; fit: each trial with Keras's fit (default auto)")
+    p.add_argument("--executor", choices=("process", "ray"), default="process",
+                   help="process: train in this process; ray: each trial (or seeds-together "
+                        "group) as a Ray task (default process)")
+    p.add_argument("--address", help="with --executor ray: the Ray cluster to join (default: "
+                                     "start a local Ray with this machine's cores)")
 
 
 def _positive(text):
@@ -148,7 +169,8 @@ def cmd_run(args):
     from bnlab.lab import experiments
     from bnlab.data import DATASETS, DatasetError
     from bnlab.results.store import Store
-    from bnlab.lab.train import run_trials
+    from bnlab.lab import executors
+    from bnlab.lab.train import load_datasets, run_trials
 
     experiment = _experiment(args.experiment)
     if args.quick and not experiment.quick:
@@ -158,6 +180,13 @@ def cmd_run(args):
     args.seeds = args.seeds or quick.get("seeds", 3)
     args.steps = args.steps or quick.get("steps")
     args.limit = args.limit or quick.get("limit")
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        raise UserError(f"--data-dir {args.data_dir}: no such folder")
+    if args.address is not None and args.executor != "ray":
+        raise UserError("--address needs --executor ray")
+    report_dir = args.out or Path("runs") / experiment.name
+    if not args.no_report:
+        _check_writable(report_dir, "pass --no-report, or run from a writable folder")
     arms = experiments.select_arms(experiment, _split_names(args.arms) or quick.get("arms"))
     if args.dataset and args.dataset not in DATASETS:
         raise UserError(f"unknown dataset {args.dataset!r}; known: {', '.join(DATASETS)}")
@@ -173,27 +202,36 @@ def cmd_run(args):
     ]
     print(f"bnlab: {experiment.name}: {len(arms)} arm(s) x {args.seeds} seed(s) on "
           f"{configs[0]['dataset']} (backend {backend}); store {args.store}")
+    datasets = None
+    try:  # the data is checked before the store is opened: a bad --data-dir writes nothing
+        if args.executor == "process":
+            datasets = load_datasets(configs, args.data_dir)
+    except DatasetError as exc:
+        if configs[0]["dataset"] == "mnist":
+            raise UserError(f"{exc} — or run this experiment on Fashion-MNIST instead: "
+                            f"bnlab run {experiment.name} --dataset fashion_mnist") from None
+        raise
     with Store(args.store) as store:
-        try:
-            run_trials(configs, store, force=args.force, data_dir=args.data_dir,
-                       progress=not args.quiet, path=args.path)
-        except DatasetError as exc:
-            if configs[0]["dataset"] == "mnist":
-                raise UserError(f"{exc} — or run this experiment on Fashion-MNIST instead: "
-                                f"bnlab run {experiment.name} --dataset fashion_mnist") from None
-            raise
+        executor = executors.make(args.executor, address=args.address, data_dir=args.data_dir,
+                                  progress=not args.quiet, datasets=datasets,
+                                  save_models=(Path("runs") / experiment.name / "models"
+                                               if args.save_models else None))
+        run_trials(configs, store, force=args.force, data_dir=args.data_dir,
+                   progress=not args.quiet, path=args.path, executor=executor)
         _print_summary(store, experiment, configs)
         if not args.no_report:
-            _write_report(store, experiment, configs, args.out or Path("runs") / experiment.name)
+            _write_report(store, experiment, configs, report_dir)
         if args.tensorboard:
             _export_tensorboard(store, _selection(store, experiment, configs), args.tensorboard)
 
 
 def cmd_report(args):
     experiment = _experiment(args.experiment)
+    out = args.out or Path("runs") / experiment.name
+    _check_writable(out, "choose another folder with --out")
     with _existing_store(args.store, experiment) as store:
         _print_summary(store, experiment, None)
-        _write_report(store, experiment, None, args.out or Path("runs") / experiment.name)
+        _write_report(store, experiment, None, out)
 
 
 def cmd_export(args):
@@ -254,6 +292,30 @@ def cmd_summary(args):
                       f"trainable={variable.trainable}")
 
 
+def cmd_check(args):
+    import json
+
+    import keras
+
+    from bnlab import data as bndata
+    from bnlab.tools import check
+
+    if not args.model.is_file():
+        raise UserError(f"no model file at {args.model}")
+    if args.data not in bndata.DATASETS:
+        raise UserError(f"unknown dataset {args.data!r}; known: {', '.join(bndata.DATASETS)}")
+    try:
+        model = keras.saving.load_model(args.model)
+    except Exception as exc:  # any failure to read it means: not a Keras model file bnlab reads
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{args.model} is not a Keras model file ({reason})") from None
+    ds = bndata.load(args.data, args.data_dir, preprocessing=args.preprocessing)
+    limit = args.limit
+    result = check.check(model, ds.x_train[:limit], ds.x_test[:limit], ds.y_test[:limit],
+                         batch_size=args.batch_size)
+    print(json.dumps(result, indent=1) if args.json else check.format_table(result))
+
+
 def cmd_demo(args):
     run_args = _parser().parse_args([
         "run", DEMO["experiment"], "--seeds", str(DEMO["seeds"]), "--epochs", str(DEMO["epochs"]),
@@ -279,11 +341,26 @@ def _existing_store(path, experiment):
 
     if not path.exists():
         raise UserError(f"no results store at {path}; run `bnlab run {experiment.name}` first")
-    return Store(path)
+    return Store(path, create=False)
 
 
 def _split_names(text):
-    return [n.strip() for n in text.split(",") if n.strip()] if text else None
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UserError(f"--arms {text!r} names no arm; give comma-separated arm names")
+    return names
+
+
+def _check_writable(folder, fix):
+    """Refuse, before any training, a report folder that is a file or cannot be written."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder} is a file, not a folder, so it cannot hold the report; {fix}")
+    existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write the report into {folder}: {existing} is not writable; "
+                        f"{fix}")
 
 
 def _selection(store, experiment, configs):
@@ -325,6 +402,10 @@ def _print_summary(store, experiment, configs):
     rows = report.summary_rows(store, _spec(experiment, trials=trials), trials=trials)
     print()
     print(report.text_table(rows))
+    for trial in trials:
+        if trial.results.get("diverged"):
+            print(f"diverged: {trial.arm} seed {trial.seed} (training loss not finite from "
+                  f"{trial.results['diverged']})")
 
 
 def _write_report(store, experiment, configs, out_dir):

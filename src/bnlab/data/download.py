@@ -12,10 +12,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import socket
 import tempfile
 from pathlib import Path
 
 from bnlab.data.idx import DatasetError, one_line
+
+
+DOWNLOAD_TIMEOUT = 30  # seconds a connection may stay silent (get_file itself waits forever)
 
 
 class DownloadFailed(Exception):
@@ -43,6 +47,8 @@ def _fetch(url: str, final: Path, want_md5: str) -> None:
     except OSError as e:
         raise DownloadFailed(f"cannot write to {final.parent} ({e.strerror})") from e
     try:
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
         try:
             get_file(fname=Path(tmp).name, origin=url, file_hash=want_md5, hash_algorithm="md5",
                      cache_dir=str(final.parent), cache_subdir="", force_download=True)
@@ -53,6 +59,8 @@ def _fetch(url: str, final: Path, want_md5: str) -> None:
                                "fix: try again later, or put the files in place yourself") from e
         except Exception as e:  # get_file wraps HTTP and URL errors in a bare Exception
             raise DownloadFailed(f"{url}: {one_line(e)}") from e
+        finally:
+            socket.setdefaulttimeout(previous)
         os.replace(tmp, final)
     finally:
         with contextlib.suppress(OSError):

@@ -8,8 +8,11 @@ looked for, in this order, in: the ``data_dir`` argument; ``$BNLAB_DATA_DIR`` (f
 and last a download into ``cache_dir()/<name>/``, verified by MD5. A location that holds the files
 but holds a bad one raises :class:`DatasetError`: a broken file is never skipped silently.
 
-Parsed arrays are kept as ``.npy`` files under ``cache_dir()/arrays/`` (keyed by the source files'
-path, size and mtime), so a second load takes milliseconds instead of re-inflating the gzip files.
+Parsed arrays are kept as ``.npy`` files under ``cache_dir()/arrays/``, keyed by the SHA-256 of the
+source files' contents, so a second load takes milliseconds instead of re-inflating the gzip files
+and a source rewritten in place (even with the same size and mtime) is parsed again. A file's hash
+is computed once per process and kept while its inode, size, mtime and ctime stay the same (ctime
+cannot be set back by the program that rewrites the file).
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ DEBIAN_DIRS: dict[str, Path] = {"fashion_mnist": Path("/usr/share/datasets/fashi
 #: Keras's dataset cache; ``None`` means ``$KERAS_HOME/datasets``, else ``~/.keras/datasets``.
 KERAS_DATASETS_DIR: Path | None = None
 
-_CACHE_FORMAT = "1"   # bump when the layout of the parsed-array cache changes
+_CACHE_FORMAT = "2"   # bump when the layout of the parsed-array cache changes
 _ARRAYS = tuple(_FILES)
 _DEBIAN_HINT = ("Debian's copy can be reinstalled with: "
                 "sudo apt-get install --reinstall dataset-fashion-mnist")
@@ -219,11 +222,23 @@ def _check(info: dict, arrays: dict, names: dict[str, str]) -> dict:
 # Parsed-array cache
 
 
+_CONTENT_HASHES: dict[tuple, str] = {}  # (realpath, inode, size, mtime, ctime) -> SHA-256 hex
+
+
+def content_hash(path) -> str:
+    """SHA-256 of the file at ``path``, computed once per process for an unchanged file."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _CONTENT_HASHES:
+        with open(path, "rb") as f:
+            _CONTENT_HASHES[key] = hashlib.file_digest(f, "sha256").hexdigest()
+    return _CONTENT_HASHES[key]
+
+
 def _cache_path(name: str, source: _Source) -> Path:
     h = hashlib.sha256(f"{_CACHE_FORMAT}\0{name}".encode())
     for key, path in sorted(source.files.items()):
-        st = os.stat(path)
-        h.update(f"\0{key}\0{os.path.realpath(path)}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+        h.update(f"\0{key}\0{content_hash(path)}".encode())
     return cache_dir() / "arrays" / f"{name}-{h.hexdigest()[:16]}"
 
 

@@ -8,6 +8,8 @@ overrides) into the plain dict that describes a trial completely and is stored w
 
 from dataclasses import dataclass, field
 
+from bnlab.lab import seed_figures
+
 
 @dataclass(frozen=True)
 class Arm:
@@ -39,7 +41,9 @@ class Experiment:
     comparisons: tuple[dict, ...] = ()  # {"a": arm, "b": arm, "question": "..."}
     extras: tuple[str, ...] = ()  # "predictions" (seed 002), "single_sample" (seed 003)
     log_every: dict = field(default_factory=dict)  # step-based: {"batch": 25, "validation": 100}
-    probe: dict | None = None  # bnlab.lab.measure.probe's {"activation": i, "unit": j, "images": n}
+    probe: dict | None = None  # bnlab.tools.probe: {"layers": [index, name or "bn"], "every": 50}
+    # bnlab.lab.measure.during: one unit's input at each validation point (ioffe-fig1)
+    unit_probe: dict | None = None  # {"activation": i, "unit": j, "images": n}
     quick: dict = field(default_factory=dict)  # --quick: {"steps", "limit", "seeds", "arms"}
 
     @property
@@ -234,8 +238,10 @@ def trial_config(experiment, arm, seed, *, dataset=None, epochs=None, steps=None
     else:
         config["epochs"] = int(epochs or experiment.epochs)
     config["extras"] = list(experiment.extras)
-    if experiment.probe:
+    if experiment.probe:  # only then: the ids of trials without a probe stay as they were
         config["probe"] = dict(experiment.probe)
+    if experiment.unit_probe:
+        config["unit_probe"] = dict(experiment.unit_probe)
     return config
 
 
@@ -270,4 +276,5 @@ def as_report_spec(experiment, command=None):
         "comparisons": [dict(c) for c in experiment.comparisons],
         "x_axis": experiment.x_axis,
         "command": command,
+        "seed_figures": seed_figures.for_report(experiment.name),
     }

@@ -1,7 +1,7 @@
 """What the studies measure beyond accuracy, called by ``bnlab.lab.train`` on the trained model.
 
 ``during(model, config, arrays)`` — at each validation point of a step trial whose config has a
-``probe`` ({"activation": i, "unit": j, "images": n}): the test accuracy, and the 15th, 50th and
+``unit_probe`` ({"activation": i, "unit": j, "images": n}): the test accuracy, and the 15th, 50th and
 85th percentiles of the input of unit j of the model's i-th Activation layer (1-based) over the
 first n test images, in inference mode (Ioffe & Szegedy 2015, Fig. 1(b, c)). This is the smallest
 code that does it; the tools' ActivationProbe can replace it.
@@ -28,7 +28,7 @@ def _accuracy(model, x, y):
 
 
 def during(model, config, arrays):
-    probe = config.get("probe")
+    probe = config.get("unit_probe")
     if not probe:
         return {}
     x, y = arrays["test"]

@@ -29,6 +29,8 @@ import numpy as np
 
 from bnlab import models
 from bnlab.lab import recipe
+from bnlab.tools import precise
+from bnlab.tools import probe as probe_tools
 
 EVAL_BATCH_SIZE = 500
 
@@ -77,6 +79,7 @@ class SeedGroup:
         self._eval_shared = jax.jit(jax.vmap(self._eval, in_axes=(0, 0, None, None)))
         self._eval_own = jax.jit(jax.vmap(self._eval))
         self._predict = jax.jit(jax.vmap(self._infer, in_axes=(0, 0, None)))
+        self.step, self.probes = 0, None  # training steps so far; activation probes if attached
 
     # -- the math of one seed -------------------------------------------------------------------
     def _step(self, state, x, y):
@@ -124,14 +127,61 @@ class SeedGroup:
         orders = np.stack([recipe.epoch_order(c["seed"], epoch, n) for c in self.configs])
         full = n // batch_size
         idx = orders[:, :full * batch_size].reshape(self.k, full, batch_size).transpose(1, 0, 2)
-        state, loss_sum, correct = self._train_steps(self.state, x_dev, y_dev, jnp.asarray(idx))
+        loss_sum, correct = 0.0, 0
+        for segment in self._segments(idx):
+            self.state, loss, right = self._train_steps(self.state, x_dev, y_dev,
+                                                        jnp.asarray(segment))
+            loss_sum, correct = loss_sum + loss, correct + right
+            self._count_steps(len(segment))
         rest = orders[:, full * batch_size:]
         if rest.shape[1]:  # the last, smaller batch, as fit trains it
-            state, (loss_rest, correct_rest) = self._train_step(
-                state, x_dev[jnp.asarray(rest)], y_dev[jnp.asarray(rest)])
+            self.state, (loss_rest, correct_rest) = self._train_step(
+                self.state, x_dev[jnp.asarray(rest)], y_dev[jnp.asarray(rest)])
             loss_sum, correct = loss_sum + loss_rest, correct + correct_rest
-        self.state = state
+            self._count_steps(1)
         return np.asarray(loss_sum) / n, np.asarray(correct) / n
+
+    # -- the activation probe (bnlab.tools.probe) -----------------------------------------------
+    def attach_probe(self, spec, x):
+        """Record every seed's probe: the chosen layers' inputs on x's first images, in training
+        mode, at step 0 and every ``spec["every"]`` steps (one vmapped sub-model call)."""
+        spec = probe_tools.check_spec(spec)
+        chosen = probe_tools.resolve(self.model, spec["layers"])
+        inputs = precise.input_model(self.model, [layer for _, layer in chosen])
+        where = {id(v): i for i, v in enumerate(self.model.trainable_variables)}
+        trainable_at = [where[id(v)] for v in inputs.trainable_variables]
+        where = {id(v): i for i, v in enumerate(self.model.non_trainable_variables)}
+        non_trainable_at = [where[id(v)] for v in inputs.non_trainable_variables]
+
+        def capture(trainable, non_trainable, x):
+            return inputs.stateless_call([trainable[i] for i in trainable_at],
+                                         [non_trainable[i] for i in non_trainable_at], x,
+                                         training=True)[0]
+
+        self._capture = jax.jit(jax.vmap(capture, in_axes=(0, 0, None)))
+        self._probe_x = jnp.asarray(x[:probe_tools.PROBE_IMAGES], dtype="float32")
+        self.probes = [probe_tools.ProbeRecord([key for key, _ in chosen], spec["every"])
+                       for _ in range(self.k)]
+        self._probe_now()
+
+    def _segments(self, idx):
+        """idx (S, K, B) cut after every step where a probe is due (all of it without a probe)."""
+        if self.probes is None:
+            return [idx]
+        every = self.probes[0].every
+        cuts = [s for s in range(1, len(idx)) if (self.step + s) % every == 0]
+        return np.split(idx, cuts)
+
+    def _count_steps(self, steps):
+        self.step += steps
+        if self.probes is not None and self.step % self.probes[0].every == 0:
+            self._probe_now()
+
+    def _probe_now(self):
+        trainable, non_trainable, _ = self.state
+        outputs = self._capture(trainable, non_trainable, self._probe_x)
+        for i, record in enumerate(self.probes):
+            record.add(self.step, [np.asarray(o[i]) for o in outputs])
 
     def train_steps(self, x_dev, y_dev, idx):
         """Steps on idx (K, S, B); returns the last batch's (x, y) per seed, shape (K, B, ...)."""
@@ -159,17 +209,29 @@ class SeedGroup:
         loss, right = self._eval_own(trainable, non_trainable, x, y)
         return np.asarray(loss) / x.shape[1], np.asarray(right) / x.shape[1]
 
+    def keras_model(self, i):
+        """Seed i's state (weights, moving statistics, optimizer) put back into the Keras model."""
+        variables = (self.model.trainable_variables, self.model.non_trainable_variables,
+                     self.optimizer.variables)
+        for group, values in zip(variables, self.state):
+            for variable, value in zip(group, values):
+                variable.assign(value[i])
+        return self.model
+
     def predict(self, x):
         """Inference-mode outputs of every seed: (K, N, classes)."""
         trainable, non_trainable, _ = self.state
         return np.asarray(self._predict(trainable, non_trainable, x))
 
 
-def run_group(configs, arrays, class_names, bar=None):
-    """Train the seeds of ``configs`` together; returns one (history, results) per config."""
+def run_group(configs, arrays, class_names, bar=None, save_models=None):
+    """Train the seeds of ``configs`` together; returns one (history, results) per config.
+    With ``save_models`` (a folder) each seed's trained model is saved there as a Keras model."""
     config = configs[0]
     group = SeedGroup(configs)
     (x, y), (xv, yv), (xt, yt) = (arrays[s] for s in ("train", "val", "test"))
+    if config.get("probe"):
+        group.attach_probe(config["probe"], x)
     y, yv, yt = (recipe.labels(config, v) for v in (y, yv, yt))
     x_dev, y_dev = jnp.asarray(x, dtype="float32"), jnp.asarray(y)
     histories = [[] for _ in configs]
@@ -191,6 +253,11 @@ def run_group(configs, arrays, class_names, bar=None):
             "path": "jax-vmap" if group.k > 1 else "jax-scan", "seeds_together": group.k,
             **timing, **{key: values[i] for key, values in extras.items()},
         })
+        if group.probes is not None:
+            results[i]["probe"] = group.probes[i].as_dict()
+        if save_models is not None:
+            results[i]["model_path"] = recipe.save_model(
+                group.keras_model(i), recipe.model_path(save_models, configs[i]))
     return list(zip(histories, results))
 
 

@@ -5,6 +5,9 @@ as one vectorized JAX program). Keeping these here is what makes the two paths t
 thing: the same initial weights for a seed, the same loss, and the same batch order.
 """
 
+import os
+from pathlib import Path
+
 import keras
 import numpy as np
 
@@ -116,3 +119,22 @@ def single_sample_accuracy(predict, x, y, count=100):
     correct = sum(np.argmax(np.asarray(predict(x[i:i + 1]))[..., 0, :], axis=-1) == int(y[i])
                   for i in range(count))
     return correct / max(count, 1)
+
+
+def model_path(folder, config):
+    """Where ``bnlab run --save-models`` keeps a trial's model: ``folder/ARM-sSEED.keras``."""
+    return Path(folder) / f"{config['arm']}-s{config['seed']}.keras"
+
+
+def save_model(model, path):
+    """Save ``model`` as a ``.keras`` file, whole or not at all (a temporary file, then renamed);
+    returns the path as a string."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.keras")
+    try:
+        model.save(partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return str(path)

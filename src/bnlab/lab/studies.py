@@ -60,7 +60,7 @@ IOFFE_FIG1 = Experiment(
     steps=6000,
     comparisons=({"a": "bn", "b": "none", "question": "BN vs none"},),
     log_every={"batch": 100, "validation": 200},
-    probe={"activation": 3, "unit": 0, "images": 1000},
+    unit_probe={"activation": 3, "unit": 0, "images": 1000},
     quick={"steps": 1200, "limit": 5000},
 )
 

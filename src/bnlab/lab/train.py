@@ -5,15 +5,20 @@
 Same config, same backend and same seed give the same history: the seed fixes the initial weights
 (``keras.utils.set_random_seed`` before building) and the batch order.
 
-``run_trials(configs, store, ...)`` is the resumable executor: a trial already finished in the
-store is skipped (unless ``force``), every other one is marked running, trained, and then written in
-one transaction with its history and results, so an interrupted run leaves nothing marked finished
-that did not finish and the next run completes only what is missing. On the JAX backend it trains
-the seeds of an arm together, as one vectorized program (``bnlab.lab.multiseed``).
+``run_trials(configs, store, ...)`` is the resumable driver: a trial already finished in the
+store is skipped (unless ``force``), every other one is claimed, trained (by an executor of
+``bnlab.lab.executors``), and then written in one transaction with its history and results, so an
+interrupted run leaves nothing marked finished that did not finish and the next run completes only
+what is missing. On the JAX backend it trains the seeds of an arm together, as one vectorized
+program (``bnlab.lab.multiseed``).
 """
 
+import contextlib
 import json
+import math
 import os
+import signal
+import threading
 import time
 import traceback
 
@@ -23,6 +28,7 @@ from tqdm.auto import tqdm
 from bnlab import data as bndata
 from bnlab import models
 from bnlab.lab import measure, multiseed, recipe
+from bnlab.tools import probe as probe_tools
 
 EVAL_BATCH_SIZE = 500  # inference-mode BN makes evaluation independent of the batch size
 
@@ -80,7 +86,7 @@ def _evaluate(model, x, y):
     return float(loss), float(acc)
 
 
-def _fit_epochs(model, config, arrays, bar):
+def _fit_epochs(model, config, arrays, bar, callbacks=()):
     """``fit`` one epoch at a time, each on the training images in ``recipe.epoch_order``, then
     evaluate. An epoch's seconds are its training alone: ``fit`` returns its metrics as numbers,
     which waits for every step (JAX runs steps asynchronously), and validation runs after."""
@@ -90,7 +96,7 @@ def _fit_epochs(model, config, arrays, bar):
         order = recipe.epoch_order(config["seed"], epoch, len(x))
         start = time.perf_counter()
         logs = model.fit(x[order], y[order], batch_size=config["batch_size"], epochs=1,
-                         shuffle=False, verbose=0).history
+                         shuffle=False, verbose=0, callbacks=list(callbacks)).history
         seconds.append(time.perf_counter() - start)
         row = {"epoch": epoch + 1, "step": None, "seconds": float(sum(seconds)),
                "loss": float(logs["loss"][-1]), "accuracy": float(logs["accuracy"][-1])}
@@ -102,7 +108,7 @@ def _fit_epochs(model, config, arrays, bar):
     return rows, recipe.epoch_timing(seconds)
 
 
-def _fit_steps(model, config, arrays, bar):
+def _fit_steps(model, config, arrays, bar, callbacks=()):
     """Seed 003's loop: training-batch metrics every 25 steps, validation every 100."""
     (x, y), (xv, yv) = arrays["train"], arrays["val"]
     every_batch = config["log_every"]["batch"]
@@ -116,7 +122,7 @@ def _fit_steps(model, config, arrays, bar):
         chunk = order[start:start + every_batch]
         t0 = time.perf_counter()
         model.fit(x[chunk.ravel()], y[chunk.ravel()], batch_size=config["batch_size"], epochs=1,
-                  shuffle=False, verbose=0)
+                  shuffle=False, verbose=0, callbacks=list(callbacks))
         train_seconds += time.perf_counter() - t0
         step = start + len(chunk)
         row = {"epoch": None, "step": step, "seconds": train_seconds}
@@ -133,20 +139,26 @@ def _fit_steps(model, config, arrays, bar):
     return rows, timing
 
 
-def run_trial(config, arrays, class_names, *, progress=True):
-    """Train and evaluate one trial; returns (history rows, results dict)."""
+def run_trial(config, arrays, class_names, *, progress=True, save_models=None):
+    """Train and evaluate one trial; returns (history rows, results dict). With ``save_models``
+    (a folder) the trained model is saved there (``recipe.model_path``) and results name it."""
     labelled = {k: (x, recipe.labels(config, y)) for k, (x, y) in arrays.items()}
     keras.utils.set_random_seed(config["seed"])
     model = recipe.compile_model(config)
     total, trainable, non_trainable = models.count_params(model)
+    probe = None
+    if config.get("probe"):  # the activation probe of bnlab.tools.probe, on a fixed batch
+        spec = probe_tools.check_spec(config["probe"])
+        probe = probe_tools.ActivationProbe(spec["layers"], spec["every"], labelled["train"][0])
+    callbacks = [probe] if probe else []
     length = config.get("steps") or config["epochs"]
     desc = f"{config['arm']} seed {config['seed']}"
     with tqdm(total=length, desc=desc, unit="step" if config.get("steps") else "epoch",
               disable=not progress, leave=False, dynamic_ncols=True) as bar:
         if config.get("steps"):
-            history, timing = _fit_steps(model, config, labelled, bar)
+            history, timing = _fit_steps(model, config, labelled, bar, callbacks)
         else:
-            history, timing = _fit_epochs(model, config, labelled, bar)
+            history, timing = _fit_epochs(model, config, labelled, bar, callbacks)
     val_loss, val_acc = _evaluate(model, *labelled["val"])
     test_loss, test_acc = _evaluate(model, *labelled["test"])
     results = {
@@ -157,6 +169,8 @@ def run_trial(config, arrays, class_names, *, progress=True):
         "backend": keras.backend.backend(), "path": "keras-fit",
         **timing,
     }
+    if probe:
+        results["probe"] = probe.record.as_dict()
     x_test, y_test = arrays["test"]
     if "predictions" in config.get("extras", ()):
         results["predictions"] = recipe.describe_predictions(
@@ -164,6 +178,8 @@ def run_trial(config, arrays, class_names, *, progress=True):
     if "single_sample" in config.get("extras", ()):
         results["single_sample_accuracy"] = float(recipe.single_sample_accuracy(
             model.predict_on_batch, x_test, y_test))
+    if save_models is not None:
+        results["model_path"] = recipe.save_model(model, recipe.model_path(save_models, config))
     results.update(measure.after(model, config, labelled))  # last: it may change the model
     return history, results
 
@@ -173,58 +189,171 @@ def run_trial(config, arrays, class_names, *, progress=True):
 
 
 PATHS = ("auto", "fit")
+POLL_SECONDS = 2.0  # how often a run waiting on other processes' trials looks at the store again
 
 
 def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log=print,
-               path="auto"):
-    """Run every trial of ``configs`` not yet finished in ``store``; returns the ids run.
+               path="auto", executor=None, datasets=None, save_models=None):
+    """Run every trial of ``configs`` not yet finished in ``store``; returns the ids run here.
 
     ``path="auto"`` trains the seeds of each arm together as one vectorized program where the
     backend allows it (JAX: ``bnlab.lab.multiseed``), and each trial with Keras's ``fit`` elsewhere;
     ``path="fit"`` always uses ``fit``. Results record the path that produced them.
-    Interrupting (Ctrl-C) marks the running trials failed and re-raises; a killed process leaves
-    them marked running. Either way the next call runs them again, and never a finished one.
+
+    This is the driver: it claims a unit's trials in the store (``Store.claim``: atomic, with this
+    process as owner and a lease renewed while it runs), gives the claimed ones to ``executor``
+    (default :class:`bnlab.lab.executors.InProcess`; ``datasets`` is its loaded-data cache), and
+    writes each result in one transaction. A trial another live process is running is left to it;
+    once everything else is done the run waits for those, and claims any whose owner died, so
+    N concurrent runs train each trial once and the last to end has stored them all. A finished
+    trial is trained again only with ``force``. A trial whose training loss became NaN or infinite
+    is stored with ``results["diverged"]``. Interrupting (Ctrl-C) marks the trials in flight failed
+    and re-raises; a killed process leaves them running until its death is noticed.
+    ``save_models``: a folder where every trial run keeps its trained model (``run_trial``), for
+    the default executor (an executor given here was made with its own ``save_models``).
     """
+    from bnlab.lab import executors
+
     if path not in PATHS:
         raise ValueError(f"unknown path {path!r}; choose one of {', '.join(PATHS)}")
+    executor = executor or executors.InProcess(data_dir, progress=progress, datasets=datasets,
+                                               save_models=save_models)
     enable_compilation_cache()
     todo = [c for c in configs if force or not store.is_finished(store.trial_id(c))]
     skipped = len(configs) - len(todo)
     if skipped:
         log(f"{skipped} of {len(configs)} trials already finished in {store.path}; "
             f"running the {len(todo)} missing" + (" (use --force to rerun them)" if todo else ""))
-    units = _work_units(todo, path)
-    configure_xla(vectorized=any(len(group) > 1 for group in units))
-    datasets, done = {}, []
+    queue = work_units(todo, path)
+    configure_xla(vectorized=any(len(group) > 1 for group in queue))
+    forced = {store.trial_id(c) for c in todo} if force else set()
+    in_flight, waiting, done, announced = {}, [], [], 0
     with tqdm(total=len(todo), desc="trials", unit="trial", disable=not progress or not todo,
-              dynamic_ncols=True) as bar:
-        for group in units:
-            together = path == "auto" and multiseed.supported(group[0])
-            key = recipe.data_key(group[0])
-            if key not in datasets:
-                datasets[key] = recipe.load_data(group[0], data_dir)
-            arrays, class_names = datasets[key]
-            ids = [store.start(config) for config in group]
-            try:
-                if together:
-                    outcomes = _run_group(group, arrays, class_names, progress)
-                else:
-                    outcomes = [run_trial(group[0], arrays, class_names, progress=progress)]
-            except BaseException as exc:
-                reason = "".join(traceback.format_exception_only(exc)).strip()
-                for trial_id in ids:
-                    store.fail(trial_id, reason or type(exc).__name__)
-                raise
-            for trial_id, config, (history, results) in zip(ids, group, outcomes):
-                store.finish(trial_id, history, results)
-                done.append(trial_id)
-                bar.update(1)
-                bar.set_postfix_str(f"{config['arm']} seed {config['seed']}: "
-                                    f"test acc {results['test_accuracy']:.4f}")
+              dynamic_ncols=True) as bar, store.keep_alive(), _interrupts() as interrupted:
+        try:
+            while queue or in_flight or waiting:
+                if interrupted.is_set():  # a Ctrl-C that some library swallowed still stops us
+                    raise KeyboardInterrupt
+                while queue and len(in_flight) < executor.slots:
+                    group = queue.pop(0)
+                    mine, held = _claim(store, group, forced)
+                    waiting += held
+                    if mine:
+                        together = path == "auto" and multiseed.supported(mine[0])
+                        in_flight[executor.submit(mine, together)] = mine
+                if in_flight:
+                    handle, outcomes, error = executor.next_done()
+                    group = in_flight.pop(handle)
+                    done += _record(store, group, outcomes, error, bar, log)
+                elif waiting:
+                    if len(waiting) != announced:
+                        log(f"waiting for {len(waiting)} trial(s) running in another process")
+                        announced = len(waiting)
+                    time.sleep(POLL_SECONDS)
+                    queue = work_units([c for c in waiting
+                                        if not store.is_finished(store.trial_id(c))], path)
+                    waiting = []
+        except BaseException as exc:
+            executor.cancel()
+            reason = "".join(traceback.format_exception_only(exc)).strip()
+            store.fail_mine(reason or type(exc).__name__)  # claimed ones included, not only those in flight
+            raise
     return done
 
 
-def _work_units(configs, path):
+@contextlib.contextmanager
+def _interrupts():
+    """Ctrl-C raises KeyboardInterrupt as usual and is also remembered in the Event yielded, which
+    the driver checks between units: code that catches the exception (some start-up paths of
+    JAX's libraries do) cannot make the run go on. Only in the main thread, where signals land."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def handler(signum, frame):
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _claim(store, group, forced):
+    """Claim what can be claimed of ``group``; returns (claimed configs, configs held elsewhere).
+    ``forced`` ids may take a finished trial, once each."""
+    mine, held = [], []
+    for config in group:
+        trial_id = store.trial_id(config)
+        if store.claim(config, force=trial_id in forced):
+            mine.append(config)
+        elif not store.is_finished(trial_id):
+            held.append(config)
+        forced.discard(trial_id)
+    return mine, held
+
+
+def _record(store, group, outcomes, error, bar, log):
+    """Write a unit's outcome: each trial finished (diverged noted) or, on ``error``, failed."""
+    stored = []
+    for i, config in enumerate(group):
+        trial_id = store.trial_id(config)
+        label = f"{config['arm']} seed {config['seed']}"
+        if error is not None:
+            store.fail(trial_id, error)
+            log(f"{label}: failed ({error})")
+            continue
+        history, results = outcomes[i]
+        at = diverged_at(history)
+        if at is not None:
+            results = {**results, "diverged": at}
+        if store.finish(trial_id, history, results):
+            stored.append(trial_id)
+        bar.update(1)
+        bar.set_postfix_str(f"{label}: " + (f"diverged at {at}" if at else
+                                            f"test acc {results['test_accuracy']:.4f}"))
+    return stored
+
+
+def diverged_at(history):
+    """Where the training loss first became NaN or infinite (``"epoch N"`` / ``"step N"``), or
+    None if it stayed finite."""
+    for row in history:
+        for name in ("loss", "batch_loss"):
+            value = row.get(name)
+            if value is not None and not math.isfinite(value):
+                return f"epoch {row['epoch']}" if row.get("epoch") else f"step {row['step']}"
+    return None
+
+
+def load_datasets(configs, data_dir=None):
+    """Every dataset ``configs`` train on, keyed by ``recipe.data_key`` (the executor's cache)."""
+    datasets = {}
+    for config in configs:
+        key = recipe.data_key(config)
+        if key not in datasets:
+            datasets[key] = recipe.load_data(config, data_dir)
+    return datasets
+
+
+def train_unit(group, together, datasets, data_dir=None, progress=True, save_models=None):
+    """Train one unit: the seeds of ``group`` together, or its one trial with ``fit``; returns one
+    (history, results) per config. ``datasets`` is a cache of loaded data, filled as needed; with
+    ``save_models`` (a folder) each trained model is saved there."""
+    key = recipe.data_key(group[0])
+    if key not in datasets:
+        datasets[key] = recipe.load_data(group[0], data_dir)
+    arrays, class_names = datasets[key]
+    if together:
+        return _run_group(group, arrays, class_names, progress, save_models)
+    return [run_trial(config, arrays, class_names, progress=progress, save_models=save_models)
+            for config in group]
+
+
+def work_units(configs, path):
     """What is trained at once: the seeds of an arm together where ``multiseed`` applies (configs
     that differ only in their seed, in first-seen order), every other trial alone."""
     groups = {}
@@ -237,10 +366,10 @@ def _work_units(configs, path):
     return list(groups.values())
 
 
-def _run_group(configs, arrays, class_names, progress):
+def _run_group(configs, arrays, class_names, progress, save_models):
     config = configs[0]
     seeds = ", ".join(str(c["seed"]) for c in configs)
     with tqdm(total=config.get("steps") or config["epochs"], leave=False, dynamic_ncols=True,
               desc=f"{config['arm']} seeds {seeds}", disable=not progress,
               unit="step" if config.get("steps") else "epoch") as bar:
-        return multiseed.run_group(configs, arrays, class_names, bar)
+        return multiseed.run_group(configs, arrays, class_names, bar, save_models)

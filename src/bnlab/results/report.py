@@ -7,7 +7,6 @@ Every file is written atomically (temporary name in the same folder, then ``os.r
 from __future__ import annotations
 
 import contextlib
-import html
 import io
 import json
 import math
@@ -16,8 +15,9 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
+import jinja2
 import matplotlib
 
 matplotlib.use("Agg")
@@ -26,6 +26,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bnlab.results import beside  # noqa: E402
 from bnlab.results.stats import NO_TRIALS, diff_ci, fmt_ci, mean_ci, verdict  # noqa: E402,F401
 from bnlab.results.store import Store, Trial  # noqa: E402
 ACCURACY_KEYS = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy")
@@ -77,11 +78,19 @@ def _arms(store: Store, experiment: Any, trials: Sequence[Trial] | None = None) 
     return list(arms.values())
 
 
+class Proportion(NamedTuple):
+    """(mean, half-width) of an accuracy. An accuracy lies in [0, 1], so where the t interval
+    mean ± half-width reaches past it (few seeds, tiny test sets) it is shown clipped:
+    ``mean [max(0, mean − hw), min(1, mean + hw)]``."""
+    mean: float
+    half_width: float
+
+
 def _summary(arm: Arm, confidence: float = 0.95) -> dict:
     spe = arm.final("seconds_per_epoch")
     return {"arm": arm.name, "label": arm.label, "n": len(arm.trials),
-            "val_accuracy": mean_ci(arm.final("val_accuracy"), confidence),
-            "test_accuracy": mean_ci(arm.final("test_accuracy"), confidence),
+            "val_accuracy": Proportion(*mean_ci(arm.final("val_accuracy"), confidence)),
+            "test_accuracy": Proportion(*mean_ci(arm.final("test_accuracy"), confidence)),
             "seconds_per_epoch": float(np.mean(spe)) if spe else None}
 
 
@@ -98,6 +107,10 @@ _HEADERS = {"n": "seeds", "val_accuracy": "val acc (mean ± 95% CI)",
 def _cell(value: Any, digits: int = 4) -> str:
     if value is None:
         return "—"
+    if isinstance(value, Proportion) and not math.isnan(value.half_width) \
+            and not 0.0 <= value.mean - value.half_width <= value.mean + value.half_width <= 1.0:
+        low, high = max(0.0, value.mean - value.half_width), min(1.0, value.mean + value.half_width)
+        return f"{value.mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
     if isinstance(value, tuple) and len(value) == 2:
         return fmt_ci(*value)
     if isinstance(value, float):
@@ -132,16 +145,20 @@ def _pick(arms: list[Arm], candidates: Sequence[str]) -> str | None:
     return next((c for c in candidates if c in present), None)
 
 
-def _series(histories: list[list[dict]], x_key: str, metric: str):
+def _series(histories: list[list[dict]], x_key: str, metric: str, confidence: float = 0.95):
+    """x values, and per x: (mean, CI low, CI high) over the seeds that have a finite value there
+    (the CI of the mean, as in the tables; NaN where fewer than two seeds)."""
     points: dict[float, list[float]] = {}
     for history in histories:
         for r in history:
             if r.get(x_key) is not None and r.get(metric) is not None:
                 points.setdefault(r[x_key], []).append(r[metric])
     xs = sorted(points)
-    vals = [np.asarray(points[x], dtype=float) for x in xs]
-    stats = [(np.nanmean(v), np.nanmin(v), np.nanmax(v)) if np.isfinite(v).any()
-             else (np.nan,) * 3 for v in vals]
+    stats = []
+    for x in xs:
+        values = np.asarray(points[x], dtype=float)
+        mean, hw = mean_ci(values[np.isfinite(values)], confidence)
+        stats.append((mean, mean - hw, mean + hw))
     return np.asarray(xs, dtype=float), np.asarray(stats, dtype=float).reshape(-1, 3)
 
 
@@ -186,7 +203,8 @@ def _curves_figure(arms: list[Arm], x_axis: str):
                 handles.append(h), labels.append(lab)
     if handles:
         fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), frameon=False)
-    fig.text(0.5, 0.005, "line: mean over seeds; band: min–max over seeds", ha="center",
+    fig.text(0.5, 0.005, "line: mean over seeds; band: 95% confidence interval of the mean",
+             ha="center",
              fontsize=8, color="dimgrey")
     fig.tight_layout(rect=(0, 0.02, 1, 0.95))
     return fig
@@ -232,6 +250,31 @@ def _final_figure(arms: list[Arm], confidence: float = 0.95):
                                label=f"mean, bar: {confidence:.0%} CI")],
                loc="lower center", ncol=2, frameon=False, fontsize=9)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def _probe_figure(arms: list[Arm]):
+    """The activation probe (bnlab.tools.probe) of each arm's first seed that has one: per probed
+    layer, the median of its input over training steps, between the 15th and 85th percentiles
+    (Ioffe & Szegedy 2015, Figure 1(b, c))."""
+    probes = {arm.name: next(t.results["probe"] for t in arm.trials if t.results.get("probe"))
+              for arm in arms if any(t.results.get("probe") for t in arm.trials)}
+    keys = list(dict.fromkeys(k for p in probes.values() for k in p["layers"]))
+    fig, axes = plt.subplots(1, len(keys), squeeze=False, figsize=(1 + 3.6 * len(keys), 3.8))
+    colours = _colours(arms)
+    for ax, key in zip(axes[0], keys):
+        for name, probe in probes.items():
+            if key not in probe["layers"]:
+                continue
+            low, mid, high = np.asarray(probe["layers"][key]).T
+            ax.plot(probe["steps"], mid, color=colours[name], label=name)
+            ax.fill_between(probe["steps"], low, high, color=colours[name], alpha=0.2)
+        ax.set_title(f"input of layer {key}", fontsize=9)
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("15th / 50th / 85th percentile")
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
     return fig
 
 
@@ -304,6 +347,9 @@ def _header(store: Store, experiment: Any, arms: list[Arm]) -> list[tuple]:
     items += [f"arm {a.name}: " + (f"{len(a.trials)} seed{'s' * (len(a.trials) > 1)} (" + ", ".join(
         str(t.seed) for t in a.trials) + ")" if a.trials else NO_TRIALS) for a in arms]
     items += _describe_runs(trials)
+    items += [f"diverged: {t.arm} seed {t.seed} (training loss not finite from "
+              f"{t.results['diverged']}); its results are in the tables" for t in trials
+              if t.results.get("diverged")]
     unfinished = [t for t in store.trials(name, status=None) if t.status != "finished"]
     if unfinished:
         items.append(f"not included: {len(unfinished)} unfinished trial(s), listed below")
@@ -375,6 +421,18 @@ def _blocks(store: Store, experiment: Any, arms: list[Arm], figures: dict[str, s
     out += [("h2", "Per-arm results"), _arm_table(arms, confidence)]
     if "final_accuracy" in figures:
         out.append(("img", figures["final_accuracy"], "final accuracy per arm and seed"))
+    if "probe" in figures:
+        out += [("h2", "Activation distributions"),
+                ("p", "The probed layers' inputs on a fixed batch in training mode: median, "
+                      "and 15th to 85th percentile, for each arm's first seed."),
+                ("img", figures["probe"], "activation percentiles over training")]
+    figures_of_seeds = _field(experiment, "seed_figures") or []
+    if figures_of_seeds:
+        x_key = _field(experiment, "x_axis") or "epoch"
+        out += [("h2", "Beside the seed notebooks"),
+                ("p", "What the seed notebooks printed (one run each), beside the same quantity "
+                      "here over seeds."),
+                ("table", beside.HEADER, beside.rows(arms, figures_of_seeds, x_key, confidence))]
     comparisons = _field(experiment, "comparisons", []) or []
     if comparisons:
         out += [("h2", "Comparisons"), ("p", f"Welch's {confidence:.0%} interval for the "
@@ -410,33 +468,14 @@ def _md(blocks: list[tuple]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
-color:#222;line-height:1.45}table{border-collapse:collapse;margin:1em 0;font-size:.92em}
-th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
-th{background:#f0f0f0}tr:nth-child(even) td{background:#fafafa}img{max-width:100%}
-pre{background:#f4f4f4;padding:.8em;overflow-x:auto}h2{border-bottom:1px solid #ddd}"""
+_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("bnlab.results", "templates"),
+                                autoescape=True, keep_trailing_newline=True,
+                                undefined=jinja2.StrictUndefined)
 
 
 def _html(blocks: list[tuple], title: str) -> str:
-    e = html.escape
-    parts = []
-    for kind, *args in blocks:
-        if kind in ("h1", "h2", "p"):
-            parts.append(f"<{kind}>{e(str(args[0]))}</{kind}>")
-        elif kind == "list":
-            parts.append("<ul>" + "".join(f"<li>{e(str(i))}</li>" for i in args[0]) + "</ul>")
-        elif kind == "code":
-            parts.append(f"<pre><code>{e(str(args[0]))}</code></pre>")
-        elif kind == "img":
-            parts.append(f'<p><img src="{e(args[0])}" alt="{e(args[1])}"></p>')
-        elif kind == "table":
-            head, rows = args
-            parts.append("<table><tr>" + "".join(f"<th>{e(str(h))}</th>" for h in head) + "</tr>"
-                         + "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>"
-                                   for r in rows) + "</table>")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(title)}'
-            f"</title><style>{_CSS}</style></head><body>\n" + "\n".join(parts)
-            + "\n</body></html>\n")
+    """The blocks through templates/report.html.j2 (Jinja2, every value escaped)."""
+    return _TEMPLATES.get_template("report.html.j2").render(blocks=blocks, title=title)
 
 
 def _write_atomic(path: Path, data: bytes) -> Path:
@@ -479,6 +518,9 @@ def write_report(store: Store, experiment: Any, out_dir: str | Path,
         written["curves"] = _save_figure(_curves_figure(arms, x_axis), out / figures["curves"])
         written["final_accuracy"] = _save_figure(_final_figure(arms, confidence),
                                                  out / figures["final_accuracy"])
+        if any(t.results.get("probe") for arm in arms for t in arm.trials):
+            figures["probe"] = "probe.png"
+            written["probe"] = _save_figure(_probe_figure(arms), out / figures["probe"])
     else:
         for name in figures.values():
             with contextlib.suppress(FileNotFoundError):

@@ -3,13 +3,22 @@
 Layout (``PRAGMA user_version`` = ``SCHEMA_VERSION``)::
 
     trials(id PK, experiment, arm, seed, config JSON, status, results JSON,
-           started_at, finished_at, error)
+           started_at, finished_at, error, owner JSON, lease_until, attempts)
     metrics(trial_id, row, epoch, step, seconds, name, value)   -- long format, PK (trial_id, row, name)
 
-A trial is ``running`` after :meth:`Store.start`, ``failed`` after :meth:`Store.fail`, and becomes
-``finished`` only inside :meth:`Store.finish`'s single transaction, which also writes its metrics
-and results. SQLite's journal (WAL mode) makes that transaction all-or-nothing even when the process
-is killed, so a killed run never leaves a trial marked finished that did not finish.
+A trial is ``running`` after :meth:`Store.claim` (or :meth:`Store.start`), ``failed`` after
+:meth:`Store.fail`, and becomes ``finished`` only inside :meth:`Store.finish`'s single transaction,
+which also writes its metrics and results. SQLite's journal (WAL mode) makes that transaction
+all-or-nothing even when the process is killed, so a killed run never leaves a trial marked
+finished that did not finish.
+
+Claims. Several processes may run trials into one store. :meth:`Store.claim` marks a trial running
+in one write transaction (``BEGIN IMMEDIATE``: one writer at a time), with its owner
+``{host, pid, started}`` (``started``: the process's start time, so a reused pid is not mistaken for
+the owner) and a lease ``lease_until`` (Unix seconds) that :meth:`Store.keep_alive` renews while
+training. A running trial is held while its owner lives: on the owner's host, while that process
+exists (not a zombie); elsewhere, until its lease expires. A finished trial is only claimed again
+with ``force``. ``attempts`` counts the claims of a trial.
 
 This module is the bottom of bnlab's import graph: it imports nothing from bnlab.
 """
@@ -19,13 +28,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import socket
 import sqlite3
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-SCHEMA_VERSION = 1
+import psutil
+
+SCHEMA_VERSION = 2
+LEASE_SECONDS = 120.0  # how long a claim holds without renewal, for owners on another host
 STATUSES = ("running", "finished", "failed")
 INDEX_KEYS = ("epoch", "step", "seconds")  # the per-row columns; every other key is a metric
 
@@ -40,7 +57,10 @@ CREATE TABLE IF NOT EXISTS trials (
     results     TEXT,
     started_at  TEXT NOT NULL,
     finished_at TEXT,
-    error       TEXT
+    error       TEXT,
+    owner       TEXT,
+    lease_until REAL,
+    attempts    INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS trials_by_experiment ON trials (experiment, status, arm, seed);
 CREATE TABLE IF NOT EXISTS metrics (
@@ -54,6 +74,11 @@ CREATE TABLE IF NOT EXISTS metrics (
     PRIMARY KEY (trial_id, row, name)
 );
 """
+_MIGRATIONS = {  # from version k to k + 1
+    1: ["ALTER TABLE trials ADD COLUMN owner TEXT",
+        "ALTER TABLE trials ADD COLUMN lease_until REAL",
+        "ALTER TABLE trials ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0"],
+}
 _EMPTY_ROW = ""  # metric name of a placeholder that keeps a history row with no metrics
 
 
@@ -73,6 +98,30 @@ class Trial:
     started_at: str | None
     finished_at: str | None  # when it ended: finished or failed
     error: str | None
+    owner: dict | None = None  # {host, pid, started} of the process that last claimed it
+    attempts: int = 0          # how many times it was claimed
+
+
+def this_process() -> dict:
+    """The owner written into a claim: host name, pid and the process's start time."""
+    return {"host": socket.gethostname(), "pid": os.getpid(),
+            "started": psutil.Process().create_time()}
+
+
+def owner_alive(owner: dict | None, lease_until: float | None, now: float | None = None) -> bool:
+    """Whether a claim still holds: on this host, while its process lives; elsewhere, its lease."""
+    if not owner:
+        return False
+    if owner.get("host") == socket.gethostname():
+        try:
+            process = psutil.Process(owner["pid"])
+            return (abs(process.create_time() - owner["started"]) < 1.0
+                    and process.status() != psutil.STATUS_ZOMBIE)
+        except psutil.AccessDenied:
+            return True  # it exists, under another user
+        except (psutil.NoSuchProcess, KeyError, TypeError):
+            return False
+    return (lease_until or 0.0) > (time.time() if now is None else now)
 
 
 def _json_default(obj: Any) -> Any:
@@ -99,27 +148,48 @@ def _opt(value: Any, kind: type) -> Any:
 
 
 class Store:
-    """The results store at ``path`` (created with its parent folders if missing)."""
+    """The results store at ``path``.
 
-    def __init__(self, path: str | Path):
+    With ``create`` (the default), a missing store is created with its parent folders; without it,
+    ``path`` must already be a bnlab store. Nothing is written into a file that is not one: a
+    SQLite file that holds other tables, an empty file opened without ``create``, and a file that
+    is not SQLite are refused with a :class:`StoreError` before any write.
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = True):
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
+        self.owner = this_process()
+        memory = str(path) == ":memory:"
         try:
-            if str(path) != ":memory:":
+            if not memory and not create and not self.path.is_file():
+                raise StoreError(f"{self.path}: no results store there")
+            if not memory and create:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             # IMMEDIATE: a write transaction takes the write lock at BEGIN, so concurrent writers
-            # (process-pool executors) wait on the busy timeout instead of failing to upgrade.
+            # wait on the busy timeout instead of failing to upgrade.
             self._conn = sqlite3.connect(str(path), timeout=60.0, isolation_level="IMMEDIATE")
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{self.path}: store schema version {version} is newer than this "
                                  f"bnlab understands ({SCHEMA_VERSION}); upgrade bnlab")
+            if version == 0:
+                tables = self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+                if tables:
+                    raise StoreError(f"{self.path}: a SQLite file of another program (it has "
+                                     "tables but no bnlab schema); bnlab leaves it unchanged")
+                if not create:
+                    raise StoreError(f"{self.path}: not a bnlab results store (empty); bnlab "
+                                     "leaves it unchanged")
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             if version < SCHEMA_VERSION:
                 with self._conn:  # DDL does not open a transaction by itself: BEGIN explicitly
                     self._conn.execute("BEGIN IMMEDIATE")
-                    for statement in filter(str.strip, _SCHEMA.split(";")):
+                    version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+                    statements = (filter(str.strip, _SCHEMA.split(";")) if version == 0 else
+                                  [q for k in range(version, SCHEMA_VERSION) for q in _MIGRATIONS[k]])
+                    for statement in statements:
                         self._conn.execute(statement)
                     self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except StoreError:
@@ -130,6 +200,20 @@ class Store:
             what = "not a SQLite database" if isinstance(exc, sqlite3.DatabaseError) and \
                 "not a database" in str(exc) else "cannot open the results store"
             raise StoreError(f"{self.path}: {what} ({exc})") from None
+
+    @contextmanager
+    def _write(self):
+        """One write transaction, begun IMMEDIATE before its first statement, reads included (the
+        sqlite3 module would begin it only at the first write, letting another process write
+        between a claim's read and its write); SQLite's refusals (read-only file, full disk) as
+        a StoreError."""
+        try:
+            with self.conn:
+                if not self.conn.in_transaction:
+                    self.conn.execute("BEGIN IMMEDIATE")
+                yield self.conn
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"{self.path}: cannot write to the results store ({exc})") from None
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
@@ -160,35 +244,91 @@ class Store:
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
     # -- writes (each one transaction) -----------------------------------------------------
-    def start(self, config: dict) -> str:
-        """Mark the trial of ``config`` running; a trial seen before is reset (metrics dropped)."""
+    def claim(self, config: dict, *, force: bool = False) -> str | None:
+        """Mark the trial of ``config`` running for this process, unless it is finished (without
+        ``force``) or running under an owner that is alive; returns its id, or None if not claimed.
+
+        Read and write are one ``BEGIN IMMEDIATE`` transaction, so of several processes claiming
+        the same trial exactly one gets it. Claiming resets a trial's results and metrics.
+        """
         missing = [k for k in ("experiment", "arm", "seed") if k not in config]
         if missing:
             raise StoreError(f"{self.path}: trial config lacks {', '.join(missing)}")
         tid = self.trial_id(config)
-        with self.conn:
-            self.conn.execute("DELETE FROM metrics WHERE trial_id = ?", (tid,))
-            self.conn.execute(
-                "INSERT INTO trials (id, experiment, arm, seed, config, status, started_at) "
-                "VALUES (?, ?, ?, ?, ?, 'running', ?) ON CONFLICT (id) DO UPDATE SET "
-                "config = excluded.config, status = 'running', results = NULL, "
-                "started_at = excluded.started_at, finished_at = NULL, error = NULL",
+        with self._write() as conn:
+            row = conn.execute("SELECT status, owner, lease_until FROM trials WHERE id = ?",
+                               (tid,)).fetchone()
+            if row is not None:
+                status, owner, lease_until = row
+                if status == "finished" and not force:
+                    return None
+                if status == "running" and owner_alive(json.loads(owner or "null"), lease_until):
+                    return None
+            conn.execute("DELETE FROM metrics WHERE trial_id = ?", (tid,))
+            conn.execute(
+                "INSERT INTO trials (id, experiment, arm, seed, config, status, started_at, owner, "
+                "lease_until, attempts) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, 1) "
+                "ON CONFLICT (id) DO UPDATE SET config = excluded.config, status = 'running', "
+                "results = NULL, started_at = excluded.started_at, finished_at = NULL, error = NULL, "
+                "owner = excluded.owner, lease_until = excluded.lease_until, "
+                "attempts = trials.attempts + 1",
                 (tid, str(config["experiment"]), str(config["arm"]), int(config["seed"]),
-                 _dumps(config, sort_keys=True), _now()))
+                 _dumps(config, sort_keys=True), _now(), _dumps(self.owner),
+                 time.time() + LEASE_SECONDS))
         return tid
 
-    def finish(self, trial_id: str, history: Iterable[dict], results: dict) -> None:
-        """Write the history and results and mark the trial finished, all in one transaction."""
-        with self.conn:
-            cur = self.conn.execute(
-                "UPDATE trials SET status = 'finished', results = ?, finished_at = ?, error = NULL "
-                "WHERE id = ?", (_dumps(results or {}), _now(), trial_id))
+    def start(self, config: dict) -> str:
+        """Claim the trial of ``config`` whatever its state (a trial seen before is reset)."""
+        tid = self.claim(config, force=True)
+        if tid is None:
+            raise StoreError(f"{self.path}: trial {self.trial_id(config)} is running in another "
+                             "process")
+        return tid
+
+    def renew(self) -> None:
+        """Extend the leases of this process's running trials by :data:`LEASE_SECONDS`."""
+        with self._write() as conn:
+            conn.execute("UPDATE trials SET lease_until = ? WHERE owner = ? AND status = 'running'",
+                         (time.time() + LEASE_SECONDS, _dumps(self.owner)))
+
+    @contextmanager
+    def keep_alive(self, every: float = LEASE_SECONDS / 4):
+        """Renew this process's leases every ``every`` seconds while the block runs (a thread with
+        its own connection: SQLite connections stay in the thread that made them)."""
+        stop = threading.Event()
+
+        def renew():
+            with Store(self.path) as own:
+                while not stop.wait(every):
+                    own.renew()
+
+        if str(self.path) != ":memory:":
+            threading.Thread(target=renew, daemon=True, name="bnlab-lease").start()
+        try:
+            yield
+        finally:
+            stop.set()
+
+    def finish(self, trial_id: str, history: Iterable[dict], results: dict) -> bool:
+        """Write the history and results and mark the trial finished, all in one transaction.
+        Returns False, writing nothing, if another process has claimed the trial since."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE trials SET status = 'finished', results = ?, finished_at = ?, error = NULL, "
+                "lease_until = NULL WHERE id = ? AND owner = ?",
+                (_dumps(results or {}), _now(), trial_id, _dumps(self.owner)))
             if cur.rowcount == 0:
-                raise StoreError(f"{self.path}: no trial {trial_id} to finish (call start first)")
-            self.conn.execute("DELETE FROM metrics WHERE trial_id = ?", (trial_id,))
-            self.conn.executemany(
+                return self._not_owned(trial_id, "finish")
+            conn.execute("DELETE FROM metrics WHERE trial_id = ?", (trial_id,))
+            conn.executemany(
                 "INSERT INTO metrics (trial_id, row, epoch, step, seconds, name, value) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)", self._long_rows(trial_id, history))
+        return True
+
+    def _not_owned(self, trial_id: str, what: str) -> bool:
+        if self.get(trial_id) is None:
+            raise StoreError(f"{self.path}: no trial {trial_id} to {what} (claim it first)")
+        return False
 
     @staticmethod
     def _long_rows(trial_id: str, history: Iterable[dict]):
@@ -200,35 +340,48 @@ class Store:
                 value = None if name == _EMPTY_ROW else float(rec[name])
                 yield (trial_id, i, *index, str(name), value)
 
-    def fail(self, trial_id: str, error: str) -> None:
-        with self.conn:
-            cur = self.conn.execute(
-                "UPDATE trials SET status = 'failed', error = ?, finished_at = ?, results = NULL "
-                "WHERE id = ?", (str(error), _now(), trial_id))
+    def fail(self, trial_id: str, error: str) -> bool:
+        """Mark this process's trial failed with ``error``; False if another process owns it."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE trials SET status = 'failed', error = ?, finished_at = ?, results = NULL, "
+                "lease_until = NULL WHERE id = ? AND owner = ?",
+                (str(error), _now(), trial_id, _dumps(self.owner)))
             if cur.rowcount == 0:
-                raise StoreError(f"{self.path}: no trial {trial_id} to mark failed")
-            self.conn.execute("DELETE FROM metrics WHERE trial_id = ?", (trial_id,))
+                return self._not_owned(trial_id, "mark failed")
+            conn.execute("DELETE FROM metrics WHERE trial_id = ?", (trial_id,))
+        return True
+
+    def fail_mine(self, error: str) -> int:
+        """Mark every trial this process is running failed with ``error``; returns how many."""
+        with self._write() as conn:
+            return conn.execute(
+                "UPDATE trials SET status = 'failed', error = ?, finished_at = ?, results = NULL, "
+                "lease_until = NULL WHERE owner = ? AND status = 'running'",
+                (str(error), _now(), _dumps(self.owner))).rowcount
 
     def delete(self, experiment: str | None = None) -> int:
         """Delete the trials (all statuses) of ``experiment``, or every trial; return how many."""
         where, args = ("WHERE experiment = ?", (experiment,)) if experiment is not None else ("", ())
-        with self.conn:
-            self.conn.execute(f"DELETE FROM metrics WHERE trial_id IN "
-                              f"(SELECT id FROM trials {where})", args)
-            return self.conn.execute(f"DELETE FROM trials {where}", args).rowcount
+        with self._write() as conn:
+            conn.execute(f"DELETE FROM metrics WHERE trial_id IN (SELECT id FROM trials {where})",
+                         args)
+            return conn.execute(f"DELETE FROM trials {where}", args).rowcount
 
     # -- reads -----------------------------------------------------------------------------
     def is_finished(self, trial_id: str) -> bool:
         row = self.conn.execute("SELECT status FROM trials WHERE id = ?", (trial_id,)).fetchone()
         return row is not None and row[0] == "finished"
 
-    _COLUMNS = "id, experiment, arm, seed, config, status, results, started_at, finished_at, error"
+    _COLUMNS = ("id, experiment, arm, seed, config, status, results, started_at, finished_at, "
+                "error, owner, attempts")
 
     @staticmethod
     def _trial(row: tuple) -> Trial:
-        tid, exp, arm, seed, config, status, results, started, finished, error = row
+        tid, exp, arm, seed, config, status, results, started, finished, error, owner, n = row
         return Trial(tid, exp, arm, seed, json.loads(config), status,
-                     json.loads(results) if results else {}, started, finished, error)
+                     json.loads(results) if results else {}, started, finished, error,
+                     json.loads(owner) if owner else None, n)
 
     def get(self, trial_id: str) -> Trial | None:
         row = self.conn.execute(f"SELECT {self._COLUMNS} FROM trials WHERE id = ?",

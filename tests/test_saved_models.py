@@ -1,0 +1,35 @@
+"""`bnlab run --save-models`: every trial's trained model kept as a .keras file, from both paths."""
+
+import numpy as np
+import pytest
+
+import bnlab  # noqa: F401
+import keras
+from bnlab.lab import experiments, recipe, train
+from bnlab.results.store import Store
+
+
+def configs(seeds=(1, 2)):
+    exp = experiments.get("bn-placement")
+    return [experiments.trial_config(exp, exp.arm("bn-after"), seed, epochs=1, limit=500,
+                                     dataset="fashion_mnist", backend=keras.backend.backend())
+            for seed in seeds]
+
+
+@pytest.mark.parametrize("path", train.PATHS)  # seeds together (on JAX) and Keras fit
+def test_saved_models_load_and_score_as_the_stored_results(path, tmp_path, fashion_mnist):
+    folder = tmp_path / "models"
+    trials = configs()
+    with Store(tmp_path / "s.sqlite") as store:
+        train.run_trials(trials, store, progress=False, log=lambda *_: None, path=path,
+                         save_models=folder)
+        stored = {t.seed: t.results for t in store.trials("bn-placement")}
+    arrays, _ = recipe.load_data(trials[0])
+    x_test, y_test = arrays["test"]
+    for config in trials:
+        results = stored[config["seed"]]
+        assert results["model_path"] == str(folder / f"bn-after-s{config['seed']}.keras")
+        model = keras.saving.load_model(results["model_path"])
+        _, accuracy = model.evaluate(x_test, y_test, batch_size=500, verbose=0)
+        assert accuracy == pytest.approx(results["test_accuracy"], abs=1e-6)
+    assert sorted(p.name for p in folder.iterdir()) == ["bn-after-s1.keras", "bn-after-s2.keras"]
