@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from bnlab import data as bndata
 from bnlab import models
-from bnlab.lab import multiseed, recipe
+from bnlab.lab import measure, multiseed, recipe
 from bnlab.tools import probe as probe_tools
 
 EVAL_BATCH_SIZE = 500  # inference-mode BN makes evaluation independent of the batch size
@@ -116,7 +116,7 @@ def _fit_steps(model, config, arrays, bar, callbacks=()):
     order = recipe.step_order(len(x), config["batch_size"], config["steps"], config["seed"])
     val_loss, val_acc = _evaluate(model, xv, yv)
     rows = [{"epoch": None, "step": 0, "seconds": 0.0, "val_loss": val_loss,
-             "val_accuracy": val_acc}]
+             "val_accuracy": val_acc, **measure.during(model, config, arrays)}]
     train_seconds = 0.0
     for start in range(0, len(order), every_batch):
         chunk = order[start:start + every_batch]
@@ -128,6 +128,7 @@ def _fit_steps(model, config, arrays, bar, callbacks=()):
         row = {"epoch": None, "step": step, "seconds": train_seconds}
         if step % every_val == 0 or step == len(order):
             row["val_loss"], row["val_accuracy"] = _evaluate(model, xv, yv)
+            row.update(measure.during(model, config, arrays))
             bar.set_postfix(val_acc=f"{row['val_accuracy']:.4f}")
         else:  # the last training batch, scored in inference mode as the seed does
             row["batch_loss"], row["batch_accuracy"] = _evaluate(model, x[chunk[-1]], y[chunk[-1]])
@@ -179,6 +180,7 @@ def run_trial(config, arrays, class_names, *, progress=True, save_models=None):
             model.predict_on_batch, x_test, y_test))
     if save_models is not None:
         results["model_path"] = recipe.save_model(model, recipe.model_path(save_models, config))
+    results.update(measure.after(model, config, labelled))  # last: it may change the model
     return history, results
 
 
