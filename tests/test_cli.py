@@ -36,6 +36,16 @@ def test_list_names_every_experiment(capsys):
     (["report", "nope"], "unknown experiment 'nope'"),
     (["report", "bn-placement", "--store", "missing.sqlite"], "no results store at missing.sqlite"),
     (["summary", "resnet"], "unknown model 'resnet'"),
+    (["run", "bn-placement", "--arms", ","], "--arms ',' names no arm"),
+    (["run", "bn-placement", "--data-dir", "no-such-dir"], "--data-dir no-such-dir: no such folder"),
+    (["run", "bn-placement", "--address", "auto"], "--address needs --executor ray"),
+    (["summary", "lenet", "--norm", "instance"], "unknown norm 'instance'; choose one of none"),
+    (["summary", "lenet", "--norm", "layer", "--norm-option", "groups=2"],
+     "norm 'layer' takes no option 'groups'; its norm_options: epsilon"),
+    (["summary", "lenet", "--norm", "group", "--norm-option", "groups=4"],
+     "groups=4 must divide the channels of every norm layer of lenet"),
+    (["summary", "lenet", "--norm", "ghost", "--norm-option", "virtual_batch_size"],
+     "--norm-option wants KEY=VALUE with a TOML value"),
 ])
 def test_user_errors_give_one_line_and_exit_code_2(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -68,8 +78,7 @@ def test_missing_mnist_points_to_fashion_mnist(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "MNIST" in err and "--dataset fashion_mnist" in err
-    with Store(tmp_path / "runs" / "bnlab.sqlite") as store:
-        assert store.trials() == []  # no trial marked finished
+    assert not (tmp_path / "runs" / "bnlab.sqlite").exists()  # refused before any write
 
 
 def test_corrupt_dataset_file_is_named_with_its_fix(tmp_path, monkeypatch, capsys):
@@ -82,6 +91,7 @@ def test_corrupt_dataset_file_is_named_with_its_fix(tmp_path, monkeypatch, capsy
     assert main("run", "bn-placement", "--data-dir", str(data), "--seeds", "1", "--quiet") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(data) in err and "fix:" in err
+    assert not (tmp_path / "runs").exists()  # no empty store left behind
 
 
 def test_summary_prints_parameters_and_bn_variables(capsys):
@@ -90,6 +100,18 @@ def test_summary_prints_parameters_and_bn_variables(capsys):
     assert "271,346 total, 268,978 trainable, 2,368 non-trainable" in out
     assert "moving_mean" in out and "trainable=False" in out and "trainable=True" in out
     assert "BatchNorm" in out
+
+
+def test_summary_of_other_norms_with_their_options(capsys):
+    assert main("summary", "lenet", "--norm", "group", "--norm-option", "groups=2",
+                "--norm-option", "epsilon=1e-5") == 0
+    out = capsys.readouterr().out
+    assert "44,878 total, 44,878 trainable, 0 non-trainable" in out
+    assert out.count("(GroupNormalization, groups 2, epsilon 1e-05)") == 4
+    assert main("summary", "lenet", "--norm", "renorm", "--norm-option",
+                "renorm_clipping={rmax=3.0, dmax=5.0}") == 0
+    out = capsys.readouterr().out
+    assert "46,008 total, 44,878 trainable, 1,130 non-trainable" in out and "renorm_mean" in out
 
 
 def test_two_trials_end_to_end_then_report_then_resume(tmp_path, monkeypatch, capsys,

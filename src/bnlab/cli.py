@@ -1,13 +1,14 @@
 """The ``bnlab`` command line: parses, calls the layer below, prints. No logic of its own.
 
-    bnlab list                         the named experiments, one line each
+    bnlab list [PATH ...]              the built-in experiments and those in TOML files, one line each
     bnlab run EXPERIMENT [options]     train its trials (arm × seed) into the store, then report
-    bnlab report EXPERIMENT            write runs/EXPERIMENT/report.{md,html} and figures
+    bnlab report EXPERIMENT            write runs/NAME/report.{md,html} and figures
     bnlab export tensorboard EXPERIMENT DIR   its trials' scalars as TensorBoard event files
     bnlab export mlflow EXPERIMENT     its trials as MLflow runs (--tracking-uri)
     bnlab summary MODEL [options]      model.summary() and each BN layer's variables
     bnlab check MODEL.keras [options]  diagnose a trained model's BN (bnlab.tools.check)
     bnlab demo                         the main job: bn-placement on Fashion-MNIST, ~3 minutes
+    (EXPERIMENT: a built-in experiment's name, or a TOML file: bnlab.lab.experiment_file)
 
 User errors (unknown names, bad or missing data, a broken store) print one line and exit 2.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 import bnlab  # noqa: F401  (chooses the default Keras backend before anything imports Keras)
 
 DEFAULT_STORE = Path("runs") / "bnlab.sqlite"
+LIST_FOLDER = Path("experiments")  # where `bnlab list` looks for TOML experiments by default
 # The main job: every arm of bn-placement on Fashion-MNIST at the seeds' 10 epochs, 3 seeds (about
 # 3 minutes on two cores with the JAX backend, the seeds of an arm trained together).
 DEMO = {"experiment": "bn-placement", "seeds": 3, "epochs": 10}
@@ -53,7 +55,9 @@ def _parser():
     parser = argparse.ArgumentParser(prog="bnlab", description="A batch-normalization laboratory.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("list", help="list the named experiments")
+    p = sub.add_parser("list", help="list the built-in experiments and those in TOML files")
+    p.add_argument("paths", nargs="*", type=Path,
+                   help="TOML files, or folders of them (default: ./experiments, if present)")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("run", help="run an experiment's trials (arm x seed) and write its report")
@@ -82,13 +86,17 @@ def _parser():
     e.add_argument("--store", type=Path, default=DEFAULT_STORE, help="results store (SQLite)")
     e.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("summary", help="print a model's summary and its BN variables")
-    p.add_argument("model", help="mlp, deep-mlp, lenet or deep-cnn")
-    p.add_argument("--norm", default="keras", help="none, keras or scratch (default keras)")
-    p.add_argument("--placement", default="after", help="after or before (default after)")
+    p = sub.add_parser("summary", help="print a model's summary and its norm layers' variables")
+    p.add_argument("model", help="mlp, deep-mlp, lenet, deep-cnn or study-cnn")
+    p.add_argument("--norm", default="keras",
+                   help="none, keras, scratch, renorm, ghost, group or layer (default keras)")
+    p.add_argument("--placement", help="after or before (default: the model's own)")
     p.add_argument("--activation", help="override the model's activation (e.g. elu)")
-    p.add_argument("--momentum", type=float, default=0.99)
-    p.add_argument("--epsilon", type=float, default=1e-3)
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--epsilon", type=float)
+    p.add_argument("--norm-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an argument of the norm, e.g. groups=4, virtual_batch_size=16, "
+                        "renorm_clipping={rmax=3,dmax=5} (a TOML value; repeatable)")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("check", help="diagnose a trained model's BN layers on data")
@@ -113,7 +121,11 @@ def _parser():
 
 def _add_run_options(p):
     p.add_argument("--arms", help="comma-separated arm names (default: all)")
-    p.add_argument("--seeds", type=_positive, default=3, help="number of random seeds (default 3)")
+    p.add_argument("--seeds", type=_positive, help="number of random seeds (default 3)")
+    p.add_argument("--quick", action="store_true",
+                   help="a study's quick form: its fewer steps, images, seeds and arms "
+                        "(options given explicitly win)")
+    p.add_argument("--out", type=Path, help="report folder (default runs/EXPERIMENT)")
     p.add_argument("--epochs", type=_positive, help="override the experiment's epochs")
     p.add_argument("--steps", type=_positive, help="override the experiment's steps (deep-cnn)")
     p.add_argument("--limit", type=_positive, help="use only the first N images of each split")
@@ -151,14 +163,27 @@ def _positive(text):
 
 
 def cmd_list(args):
+    from bnlab.lab import experiment_file
     from bnlab.lab.experiments import EXPERIMENTS
 
-    width = max(len(name) for name in EXPERIMENTS)
-    for name, exp in EXPERIMENTS.items():
+    paths = args.paths or [p for p in [LIST_FOLDER] if p.is_dir()]
+    listed, errors = list(EXPERIMENTS.values()), []
+    for path in experiment_file.find(paths):
+        try:
+            listed.append(experiment_file.load(path))
+        except experiment_file.FileError as exc:
+            errors.append(str(exc))
+    width = max(len(exp.source or exp.name) for exp in listed)
+    for exp in listed:
         length = f"{exp.steps} steps" if exp.steps else f"{exp.epochs} epochs"
-        print(f"{name:<{width}}  seed {exp.seed_source:<9} {exp.title}")
+        origin = exp.seed_source if exp.source else f"seed {exp.seed_source}"
+        print(f"{exp.source or exp.name:<{width}}  {origin:<14}  {exp.title}")
         print(f"{'':<{width}}  arms: {', '.join(a.name for a in exp.arms)}; "
-              f"{exp.dataset}, {exp.optimizer['name']}, batch {exp.batch_size}, {length}")
+              f"{exp.dataset}, {exp.model}, {exp.optimizer['name']}, batch {exp.batch_size}, "
+              f"{length}")
+    for error in errors:
+        print(f"bnlab: error: {error}", file=sys.stderr)
+    return 2 if errors else 0
 
 
 def cmd_run(args):
@@ -169,14 +194,21 @@ def cmd_run(args):
     from bnlab.lab.train import load_datasets, run_trials
 
     experiment = _experiment(args.experiment)
+    if args.quick and not experiment.quick:
+        raise UserError(f"{experiment.name} has no --quick form; the studies have one: "
+                        f"{', '.join(s.name for s in experiments.studies.STUDIES)}")
+    quick = experiment.quick if args.quick else {}
+    args.seeds = args.seeds or quick.get("seeds", 3)
+    args.steps = args.steps or quick.get("steps")
+    args.limit = args.limit or quick.get("limit")
     if args.data_dir is not None and not args.data_dir.is_dir():
         raise UserError(f"--data-dir {args.data_dir}: no such folder")
     if args.address is not None and args.executor != "ray":
         raise UserError("--address needs --executor ray")
-    report_dir = Path("runs") / experiment.name
+    report_dir = args.out or Path("runs") / experiment.name
     if not args.no_report:
-        _check_writable(report_dir, "the report (pass --no-report, or run from a writable folder)")
-    arms = experiments.select_arms(experiment, _split_names(args.arms))
+        _check_writable(report_dir, "pass --no-report, or run from a writable folder")
+    arms = experiments.select_arms(experiment, _split_names(args.arms) or quick.get("arms"))
     if args.dataset and args.dataset not in DATASETS:
         raise UserError(f"unknown dataset {args.dataset!r}; known: {', '.join(DATASETS)}")
     if args.steps and not experiment.steps:
@@ -217,7 +249,7 @@ def cmd_run(args):
 def cmd_report(args):
     experiment = _experiment(args.experiment)
     out = args.out or Path("runs") / experiment.name
-    _check_writable(out, "the report (choose a folder with --out)")
+    _check_writable(out, "choose another folder with --out")
     with _existing_store(args.store, experiment) as store:
         _print_summary(store, experiment, None)
         _write_report(store, experiment, None, out)
@@ -267,15 +299,18 @@ def cmd_summary(args):
 
     model = models.build(args.model, norm=args.norm, placement=args.placement,
                          activation=args.activation, momentum=args.momentum,
-                         epsilon=args.epsilon)
+                         epsilon=args.epsilon, norm_options=_norm_options(args.norm_option))
     model.summary()
     total, trainable, non_trainable = models.count_params(model)
     print(f"parameters: {total:,} total, {trainable:,} trainable, {non_trainable:,} non-trainable")
-    bn_types = (keras.layers.BatchNormalization, models.BatchNorm)
+    norm_types = (keras.layers.BatchNormalization, models.BatchNorm,
+                  keras.layers.GroupNormalization, keras.layers.LayerNormalization)
     for index, layer in enumerate(model.layers):
-        if isinstance(layer, bn_types):
-            print(f"\nlayer {index}: {layer.name} ({type(layer).__name__}, "
-                  f"momentum {layer.momentum}, epsilon {layer.epsilon})")
+        if isinstance(layer, norm_types):
+            settings = ", ".join(f"{key} {getattr(layer, key)}" for key in
+                                 ("groups", "momentum", "epsilon", "renorm_momentum",
+                                  "virtual_batch_size") if getattr(layer, key, None) is not None)
+            print(f"\nlayer {index}: {layer.name} ({type(layer).__name__}, {settings})")
             for variable in layer.variables:
                 print(f"  {variable.path:<45} shape {str(tuple(variable.shape)):<8} "
                       f"trainable={variable.trainable}")
@@ -317,19 +352,38 @@ def cmd_demo(args):
 
 
 def _experiment(name):
-    from bnlab.lab import experiments
+    """A built-in experiment by name, or the one a TOML file describes."""
+    from bnlab.lab import experiment_file, experiments
 
     try:
+        if experiment_file.is_file_name(name):
+            return experiment_file.load(name)
         return experiments.get(name)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+
+
+def _norm_options(items):
+    """``--norm-option KEY=VALUE`` words as a dict; each VALUE is read as a TOML value."""
+    import tomllib
+
+    options = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            options.update(tomllib.loads(f"{key.strip()} = {value.strip()}"))
+        except tomllib.TOMLDecodeError:
+            raise UserError(f"--norm-option wants KEY=VALUE with a TOML value (groups=4, "
+                            f"renorm_clipping={{rmax=3}}), got {item!r}") from None
+    return options
 
 
 def _existing_store(path, experiment):
     from bnlab.results.store import Store
 
     if not path.exists():
-        raise UserError(f"no results store at {path}; run `bnlab run {experiment.name}` first")
+        raise UserError(f"no results store at {path}; run "
+                        f"`bnlab run {experiment.source or experiment.name}` first")
     return Store(path, create=False)
 
 
@@ -342,13 +396,14 @@ def _split_names(text):
     return names
 
 
-def _check_writable(folder, what):
+def _check_writable(folder, fix):
     """Refuse, before any training, a report folder that is a file or cannot be written."""
     if folder.exists() and not folder.is_dir():
-        raise UserError(f"{folder} is a file, not a folder, so it cannot hold {what}")
+        raise UserError(f"{folder} is a file, not a folder, so it cannot hold the report; {fix}")
     existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write {what} into {folder}: {existing} is not writable")
+        raise UserError(f"cannot write the report into {folder}: {existing} is not writable; "
+                        f"{fix}")
 
 
 def _selection(store, experiment, configs):
@@ -362,12 +417,22 @@ def _selection(store, experiment, configs):
     if not trials:
         return []
     newest = max(trials, key=lambda t: t.finished_at or "")
-    key = _settings(newest.config)
-    return [t for t in trials if _settings(t.config) == key]
+    key = _settings(experiment, newest.config)
+    return [t for t in trials if _settings(experiment, t.config) == key]
 
 
-def _settings(config):
-    return {k: v for k, v in config.items() if k not in ("arm", "seed", "model")}
+# What an arm sets for itself: its model, and in the studies its batch size, with the learning
+# rate and steps that go with it (the command line's steps are the experiment's).
+ARM_KEYS = ("arm", "seed", "model", "batch_size", "optimizer", "steps", "log_every")
+
+
+def _settings(experiment, config):
+    from bnlab.lab import experiments
+
+    if config["arm"] not in {a.name for a in experiment.arms}:
+        return {k: v for k, v in config.items() if k not in ("arm", "seed", "model")}
+    return {**{k: v for k, v in config.items() if k not in ARM_KEYS},
+            "command": experiments.command_line(experiment, config, 0)}
 
 
 def _print_summary(store, experiment, configs):
@@ -377,7 +442,7 @@ def _print_summary(store, experiment, configs):
     if not trials:
         raise UserError(f"no finished trials of {experiment.name} in {store.path}; run "
                         f"`bnlab run {experiment.name}` first")
-    rows = report.summary_rows(store, _spec(experiment), trials=trials)
+    rows = report.summary_rows(store, _spec(experiment, trials=trials), trials=trials)
     print()
     print(report.text_table(rows))
     for trial in trials:
@@ -393,15 +458,20 @@ def _write_report(store, experiment, configs, out_dir):
     trials = _selection(store, experiment, configs)
     newest = max(trials, key=lambda t: t.finished_at or "")
     command = experiments.command_line(experiment, newest.config, len({t.seed for t in trials}))
-    paths = report.write_report(store, _spec(experiment, command), out_dir, trials=trials)
+    paths = report.write_report(store, _spec(experiment, command, trials), out_dir, trials=trials)
     print(f"\nreport: {paths['markdown']}  (also {paths['html'].name} and the PNG figures in "
           f"{out_dir})")
 
 
-def _spec(experiment, command=None):
+def _spec(experiment, command=None, trials=()):
+    """The report's description; a study's lists only the arms run (its grid has many)."""
     from bnlab.lab import experiments
 
-    return experiments.as_report_spec(experiment, command)
+    spec = experiments.as_report_spec(experiment, command)
+    if experiment.quick:
+        ran = {t.arm for t in trials}
+        spec["arms"] = [a for a in spec["arms"] if a["name"] in ran]
+    return spec
 
 
 if __name__ == "__main__":

@@ -412,9 +412,10 @@ def _trial_tables(store: Store, experiment: Any, arms: list[Arm]) -> list[tuple]
 
 
 def _blocks(store: Store, experiment: Any, arms: list[Arm], figures: dict[str, str],
-            confidence: float) -> list[tuple]:
-    """The report as a list of blocks (h1, h2, p, list, table, img, code) for _md and _html."""
-    out = _header(store, experiment, arms)
+            confidence: float, study: Sequence[tuple] = ()) -> list[tuple]:
+    """The report as a list of blocks (h1, h2, p, list, table, img, code) for _md and _html;
+    ``study``: a study's own blocks (bnlab.results.studies), right after the header."""
+    out = _header(store, experiment, arms) + list(study)
     if "curves" in figures:
         out += [("h2", "Learning curves"), ("img", figures["curves"], "learning curves per arm")]
     out += [("h2", "Per-arm results"), _arm_table(arms, confidence)]
@@ -525,7 +526,11 @@ def write_report(store: Store, experiment: Any, out_dir: str | Path,
             with contextlib.suppress(FileNotFoundError):
                 (out / name).unlink()
         figures = {}
-    blocks = _blocks(store, experiment, arms, figures, confidence)
+    from bnlab.results import studies
+
+    study = studies.sections(_field(experiment, "name"), arms,
+                             lambda fig, name: _save_figure(fig, out / name).name, confidence)
+    blocks = _blocks(store, experiment, arms, figures, confidence, study)
     title = _field(experiment, "title") or _field(experiment, "name")
     written["markdown"] = _write_atomic(out / "report.md", _md(blocks).encode("utf-8"))
     written["html"] = _write_atomic(out / "report.html", _html(blocks, title).encode("utf-8"))
