@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 # Tests that exercise the Keras layer run once per backend; the rest run once, on the default (JAX).
 BACKENDS_EXTRA := tensorflow torch
 
-.PHONY: demo test test-fast bench reproduce data clean
+.PHONY: demo test test-fast bench reproduce studies data clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ clean:
 # Every experiment at the seeds' full settings, 5 seeds each (about half an hour on 2 cores).
 reproduce: $(VENV)/.installed-demo data
 	scripts/reproduce.sh
+
+# The three studies (issue 10) at their committed settings, 3 seeds each, into docs/studies/
+# (about 40 minutes on 2 cores).
+studies: $(VENV)/.installed-demo data
+	PY=$(PY) scripts/studies.sh
 
 # Speed benchmarks, side by side in one run (10-12 minutes on 2 cores; run it on an idle machine).
 bench: $(VENV)/.installed-test data

@@ -1,7 +1,7 @@
 """Head to head: bnlab's default path against its peers, whole processes alternated.
 
     python bench/alternate.py [--sides bnlab,keras-jax,torch] [--rounds 3]
-        [--experiments a,b] [--blocks 3] [--quick]      (prints JSON on its last line)
+        [--experiments a,b] [--arms a,b] [--blocks 3] [--quick]   (prints JSON on its last line)
 
 Each round runs one fresh process per side (bench/steps.py), one after another, so that each
 framework has the cores to itself: no second runtime's threads in the process (what slowed
@@ -60,6 +60,7 @@ def main(argv):
                         help=f"comma-separated, bnlab first; among {', '.join(SIDES)}")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--experiments", default=",".join(EXPERIMENTS))
+    parser.add_argument("--arms", help="comma-separated arms of the experiments (default all)")
     parser.add_argument("--blocks", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="3 steps a block, 2 rounds")
     args = parser.parse_args(argv)
@@ -71,6 +72,7 @@ def main(argv):
     rounds = 2 if args.quick else args.rounds
     child_args = ["--experiments", args.experiments, "--blocks", args.blocks]
     child_args += ["--quick"] if args.quick else []
+    child_args += ["--arms", args.arms] if args.arms else []
     rows = summarize(run_rounds(sides, rounds, child_args))
     for row in rows:
         log(f"{row['experiment']} / {row['arm']}: " + ", ".join(

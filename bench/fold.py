@@ -1,6 +1,6 @@
 """Inference time of each seed model with its BN folded away (bnlab.tools.fold) and as trained.
 
-For each seed model with Keras's BN (both placements for the MLPs), the model and its folded twin
+For each seed model with Keras's BN, in both placements, the model and its folded twin
 ``predict`` the same 10,000 images (batches of 500, as bnlab evaluates), once untimed
 (compilation), then timed in ``reps`` ABBA pairs in one process (common.time_pairs); the ratio is
 the median of the pairs' folded / unfolded ratios. The weights are the freshly built ones: the
@@ -15,8 +15,8 @@ from common import emit, log, pair_parser, pair_summary, time_pairs
 
 IMAGES = 10_000
 BATCH = 500
-MODELS = (("mlp", "after"), ("mlp", "before"), ("deep-mlp", "after"), ("deep-mlp", "before"),
-          ("lenet", "after"), ("deep-cnn", "after"))
+MODELS = tuple((name, placement) for name in ("mlp", "deep-mlp", "lenet", "deep-cnn")
+               for placement in ("after", "before"))
 
 
 def main(argv):

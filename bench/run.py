@@ -37,13 +37,14 @@ from pathlib import Path
 from common import ROOT, machine, run_child
 from tables import markdown
 
-# The amounts of work, planned to fit 20 minutes on 2 cores, idle. Estimate: the sections other
-# than `alternate` took 11 min in the 12:33 UTC run (docs/performance.md gives each section's
-# seconds); `alternate` runs 3 rounds × 3 processes, each about 15-20 s of imports and compiling
-# (JAX's compilation cache warm) plus 11 arms × 4 blocks of 0.2-0.5 s: about 6-8 min. So about
-# 17-19 min in all; not yet timed whole (the machine was shared while it was written). An epoch is always a full
-# pass over the training split. bnlab's arms get 3 epochs (2 steady ones: goals (a) and (c)
-# compare bnlab runs within 5 %); Keras-on-TF (4-12 s per epoch here) and PyTorch get 2.
+# The amounts of work, planned to fit 20 minutes on 2 cores, idle. Estimate: the sections of
+# the 12:33 UTC run (data ... scratch, the experiments' epochs) took 11 min (docs/performance.md
+# gives each section's seconds); `alternate` runs 3 rounds × 3 processes, each about 15-20 s of
+# imports and compiling (JAX's compilation cache warm) plus 11 arms × 4 blocks of 0.2-0.5 s:
+# about 6-8 min; `variants` and `fold` add their own (see their scripts). Not yet timed whole:
+# the machine was shared while `alternate` was written. An epoch is always a full pass over the
+# training split. bnlab's arms get 3 epochs (2 steady ones: goals (a) and (c) compare bnlab runs
+# within 5 %); Keras-on-TF (4-12 s per epoch here) and PyTorch get 2.
 FULL = {"epochs": {"bnlab": 3, "keras-tf": 2, "torch": 2}, "steps": 125, "chunk": 25,
         "limit": None, "seeds": 5, "bn_reps": 300, "data_reps": 3, "matmul_n": 2048,
         "matmul_reps": 7, "rounds": 3, "timeout": 600}

@@ -1,7 +1,7 @@
 """Steady-state milliseconds per training step of the experiments' arms on ONE side, in this process.
 
     python bench/steps.py --side {bnlab,keras-jax,keras-tf,torch} [--experiments a,b]
-        [--blocks 3] [--quick] [--torch-threads N] [--jax-first]
+        [--arms a,b] [--blocks 3] [--quick] [--torch-threads N] [--jax-first]
 
 The child of bench/alternate.py: one framework alone in a fresh process, so that no other
 runtime's thread pool shares the cores with it (the flaw of the old one-process pairing; see
@@ -41,7 +41,8 @@ import time
 from common import emit, log, median, training_block
 
 EXPERIMENTS = ("bn-placement", "lenet-bn", "deep-mlp", "deep-cnn")
-STEPS = {"mlp": 200, "deep-mlp": 200, "lenet": 60, "deep-cnn": 15}  # ≈ 0.2-0.5 s a block
+STEPS = {"mlp": 200, "deep-mlp": 200, "lenet": 60, "deep-cnn": 15,  # ≈ 0.2-0.5 s a block
+         "study-cnn": 100}
 SIDES = ("bnlab", "keras-jax", "keras-tf", "torch")
 KERAS_BACKEND = {"bnlab": None, "keras-jax": "jax", "keras-tf": "tensorflow", "torch": None}
 
@@ -124,12 +125,12 @@ def time_block(block, blocks, steps, before=None):
     return out
 
 
-def configs(names, quick):
+def configs(names, quick, arms=None):
     from bnlab.lab import experiments
 
     for name in names:
         experiment = experiments.get(name)
-        for arm in experiment.arms:
+        for arm in experiments.select_arms(experiment, arms):
             config = experiments.trial_config(
                 experiment, arm, 1, dataset="fashion_mnist",
                 **({"steps": 10} if experiment.steps else {"epochs": 1}))
@@ -140,6 +141,8 @@ def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--side", choices=SIDES, required=True)
     parser.add_argument("--experiments", default=",".join(EXPERIMENTS))
+    parser.add_argument("--arms", help="comma-separated arms (default: all; e.g. the "
+                        "batch-size study's bn-b2,bn-b8)")
     parser.add_argument("--blocks", type=int, default=3, help="timed blocks per arm (default 3)")
     parser.add_argument("--quick", action="store_true", help="3 steps a block: checks it runs")
     parser.add_argument("--torch-threads", type=int, default=None,
@@ -169,7 +172,8 @@ def main(argv):
 
         torch.set_num_threads(args.torch_threads or os.cpu_count())
     rows = []
-    for experiment, arm, config, steps in configs(names, args.quick):
+    arms = [a for a in (args.arms or "").split(",") if a] or None
+    for experiment, arm, config, steps in configs(names, args.quick, arms):
         x, y = training_block(config, steps)
         before = None
         if args.side == "torch":

@@ -201,14 +201,28 @@ def alternate_table(results):
     """bench/alternate.py's rows: each side's ms/step and bnlab ÷ each peer, with the spread."""
     answer = results["alternate"]
     sides = answer["sides"]
+    checked = [s for s in ("bnlab", "torch") if s in sides]
     body = []
     for r in answer["rows"]:
         ms = [f"{r['ms'][s]['median']:.2f} [{r['ms'][s]['min']:.2f}-{r['ms'][s]['max']:.2f}]"
               for s in sides]
         body.append([r["experiment"], r["arm"], *ms,
-                     *(f"{fmt_spread(r['ratio'][s])}: {win(r['ratio'][s])}" for s in sides[1:])])
+                     *(f"{fmt_spread(r['ratio'][s])}: {win(r['ratio'][s])}" for s in sides[1:]),
+                     *(epoch_check(results, r, s) for s in checked)])
     return _table(["experiment", "arm", *(f"{s} ms/step" for s in sides),
-                   *(f"bnlab ÷ {s}" for s in sides[1:])], body)
+                   *(f"bnlab ÷ {s}" for s in sides[1:]),
+                   *(f"{s}: ÷ its epoch-table step" for s in checked)], body)
+
+
+def epoch_check(results, row, side):
+    """A side's alternated ms/step divided by its ms/step in the epoch table (its own process,
+    whole epochs): near 1 when neither measurement slowed the side."""
+    epoch = rows(results, row["experiment"], side).get(row["arm"])
+    if not epoch:
+        return "—"
+    step_ms = 1000 * (epoch.get("seconds_per_step")
+                      or epoch["seconds_per_epoch"] / epoch["steps_per_epoch"])
+    return f"{row['ms'][side]['median'] / step_ms:.2f}"
 
 
 def bn_table(results):
@@ -292,7 +306,10 @@ def markdown(results):
                 "rounds; in each round one fresh process per side, alone on the cores, the "
                 "sides' order reversed every round; each process reports the median of its timed "
                 "blocks after a warm-up block (bench/alternate.py, bench/steps.py). A ratio "
-                "counts as a win only where every round agrees (its min-max range excludes 1).",
+                "counts as a win only where every round agrees (its min-max range excludes 1). The "
+                "last columns check each side against itself: its alternated ms/step ÷ its step "
+                "in the epoch table (its own process, whole epochs), near 1 where neither "
+                "measurement slowed it.",
                 ""]
         out += alternate_table(results)
     if results.get("fold"):

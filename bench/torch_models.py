@@ -115,6 +115,15 @@ def build(name, *, norm="keras", placement="after", activation=None, momentum=0.
         layers += [nn.Flatten(), _dense(cin, 100, bias=not use_bn)]  # 1×1×76 after 6 strides
         layers += [bn1(100)] if use_bn else []
         layers += [act(), _dense(100, 10)]
+    elif name == "study-cnn":  # bnlab.models' study CNN; the norm's options are BN's here
+        cin = 1
+        for i, cout in enumerate((16, 32, 64)):
+            layers += [nn.MaxPool2d(2, 2)] if i else []
+            layers.append(_conv(cin, cout, 3, padding=1, bias=not use_bn))
+            layers += [bn2(cout)] if use_bn else []
+            layers.append(ACTIVATIONS[activation or "relu"]())
+            cin = cout
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), _dense(64, 10)]
     else:
         raise ValueError(f"unknown model {name!r}")
     return nn.Sequential(*layers)
@@ -128,7 +137,7 @@ def _block(fan_in, units, bn, placement, activation, bias):
 
 def loss_function(name):
     """loss(output, target) with Keras's semantic for ``name`` (see the module docstring)."""
-    if name in ("mlp", "deep-mlp"):
+    if name in ("mlp", "deep-mlp", "study-cnn"):
         return F.cross_entropy
     if name == "lenet":
         def normalized_sigmoid_ce(p, y):
@@ -141,7 +150,7 @@ def loss_function(name):
 def optimizer(params, spec):
     lr = spec["learning_rate"]
     if spec["name"] == "SGD":
-        return torch.optim.SGD(params, lr=lr)
+        return torch.optim.SGD(params, lr=lr, momentum=spec.get("momentum", 0.0))
     if spec["name"] == "RMSprop":
         return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7)
     if spec["name"] == "Adam":

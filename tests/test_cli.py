@@ -36,6 +36,9 @@ def test_list_names_every_experiment(capsys):
     (["report", "nope"], "unknown experiment 'nope'"),
     (["report", "bn-placement", "--store", "missing.sqlite"], "no results store at missing.sqlite"),
     (["summary", "resnet"], "unknown model 'resnet'"),
+    (["run", "bn-placement", "--arms", ","], "--arms ',' names no arm"),
+    (["run", "bn-placement", "--data-dir", "no-such-dir"], "--data-dir no-such-dir: no such folder"),
+    (["run", "bn-placement", "--address", "auto"], "--address needs --executor ray"),
     (["summary", "lenet", "--norm", "instance"], "unknown norm 'instance'; choose one of none"),
     (["summary", "lenet", "--norm", "layer", "--norm-option", "groups=2"],
      "norm 'layer' takes no option 'groups'; its norm_options: epsilon"),
@@ -75,8 +78,7 @@ def test_missing_mnist_points_to_fashion_mnist(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "MNIST" in err and "--dataset fashion_mnist" in err
-    with Store(tmp_path / "runs" / "bnlab.sqlite") as store:
-        assert store.trials() == []  # no trial marked finished
+    assert not (tmp_path / "runs" / "bnlab.sqlite").exists()  # refused before any write
 
 
 def test_corrupt_dataset_file_is_named_with_its_fix(tmp_path, monkeypatch, capsys):
@@ -89,6 +91,7 @@ def test_corrupt_dataset_file_is_named_with_its_fix(tmp_path, monkeypatch, capsy
     assert main("run", "bn-placement", "--data-dir", str(data), "--seeds", "1", "--quiet") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(data) in err and "fix:" in err
+    assert not (tmp_path / "runs").exists()  # no empty store left behind
 
 
 def test_summary_prints_parameters_and_bn_variables(capsys):

@@ -11,9 +11,9 @@ from bnlab.tools.precise import bn_layers
 
 pytestmark = pytest.mark.backend
 
-CASES = [(name, norm, placement) for name in models.BUILDERS for norm in ("keras", "scratch")
-         for placement in models.PLACEMENTS
-         if placement == "after" or name in ("mlp", "deep-mlp")]  # the CNNs have one placement
+SEED_MODELS = ("mlp", "deep-mlp", "lenet", "deep-cnn")
+CASES = [(name, "keras", placement) for name in SEED_MODELS for placement in models.PLACEMENTS]
+CASES += [("mlp", "scratch", placement) for placement in models.PLACEMENTS]
 
 
 def randomized(name, norm, placement):
@@ -43,8 +43,12 @@ def test_folded_model_equals_the_original_in_inference(name, norm, placement, tm
     expected = keras.ops.convert_to_numpy(model(x, training=False))
     got = keras.ops.convert_to_numpy(folded(x, training=False))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-    assert len(folded.layers) == len(model.layers) - len(bn_layers(model))
-    assert all(row["into"] for row in report)
+    stays = [row for row in report if row["into"] is None]
+    assert len(folded.layers) == len(model.layers) - len(bn_layers(model)) + len(stays)
+    if name == "deep-cnn" and placement == "after":  # relu → BN → 'same' conv: not exact
+        assert len(stays) == 18 and all("zero-padded" in row["reason"] for row in stays)
+    else:
+        assert not stays
     path = tmp_path / "folded.keras"
     folded.save(path)
     loaded = keras.saving.load_model(path)

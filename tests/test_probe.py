@@ -6,6 +6,7 @@ import pytest
 import bnlab  # noqa: F401
 import keras
 from bnlab.lab import experiments, recipe, train
+from bnlab.results import report
 from bnlab.results.store import Store
 from bnlab.tools import precise, probe
 
@@ -26,6 +27,11 @@ def test_both_paths_record_the_same_percentiles(tmp_path, fashion_mnist):
         with Store(tmp_path / f"{path}.sqlite") as store:
             train.run_trials(configs(), store, progress=False, log=lambda *_: None, path=path)
             records[path] = {t.seed: t.results["probe"] for t in store.trials("bn-placement")}
+    with Store(tmp_path / "auto.sqlite") as store:  # the report draws it
+        written = report.write_report(
+            store, experiments.as_report_spec(experiments.get("bn-placement")), tmp_path / "r")
+    assert written["probe"].stat().st_size > 0
+    assert "Activation distributions" in written["markdown"].read_text()
     fit, auto = records["fit"][1], records["auto"][1]
     # 500 images in batches of 32: 16 steps; a probe at step 0 and every 5 steps
     assert fit["steps"] == auto["steps"] == [0, 5, 10, 15]

@@ -28,5 +28,8 @@ def test_tutorial_notebook_runs_top_to_bottom(tmp_path, monkeypatch, fashion_mni
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "largest difference" in text and "bn-after" in text and "Comparisons" in text
+    assert "BN layer" in text and "inference" in text  # bnlab check's table
     assert any("image/png" in o.get("data", {}) for o in outputs)
-    assert (tmp_path / "work" / "runs" / "bn-placement" / "curves.png").stat().st_size > 10_000
+    runs = tmp_path / "work" / "runs" / "bn-placement"
+    assert (runs / "curves.png").stat().st_size > 10_000
+    assert (runs / "models" / "bn-after-s1.keras").is_file()

@@ -121,7 +121,11 @@ def _parser():
 
 def _add_run_options(p):
     p.add_argument("--arms", help="comma-separated arm names (default: all)")
-    p.add_argument("--seeds", type=_positive, default=3, help="number of random seeds (default 3)")
+    p.add_argument("--seeds", type=_positive, help="number of random seeds (default 3)")
+    p.add_argument("--quick", action="store_true",
+                   help="a study's quick form: its fewer steps, images, seeds and arms "
+                        "(options given explicitly win)")
+    p.add_argument("--out", type=Path, help="report folder (default runs/EXPERIMENT)")
     p.add_argument("--epochs", type=_positive, help="override the experiment's epochs")
     p.add_argument("--steps", type=_positive, help="override the experiment's steps (deep-cnn)")
     p.add_argument("--limit", type=_positive, help="use only the first N images of each split")
@@ -190,14 +194,21 @@ def cmd_run(args):
     from bnlab.lab.train import load_datasets, run_trials
 
     experiment = _experiment(args.experiment)
+    if args.quick and not experiment.quick:
+        raise UserError(f"{experiment.name} has no --quick form; the studies have one: "
+                        f"{', '.join(s.name for s in experiments.studies.STUDIES)}")
+    quick = experiment.quick if args.quick else {}
+    args.seeds = args.seeds or quick.get("seeds", 3)
+    args.steps = args.steps or quick.get("steps")
+    args.limit = args.limit or quick.get("limit")
     if args.data_dir is not None and not args.data_dir.is_dir():
         raise UserError(f"--data-dir {args.data_dir}: no such folder")
     if args.address is not None and args.executor != "ray":
         raise UserError("--address needs --executor ray")
-    report_dir = Path("runs") / experiment.name
+    report_dir = args.out or Path("runs") / experiment.name
     if not args.no_report:
-        _check_writable(report_dir, "the report (pass --no-report, or run from a writable folder)")
-    arms = experiments.select_arms(experiment, _split_names(args.arms))
+        _check_writable(report_dir, "pass --no-report, or run from a writable folder")
+    arms = experiments.select_arms(experiment, _split_names(args.arms) or quick.get("arms"))
     if args.dataset and args.dataset not in DATASETS:
         raise UserError(f"unknown dataset {args.dataset!r}; known: {', '.join(DATASETS)}")
     if args.steps and not experiment.steps:
@@ -238,7 +249,7 @@ def cmd_run(args):
 def cmd_report(args):
     experiment = _experiment(args.experiment)
     out = args.out or Path("runs") / experiment.name
-    _check_writable(out, "the report (choose a folder with --out)")
+    _check_writable(out, "choose another folder with --out")
     with _existing_store(args.store, experiment) as store:
         _print_summary(store, experiment, None)
         _write_report(store, experiment, None, out)
@@ -385,13 +396,14 @@ def _split_names(text):
     return names
 
 
-def _check_writable(folder, what):
+def _check_writable(folder, fix):
     """Refuse, before any training, a report folder that is a file or cannot be written."""
     if folder.exists() and not folder.is_dir():
-        raise UserError(f"{folder} is a file, not a folder, so it cannot hold {what}")
+        raise UserError(f"{folder} is a file, not a folder, so it cannot hold the report; {fix}")
     existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write {what} into {folder}: {existing} is not writable")
+        raise UserError(f"cannot write the report into {folder}: {existing} is not writable; "
+                        f"{fix}")
 
 
 def _selection(store, experiment, configs):
@@ -405,15 +417,22 @@ def _selection(store, experiment, configs):
     if not trials:
         return []
     newest = max(trials, key=lambda t: t.finished_at or "")
-    key = _settings(newest.config)
-    return [t for t in trials if _settings(t.config) == key]
+    key = _settings(experiment, newest.config)
+    return [t for t in trials if _settings(experiment, t.config) == key]
 
 
-def _settings(config):
-    # what may differ between the arms of one experiment (file experiments: batch size and
-    # learning rate per arm) is not a setting of the run
-    return {k: v for k, v in config.items()
-            if k not in ("arm", "seed", "model", "batch_size", "optimizer")}
+# What an arm sets for itself: its model, and in the studies its batch size, with the learning
+# rate and steps that go with it (the command line's steps are the experiment's).
+ARM_KEYS = ("arm", "seed", "model", "batch_size", "optimizer", "steps", "log_every")
+
+
+def _settings(experiment, config):
+    from bnlab.lab import experiments
+
+    if config["arm"] not in {a.name for a in experiment.arms}:
+        return {k: v for k, v in config.items() if k not in ("arm", "seed", "model")}
+    return {**{k: v for k, v in config.items() if k not in ARM_KEYS},
+            "command": experiments.command_line(experiment, config, 0)}
 
 
 def _print_summary(store, experiment, configs):
@@ -423,7 +442,7 @@ def _print_summary(store, experiment, configs):
     if not trials:
         raise UserError(f"no finished trials of {experiment.name} in {store.path}; run "
                         f"`bnlab run {experiment.name}` first")
-    rows = report.summary_rows(store, _spec(experiment), trials=trials)
+    rows = report.summary_rows(store, _spec(experiment, trials=trials), trials=trials)
     print()
     print(report.text_table(rows))
     for trial in trials:
@@ -439,15 +458,20 @@ def _write_report(store, experiment, configs, out_dir):
     trials = _selection(store, experiment, configs)
     newest = max(trials, key=lambda t: t.finished_at or "")
     command = experiments.command_line(experiment, newest.config, len({t.seed for t in trials}))
-    paths = report.write_report(store, _spec(experiment, command), out_dir, trials=trials)
+    paths = report.write_report(store, _spec(experiment, command, trials), out_dir, trials=trials)
     print(f"\nreport: {paths['markdown']}  (also {paths['html'].name} and the PNG figures in "
           f"{out_dir})")
 
 
-def _spec(experiment, command=None):
+def _spec(experiment, command=None, trials=()):
+    """The report's description; a study's lists only the arms run (its grid has many)."""
     from bnlab.lab import experiments
 
-    return experiments.as_report_spec(experiment, command)
+    spec = experiments.as_report_spec(experiment, command)
+    if experiment.quick:
+        ran = {t.arm for t in trials}
+        spec["arms"] = [a for a in spec["arms"] if a["name"] in ran]
+    return spec
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
     build(name, norm=..., placement=..., norm_options={...}, ...) -> keras.Sequential
 
 ``name``       ``"mlp"`` (seeds 000, 004), ``"deep-mlp"`` (seed 002), ``"lenet"`` (seed 001),
-               ``"deep-cnn"`` (seed 003), ``"study-cnn"`` (the batch-size study's small CNN).
+               ``"deep-cnn"`` (seed 003), ``"study-cnn"`` (the batch-size study's small CNN),
+               ``"sigmoid-mlp"`` (the ioffe-fig1 study's net).
 ``norm``       the normalization after each hidden layer (``NORMS``):
 
     none     no normalization (the seeds' baselines)
@@ -70,10 +71,11 @@ LOSSES = {
     "lenet": "sparse_categorical_crossentropy",
     "deep-cnn": "sigmoid_cross_entropy",  # seed 003: sigmoid cross-entropy on one-hot labels
     "study-cnn": "sparse_categorical_crossentropy",
+    "sigmoid-mlp": "sparse_categorical_crossentropy",
 }
 # Where each model puts the norm when placement=None: the seed's own choice.
 OWN_PLACEMENT = {"mlp": "after", "deep-mlp": "after", "lenet": "before", "deep-cnn": "before",
-                 "study-cnn": "before"}
+                 "study-cnn": "before", "sigmoid-mlp": "before"}
 
 
 def build(name, *, norm="keras", placement=None, activation=None, momentum=None, epsilon=None,
@@ -272,6 +274,20 @@ def _study_cnn(make_norm, placement, activation):
     return keras.Sequential(layers, name=_model_name("study_cnn", make_norm, placement))
 
 
+def _sigmoid_mlp(make_norm, placement, activation):
+    """Ioffe & Szegedy (2015) §4.1's net: Flatten → 3 × (Dense 100 → norm → sigmoid) → Dense 10
+    softmax. The Dense layers keep no bias where a norm follows them directly (placement
+    "before", the paper's)."""
+    activation = activation or "sigmoid"
+    use_bias = make_norm is None or placement == "after"
+    layers = [keras.Input(INPUT_SHAPE), keras.layers.Flatten()]
+    for _ in range(3):
+        layers += _norm_block(keras.layers.Dense(100, use_bias=use_bias), 100, make_norm,
+                              placement, activation)
+    layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax"))
+    return keras.Sequential(layers, name=_model_name("sigmoid_mlp", make_norm, placement))
+
+
 def _norm_block(layer, channels, make_norm, placement, activation, spatial=False):
     """A conv or Dense ``layer`` (no activation of its own) with its norm and activation: layer →
     activation without a norm; layer → norm → activation "before"; layer → activation → norm
@@ -305,4 +321,4 @@ def count_params(model):
 
 
 BUILDERS = {"mlp": _mlp, "deep-mlp": _deep_mlp, "lenet": _lenet, "deep-cnn": _deep_cnn,
-            "study-cnn": _study_cnn}
+            "study-cnn": _study_cnn, "sigmoid-mlp": _sigmoid_mlp}

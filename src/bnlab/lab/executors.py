@@ -81,10 +81,13 @@ class RayExecutor:
             raise ValueError("--executor ray needs Ray: pip install 'bnlab[ray]'") from None
         self.ray = ray
         if not ray.is_initialized():
-            env = {"env_vars": {"KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "jax")}}
-            ray.init(address=address, num_cpus=None if address else num_cpus or os.cpu_count(),
-                     runtime_env=env, include_dashboard=False, log_to_driver=False,
-                     logging_level="ERROR")
+            if address:  # a cluster's workers get the driver's backend; local ones inherit it
+                ray.init(address=address, runtime_env={"env_vars": {
+                    "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "jax")}},
+                    log_to_driver=False, logging_level="ERROR")
+            else:
+                ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+                         log_to_driver=False, logging_level="ERROR")
         self.cpus_per_task = cpus_per_task
         self.slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_task))
         self._task = ray.remote(_train_on_worker).options(num_cpus=cpus_per_task, max_retries=1)

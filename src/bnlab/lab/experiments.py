@@ -16,7 +16,17 @@ class Arm:
     name: str
     label: str
     model: dict  # keyword arguments of bnlab.models.build
-    training: dict = field(default_factory=dict)  # the arm's own batch_size and learning_rate
+    # An experiment file's arm: its own batch_size and/or learning_rate, taken as given.
+    training: dict = field(default_factory=dict)
+    # The studies (bnlab.lab.studies): a batch size of its own, with the learning rate scaled
+    # linearly and the steps inversely, so every arm sees as many images (Goyal et al. 2017);
+    # ``length``: this arm's steps as a fraction of the experiment's.
+    batch_size: int | None = None
+    length: float = 1.0
+
+    def scaling(self, experiment):
+        """B/B₀ of an arm with a scaled batch size of its own (1 for every other arm)."""
+        return self.batch_size / experiment.batch_size if self.batch_size else 1.0
 
 
 @dataclass(frozen=True)
@@ -28,7 +38,7 @@ class Experiment:
     dataset: str
     model: str
     arms: tuple[Arm, ...]
-    optimizer: dict  # {"name": Keras optimizer class name, "learning_rate": float}
+    optimizer: dict  # {"name": Keras optimizer class name, "learning_rate": float, other args}
     batch_size: int
     split: dict  # keyword arguments of bnlab.data.load: validation=N or validation_split=f
     preprocessing: str  # "scale" or "standardize"
@@ -39,6 +49,9 @@ class Experiment:
     log_every: dict = field(default_factory=dict)  # step-based: {"batch": 25, "validation": 100}
     source: str | None = None  # the TOML file of an experiment read from one
     probe: dict | None = None  # bnlab.tools.probe: {"layers": [index, name or "bn"], "every": 50}
+    # bnlab.lab.measure.during: one unit's input at each validation point (ioffe-fig1)
+    unit_probe: dict | None = None  # {"activation": i, "unit": j, "images": n}
+    quick: dict = field(default_factory=dict)  # --quick: {"steps", "limit", "seeds", "arms"}
 
     @property
     def x_axis(self):
@@ -180,6 +193,12 @@ _register(Experiment(
 ))
 
 
+from bnlab.lab import studies  # noqa: E402  (registers the studies: they use the classes above)
+
+for _study in studies.STUDIES:
+    _register(_study)
+
+
 def get(name):
     """The experiment called ``name``; a ValueError that lists the known ones otherwise."""
     if name not in EXPERIMENTS:
@@ -202,7 +221,18 @@ def select_arms(experiment, names=None):
 
 def trial_config(experiment, arm, seed, *, dataset=None, epochs=None, steps=None, limit=None,
                  backend=None):
-    """The plain dict that describes one trial completely (it is hashed into the trial's id)."""
+    """The plain dict that describes one trial completely (it is hashed into the trial's id).
+
+    An arm with a batch size B of its own (the experiment's: B₀) trains with learning rate
+    η₀ · B/B₀ for steps · B₀/B, logging as often in images (Goyal et al.'s linear scaling rule).
+    """
+    batch_size = arm.batch_size or arm.training.get("batch_size", experiment.batch_size)
+    ratio = arm.scaling(experiment)
+    optimizer = dict(experiment.optimizer)
+    if ratio != 1:
+        optimizer["learning_rate"] = experiment.optimizer["learning_rate"] * ratio
+    if "learning_rate" in arm.training:
+        optimizer["learning_rate"] = arm.training["learning_rate"]
     config = {
         "experiment": experiment.name,
         "arm": arm.name,
@@ -212,19 +242,22 @@ def trial_config(experiment, arm, seed, *, dataset=None, epochs=None, steps=None
         "preprocessing": experiment.preprocessing,
         "limit": limit,
         "model": {"name": experiment.model, **arm.model},
-        "optimizer": {**experiment.optimizer, **{k: v for k, v in arm.training.items()
-                                                 if k == "learning_rate"}},
-        "batch_size": arm.training.get("batch_size", experiment.batch_size),
+        "optimizer": optimizer,
+        "batch_size": batch_size,
         "backend": backend,
     }
     if experiment.steps:
-        config["steps"] = int(steps or experiment.steps)
-        config["log_every"] = dict(experiment.log_every)
+        length = arm.length / ratio
+        config["steps"] = max(1, round(int(steps or experiment.steps) * length))
+        config["log_every"] = {k: max(1, round(v * length))
+                               for k, v in experiment.log_every.items()}
     else:
         config["epochs"] = int(epochs or experiment.epochs)
     config["extras"] = list(experiment.extras)
     if experiment.probe:  # only then: the ids of trials without a probe stay as they were
         config["probe"] = dict(experiment.probe)
+    if experiment.unit_probe:
+        config["unit_probe"] = dict(experiment.unit_probe)
     return config
 
 
@@ -235,8 +268,12 @@ def command_line(experiment, config, seeds):
         words += ["--dataset", config["dataset"]]
     if config.get("epochs") and config["epochs"] != experiment.epochs:
         words += ["--epochs", str(config["epochs"])]
-    if config.get("steps") and config["steps"] != experiment.steps:
-        words += ["--steps", str(config["steps"])]
+    steps = config.get("steps")
+    if steps:  # back from the arm's steps to the experiment's (see trial_config)
+        arm = experiment.arm(config["arm"])
+        steps = round(steps * arm.scaling(experiment) / arm.length)
+    if steps and steps != experiment.steps:
+        words += ["--steps", str(steps)]
     if config.get("limit"):
         words += ["--limit", str(config["limit"])]
     if config.get("backend"):

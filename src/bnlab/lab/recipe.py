@@ -65,8 +65,8 @@ def compile_model(config):
     spec = dict(config["model"])
     name = spec.pop("name")
     model = models.build(name, seed=config["seed"], **spec)
-    opt = config["optimizer"]
-    optimizer = getattr(keras.optimizers, opt["name"])(learning_rate=opt["learning_rate"])
+    opt = dict(config["optimizer"])  # the class name, then its arguments (learning_rate, ...)
+    optimizer = getattr(keras.optimizers, opt.pop("name"))(**opt)
     loss, metric = loss_and_metric(config)
     model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
     return model

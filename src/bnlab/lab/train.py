@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from bnlab import data as bndata
 from bnlab import models
-from bnlab.lab import multiseed, recipe
+from bnlab.lab import measure, multiseed, recipe
 from bnlab.tools import probe as probe_tools
 
 EVAL_BATCH_SIZE = 500  # inference-mode BN makes evaluation independent of the batch size
@@ -116,7 +116,7 @@ def _fit_steps(model, config, arrays, bar, callbacks=()):
     order = recipe.step_order(len(x), config["batch_size"], config["steps"], config["seed"])
     val_loss, val_acc = _evaluate(model, xv, yv)
     rows = [{"epoch": None, "step": 0, "seconds": 0.0, "val_loss": val_loss,
-             "val_accuracy": val_acc}]
+             "val_accuracy": val_acc, **measure.during(model, config, arrays)}]
     train_seconds = 0.0
     for start in range(0, len(order), every_batch):
         chunk = order[start:start + every_batch]
@@ -128,6 +128,7 @@ def _fit_steps(model, config, arrays, bar, callbacks=()):
         row = {"epoch": None, "step": step, "seconds": train_seconds}
         if step % every_val == 0 or step == len(order):
             row["val_loss"], row["val_accuracy"] = _evaluate(model, xv, yv)
+            row.update(measure.during(model, config, arrays))
             bar.set_postfix(val_acc=f"{row['val_accuracy']:.4f}")
         else:  # the last training batch, scored in inference mode as the seed does
             row["batch_loss"], row["batch_accuracy"] = _evaluate(model, x[chunk[-1]], y[chunk[-1]])
@@ -179,6 +180,7 @@ def run_trial(config, arrays, class_names, *, progress=True, save_models=None):
             model.predict_on_batch, x_test, y_test))
     if save_models is not None:
         results["model_path"] = recipe.save_model(model, recipe.model_path(save_models, config))
+    results.update(measure.after(model, config, labelled))  # last: it may change the model
     return history, results
 
 
@@ -205,8 +207,8 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
     once everything else is done the run waits for those, and claims any whose owner died, so
     N concurrent runs train each trial once and the last to end has stored them all. A finished
     trial is trained again only with ``force``. A trial whose training loss became NaN or infinite
-    is stored with ``results["diverged"]``. Interrupting (Ctrl-C) marks the trials in flight failed
-    and re-raises; a killed process leaves them running until its death is noticed.
+    is stored with ``results["diverged"]``. Interrupting (Ctrl-C) marks every trial this run holds
+    failed and re-raises; a killed process leaves them running until its death is noticed.
     ``save_models``: a folder where every trial run keeps its trained model (``run_trial``), for
     the default executor (an executor given here was made with its own ``save_models``).
     """
@@ -225,7 +227,7 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
     queue = work_units(todo, path)
     configure_xla(vectorized=any(len(group) > 1 for group in queue))
     forced = {store.trial_id(c) for c in todo} if force else set()
-    in_flight, waiting, done = {}, [], []
+    in_flight, waiting, done, announced = {}, [], [], 0
     with tqdm(total=len(todo), desc="trials", unit="trial", disable=not progress or not todo,
               dynamic_ncols=True) as bar, store.keep_alive(), _interrupts() as interrupted:
         try:
@@ -241,10 +243,14 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
                         in_flight[executor.submit(mine, together)] = mine
                 if in_flight:
                     handle, outcomes, error = executor.next_done()
+                    if interrupted.is_set():  # swallowed while it trained: not stored as finished
+                        raise KeyboardInterrupt
                     group = in_flight.pop(handle)
                     done += _record(store, group, outcomes, error, bar, log)
                 elif waiting:
-                    log(f"waiting for {len(waiting)} trial(s) running in another process")
+                    if len(waiting) != announced:
+                        log(f"waiting for {len(waiting)} trial(s) running in another process")
+                        announced = len(waiting)
                     time.sleep(POLL_SECONDS)
                     queue = work_units([c for c in waiting
                                         if not store.is_finished(store.trial_id(c))], path)
@@ -252,7 +258,7 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
         except BaseException as exc:
             executor.cancel()
             reason = "".join(traceback.format_exception_only(exc)).strip()
-            store.fail_mine(reason or type(exc).__name__)  # claimed ones included, not only those in flight
+            store.fail_mine(reason or type(exc).__name__)  # claimed but not yet submitted too
             raise
     return done
 
@@ -260,8 +266,8 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
 @contextlib.contextmanager
 def _interrupts():
     """Ctrl-C raises KeyboardInterrupt as usual and is also remembered in the Event yielded, which
-    the driver checks between units: code that catches the exception (some start-up paths of
-    JAX's libraries do) cannot make the run go on. Only in the main thread, where signals land."""
+    the driver checks between units: code that catches the exception (a library's broad
+    ``except``) cannot make the run go on. Only in the main thread, where signals land."""
     interrupted = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield interrupted

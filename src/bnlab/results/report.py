@@ -253,6 +253,31 @@ def _final_figure(arms: list[Arm], confidence: float = 0.95):
     return fig
 
 
+def _probe_figure(arms: list[Arm]):
+    """The activation probe (bnlab.tools.probe) of each arm's first seed that has one: per probed
+    layer, the median of its input over training steps, between the 15th and 85th percentiles
+    (Ioffe & Szegedy 2015, Figure 1(b, c))."""
+    probes = {arm.name: next(t.results["probe"] for t in arm.trials if t.results.get("probe"))
+              for arm in arms if any(t.results.get("probe") for t in arm.trials)}
+    keys = list(dict.fromkeys(k for p in probes.values() for k in p["layers"]))
+    fig, axes = plt.subplots(1, len(keys), squeeze=False, figsize=(1 + 3.6 * len(keys), 3.8))
+    colours = _colours(arms)
+    for ax, key in zip(axes[0], keys):
+        for name, probe in probes.items():
+            if key not in probe["layers"]:
+                continue
+            low, mid, high = np.asarray(probe["layers"][key]).T
+            ax.plot(probe["steps"], mid, color=colours[name], label=name)
+            ax.fill_between(probe["steps"], low, high, color=colours[name], alpha=0.2)
+        ax.set_title(f"input of layer {key}", fontsize=9)
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("15th / 50th / 85th percentile")
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 # ------------------------------------------------------------------------------ the document
 def _comparison_rows(arms: list[Arm], comparisons: Sequence[Any], confidence: float) -> list[list]:
     by_name = {a.name: a for a in arms}
@@ -387,14 +412,20 @@ def _trial_tables(store: Store, experiment: Any, arms: list[Arm]) -> list[tuple]
 
 
 def _blocks(store: Store, experiment: Any, arms: list[Arm], figures: dict[str, str],
-            confidence: float) -> list[tuple]:
-    """The report as a list of blocks (h1, h2, p, list, table, img, code) for _md and _html."""
-    out = _header(store, experiment, arms)
+            confidence: float, study: Sequence[tuple] = ()) -> list[tuple]:
+    """The report as a list of blocks (h1, h2, p, list, table, img, code) for _md and _html;
+    ``study``: a study's own blocks (bnlab.results.studies), right after the header."""
+    out = _header(store, experiment, arms) + list(study)
     if "curves" in figures:
         out += [("h2", "Learning curves"), ("img", figures["curves"], "learning curves per arm")]
     out += [("h2", "Per-arm results"), _arm_table(arms, confidence)]
     if "final_accuracy" in figures:
         out.append(("img", figures["final_accuracy"], "final accuracy per arm and seed"))
+    if "probe" in figures:
+        out += [("h2", "Activation distributions"),
+                ("p", "The probed layers' inputs on a fixed batch in training mode: median, "
+                      "and 15th to 85th percentile, for each arm's first seed."),
+                ("img", figures["probe"], "activation percentiles over training")]
     figures_of_seeds = _field(experiment, "seed_figures") or []
     if figures_of_seeds:
         x_key = _field(experiment, "x_axis") or "epoch"
@@ -487,12 +518,19 @@ def write_report(store: Store, experiment: Any, out_dir: str | Path,
         written["curves"] = _save_figure(_curves_figure(arms, x_axis), out / figures["curves"])
         written["final_accuracy"] = _save_figure(_final_figure(arms, confidence),
                                                  out / figures["final_accuracy"])
+        if any(t.results.get("probe") for arm in arms for t in arm.trials):
+            figures["probe"] = "probe.png"
+            written["probe"] = _save_figure(_probe_figure(arms), out / figures["probe"])
     else:
         for name in figures.values():
             with contextlib.suppress(FileNotFoundError):
                 (out / name).unlink()
         figures = {}
-    blocks = _blocks(store, experiment, arms, figures, confidence)
+    from bnlab.results import studies
+
+    study = studies.sections(_field(experiment, "name"), arms,
+                             lambda fig, name: _save_figure(fig, out / name).name, confidence)
+    blocks = _blocks(store, experiment, arms, figures, confidence, study)
     title = _field(experiment, "title") or _field(experiment, "name")
     written["markdown"] = _write_atomic(out / "report.md", _md(blocks).encode("utf-8"))
     written["html"] = _write_atomic(out / "report.html", _html(blocks, title).encode("utf-8"))

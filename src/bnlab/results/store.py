@@ -203,9 +203,14 @@ class Store:
 
     @contextmanager
     def _write(self):
-        """One write transaction; SQLite's refusals (read-only file, full disk) as a StoreError."""
+        """One write transaction, begun IMMEDIATE before its first statement, reads included (the
+        sqlite3 module would begin it only at the first write, letting another process write
+        between a claim's read and its write); SQLite's refusals (read-only file, full disk) as
+        a StoreError."""
         try:
             with self.conn:
+                if not self.conn.in_transaction:
+                    self.conn.execute("BEGIN IMMEDIATE")
                 yield self.conn
         except sqlite3.OperationalError as exc:
             raise StoreError(f"{self.path}: cannot write to the results store ({exc})") from None

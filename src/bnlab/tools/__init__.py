@@ -3,5 +3,6 @@
 
 from bnlab.tools.fold import fold
 from bnlab.tools.precise import precise_bn
+from bnlab.tools.probe import ActivationProbe
 
-__all__ = ["fold", "precise_bn"]
+__all__ = ["ActivationProbe", "fold", "precise_bn"]
