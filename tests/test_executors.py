@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from bnlab.lab import executors, experiments, train
+from bnlab.lab import executors, experiments, sweep, train
 from bnlab.results.store import Store
 
 ray = pytest.importorskip("ray")
@@ -70,10 +70,10 @@ def test_ray_stores_what_the_in_process_executor_stores(tmp_path, local_ray, fas
     todo = configs()
     quiet = {"progress": False, "log": lambda *a: None, "data_dir": fashion_mnist}
     with Store(tmp_path / "process.sqlite") as here, Store(tmp_path / "ray.sqlite") as there:
-        train.run_trials(todo, here, **quiet)
+        sweep.run_trials(todo, here, **quiet)
         executor = executors.RayExecutor(data_dir=fashion_mnist)
         assert executor.slots == 2
-        train.run_trials(todo, there, executor=executor, **quiet)
+        sweep.run_trials(todo, there, executor=executor, **quiet)
         a, b = here.trials(), there.trials()
         assert [(t.arm, t.seed) for t in a] == [(t.arm, t.seed) for t in b] == [
             ("bn-after", 1), ("bn-after", 2)]
@@ -93,7 +93,7 @@ def test_a_worker_that_dies_marks_its_trials_failed_and_the_sweep_goes_on(tmp_pa
     executor._task = ray.remote(lambda *args: os._exit(3)).options(num_cpus=1, max_retries=1)
     messages = []
     with Store(tmp_path / "s.sqlite") as store:
-        done = train.run_trials(configs(seeds=2), store, executor=executor, path="fit",
+        done = sweep.run_trials(configs(seeds=2), store, executor=executor, path="fit",
                                 progress=False, log=messages.append)
         trials = store.trials(status=None)
     assert done == [] and [t.status for t in trials] == ["failed", "failed"]  # both units ran

@@ -5,7 +5,7 @@ import pytest
 
 import bnlab  # noqa: F401
 import keras
-from bnlab.lab import experiments, multiseed, recipe, train
+from bnlab.lab import experiments, multiseed, recipe, sweep, train
 from bnlab.results.store import Store
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "jax",
@@ -164,12 +164,12 @@ def test_run_trials_trains_the_seeds_of_an_arm_together_and_resumes(tmp_path, mo
     monkeypatch.setattr(multiseed, "run_group", interrupted_on_second_group)
     with Store(tmp_path / "s.sqlite") as store:
         with pytest.raises(KeyboardInterrupt):
-            train.run_trials(configs, store, progress=False, log=lambda *a: None)
+            sweep.run_trials(configs, store, progress=False, log=lambda *a: None)
         assert groups == [["baseline", "baseline"], ["bn-after", "bn-after"]]
         status = {(t.arm, t.seed): t.status for t in store.trials(status=None)}
         assert status == {("baseline", 1): "finished", ("baseline", 2): "finished",
                           ("bn-after", 1): "failed", ("bn-after", 2): "failed"}
         monkeypatch.setattr(multiseed, "run_group", real)
-        train.run_trials(configs, store, progress=False, log=lambda *a: None)
+        sweep.run_trials(configs, store, progress=False, log=lambda *a: None)
         trials = store.trials()
         assert len(trials) == 4 and {t.results["path"] for t in trials} == {"jax-vmap"}

@@ -5,7 +5,7 @@ import pytest
 
 import bnlab  # noqa: F401
 import keras
-from bnlab.lab import experiments, recipe, train
+from bnlab.lab import experiments, recipe, sweep, train
 from bnlab.results import report
 from bnlab.results.store import Store
 from bnlab.tools import precise, probe
@@ -25,7 +25,7 @@ def test_both_paths_record_the_same_percentiles(tmp_path, fashion_mnist):
     records = {}
     for path in train.PATHS:
         with Store(tmp_path / f"{path}.sqlite") as store:
-            train.run_trials(configs(), store, progress=False, log=lambda *_: None, path=path)
+            sweep.run_trials(configs(), store, progress=False, log=lambda *_: None, path=path)
             records[path] = {t.seed: t.results["probe"] for t in store.trials("bn-placement")}
     with Store(tmp_path / "auto.sqlite") as store:  # the report draws it
         written = report.write_report(

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from bnlab import cli
-from bnlab.lab import train
+from bnlab.lab import sweep, train
 from bnlab.results import report
 from bnlab.results.store import Store, StoreError
 
@@ -199,13 +199,13 @@ def test_a_trial_whose_loss_becomes_nan_is_recorded_and_reported_as_diverged(tmp
     history = [{"epoch": 1, "step": None, "seconds": 1.0, "loss": 2.3},
                {"epoch": 2, "step": None, "seconds": 2.0, "loss": math.nan},
                {"epoch": 3, "step": None, "seconds": 3.0, "loss": math.inf}]
-    assert train.diverged_at(history) == "epoch 2"
-    assert train.diverged_at(history[:1]) is None
+    assert sweep.diverged_at(history) == "epoch 2"
+    assert sweep.diverged_at(history[:1]) is None
     cfg = config("baseline", 1, "bn-placement")
     with Store(tmp_path / "s.sqlite") as store:
         store.claim(cfg)
         bar = type("Bar", (), {"update": lambda *a: None, "set_postfix_str": lambda *a: None})()
-        train._record(store, [cfg], [(history, {"test_accuracy": 0.1})], None, bar, print)
+        sweep._record(store, [cfg], [(history, {"test_accuracy": 0.1})], None, bar, print)
         trial = store.get(store.trial_id(cfg))
         assert trial.status == "finished" and trial.results["diverged"] == "epoch 2"
         from bnlab.lab import experiments

@@ -5,7 +5,7 @@ import pytest
 
 import bnlab  # noqa: F401
 import keras
-from bnlab.lab import experiments, recipe, train
+from bnlab.lab import experiments, recipe, sweep, train
 from bnlab.results.store import Store
 
 
@@ -21,7 +21,7 @@ def test_saved_models_load_and_score_as_the_stored_results(path, tmp_path, fashi
     folder = tmp_path / "models"
     trials = configs()
     with Store(tmp_path / "s.sqlite") as store:
-        train.run_trials(trials, store, progress=False, log=lambda *_: None, path=path,
+        sweep.run_trials(trials, store, progress=False, log=lambda *_: None, path=path,
                          save_models=folder)
         stored = {t.seed: t.results for t in store.trials("bn-placement")}
     arrays, _ = recipe.load_data(trials[0])

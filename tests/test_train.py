@@ -6,7 +6,7 @@ import pytest
 
 import bnlab  # noqa: F401
 import keras
-from bnlab.lab import experiments, recipe, train
+from bnlab.lab import experiments, recipe, sweep, train
 from bnlab.results.store import Store
 
 BACKEND = keras.backend.backend()
@@ -110,22 +110,22 @@ def test_interrupted_run_resumes_with_only_the_missing_trials(tmp_path, monkeypa
     with Store(tmp_path / "s.sqlite") as store:
         monkeypatch.setattr(train, "run_trial", interrupted_on_second)
         with pytest.raises(KeyboardInterrupt):
-            train.run_trials(configs, store, progress=False, log=lambda *a: None, path="fit")
+            sweep.run_trials(configs, store, progress=False, log=lambda *a: None, path="fit")
         assert [t.status for t in store.trials(status=None)] == ["finished", "failed"]
 
         calls.clear()
         monkeypatch.setattr(train, "run_trial",
                             lambda c, *a, **k: (calls.append(c["arm"]), real_run_trial(c, *a, **k))[1])
         messages = []
-        train.run_trials(configs, store, progress=False, log=messages.append, path="fit")
+        sweep.run_trials(configs, store, progress=False, log=messages.append, path="fit")
         assert calls == ["bn-after", "bn-before"]
         assert "1 of 3 trials already finished" in messages[0]
         assert sorted(t.arm for t in store.trials()) == ["baseline", "bn-after", "bn-before"]
 
         calls.clear()
-        train.run_trials(configs, store, progress=False, log=messages.append, path="fit")
+        sweep.run_trials(configs, store, progress=False, log=messages.append, path="fit")
         assert calls == []  # a finished trial is never run twice
-        train.run_trials(configs[:1], store, force=True, progress=False, log=messages.append,
+        sweep.run_trials(configs[:1], store, force=True, progress=False, log=messages.append,
                          path="fit")
         assert calls == ["baseline"]
 

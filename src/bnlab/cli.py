@@ -191,7 +191,8 @@ def cmd_run(args):
     from bnlab.data import DATASETS, DatasetError
     from bnlab.results.store import Store
     from bnlab.lab import executors
-    from bnlab.lab.train import load_datasets, run_trials
+    from bnlab.lab.sweep import run_trials
+    from bnlab.lab.train import load_datasets
 
     experiment = _experiment(args.experiment)
     if args.quick and not experiment.quick:

@@ -1,6 +1,6 @@
 """Where the trials train: in this process, or as Ray tasks. The driver writes the store.
 
-``bnlab.lab.train.run_trials`` is the driver: it claims each work unit's trials in the store (a
+``bnlab.lab.sweep.run_trials`` is the driver: it claims each work unit's trials in the store (a
 unit is one trial, or the seeds of an arm trained together, see ``train.work_units``), hands the
 unit to an executor, and writes each result in one transaction when it comes back. An executor
 only trains; it never opens the store. Both executors offer the same three calls:

@@ -15,7 +15,7 @@ Full settings are sized for ``make studies`` (about 30-40 minutes on two cores);
 ``bnlab run NAME --quick`` uses (under 3 minutes on two idle cores, a few thousand images).
 """
 
-from bnlab.lab.experiments import Arm, Experiment
+from bnlab.lab.spec import Arm, Experiment
 
 BATCH_SIZES = (2, 4, 8, 16, 32)
 RUN_ORDER = (2, 32, 8, 16, 4)

@@ -1,0 +1,61 @@
+"""What an experiment is: its arms and its settings, as plain frozen data.
+
+``bnlab.lab.experiments`` (the seed notebooks' experiments), ``bnlab.lab.studies`` (the
+paper-shaped studies) and ``bnlab.lab.experiment_file`` (experiments read from TOML) all build
+these; ``experiments.trial_config`` turns one arm and one seed into a trial's config.
+"""
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    label: str
+    model: dict  # keyword arguments of bnlab.models.build
+    # An experiment file's arm: its own batch_size and/or learning_rate, taken as given.
+    training: dict = field(default_factory=dict)
+    # The studies (bnlab.lab.studies): a batch size of its own, with the learning rate scaled
+    # linearly and the steps inversely, so every arm sees as many images (Goyal et al. 2017);
+    # ``length``: this arm's steps as a fraction of the experiment's.
+    batch_size: int | None = None
+    length: float = 1.0
+
+    def scaling(self, experiment):
+        """B/B₀ of an arm with a scaled batch size of its own (1 for every other arm)."""
+        return self.batch_size / experiment.batch_size if self.batch_size else 1.0
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    title: str
+    seed_source: str  # which seed notebook(s) it reproduces
+    description: str
+    dataset: str
+    model: str
+    arms: tuple[Arm, ...]
+    optimizer: dict  # {"name": Keras optimizer class name, "learning_rate": float, other args}
+    batch_size: int
+    split: dict  # keyword arguments of bnlab.data.load: validation=N or validation_split=f
+    preprocessing: str  # "scale" or "standardize"
+    epochs: int | None = None
+    steps: int | None = None  # step-based training (seed 003) instead of epochs
+    comparisons: tuple[dict, ...] = ()  # {"a": arm, "b": arm, "question": "..."}
+    extras: tuple[str, ...] = ()  # "predictions" (seed 002), "single_sample" (seed 003)
+    log_every: dict = field(default_factory=dict)  # step-based: {"batch": 25, "validation": 100}
+    source: str | None = None  # the TOML file of an experiment read from one
+    probe: dict | None = None  # bnlab.tools.probe: {"layers": [index, name or "bn"], "every": 50}
+    # bnlab.lab.measure.during: one unit's input at each validation point (ioffe-fig1)
+    unit_probe: dict | None = None  # {"activation": i, "unit": j, "images": n}
+    quick: dict = field(default_factory=dict)  # --quick: {"steps", "limit", "seeds", "arms"}
+
+    @property
+    def x_axis(self):
+        return "step" if self.steps else "epoch"
+
+    def arm(self, name):
+        for arm in self.arms:
+            if arm.name == name:
+                return arm
+        raise KeyError(name)
