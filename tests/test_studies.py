@@ -20,7 +20,7 @@ def test_the_studies_are_listed_with_their_arms(capsys):
     out = capsys.readouterr().out
     for study in studies.STUDIES:
         assert study.name in out
-    assert "arms: bn, none; fashion_mnist, SGD, batch 60" in out
+    assert "arms: bn, none; fashion_mnist, sigmoid-mlp, SGD, batch 60" in out
 
 
 def test_batch_size_arms_scale_learning_rate_and_steps_linearly():
