@@ -12,9 +12,11 @@ batches of the training split, with the arm's batch size, optimizer and loss.
 
 Sides:
   bnlab      bnlab's default path for one seed, as ``bnlab run --seeds 1`` trains it: the model of
-             ``bnlab.lab.recipe.compile_model`` (bnlab's fast_conv layers, the arm's norm), Keras
-             ``fit`` on the backend bnlab picks (JAX), XLA's options from
-             ``bnlab.lab.train.configure_xla``. Run this process without KERAS_BACKEND.
+             ``bnlab.lab.recipe.compile_model`` (bnlab's fast_conv layers, the arm's norm) on the
+             backend bnlab picks (JAX), XLA's options from ``bnlab.lab.train.configure_xla``, and
+             the training loop ``bnlab run`` picks: a block's steps inside one compiled
+             ``lax.scan`` (``bnlab.lab.multiseed``, one seed) where ``multiseed.supported`` says
+             so, Keras ``fit`` otherwise. Run this process without KERAS_BACKEND.
   keras-jax  what a Keras user would write first: the same architecture in Keras's own layers
              (``keras.layers.Conv2D``, ``MaxPooling2D``, ``BatchNormalization`` for every BN arm,
              bnlab's from-scratch BN included), ``fit`` on Keras 3 on JAX with XLA's default
@@ -29,7 +31,7 @@ same, only the model and XLA's options differ. JAX's compilation cache is on for
 ``--side torch --jax-first`` the process trains a block of bnlab's model on JAX right before each
 timed PyTorch block (as the old one-process pairing did), to show what a second runtime costs.
 
-The answer (last stdout line) is JSON: {"side", "backend", "rows": [{experiment, arm, model,
+The answer (last stdout line) is JSON: {"side", "backend", "rows": [{experiment, arm, model, path,
 batch_size, steps, blocks_ms: [...], ms}]}.
 """
 
@@ -92,6 +94,34 @@ def keras_block(config, side, x, y):
     model = keras_model(config, side)
     batch = config["batch_size"]
     return lambda: model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
+
+
+def scan_block(config, x, y):
+    """bnlab's seeds-together path with one seed: the block's steps in one compiled scan."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from bnlab.lab import multiseed
+
+    group = multiseed.SeedGroup([config])
+    x_dev, y_dev = jnp.asarray(x, dtype="float32"), jnp.asarray(y)
+    batch = config["batch_size"]
+    idx = np.arange(len(x) // batch * batch).reshape(1, -1, batch)  # (seeds, steps, batch)
+
+    def block():
+        group.train_steps(x_dev, y_dev, idx)
+        jax.block_until_ready(group.state)
+    return block
+
+
+def bnlab_block(config, x, y):
+    """(path, block) of bnlab's default path for one seed of ``config``."""
+    from bnlab.lab import multiseed
+
+    if multiseed.supported(config):
+        return "jax-scan", scan_block(config, x, y)
+    return "keras-fit", keras_block(config, "bnlab", x, y)
 
 
 def torch_block(config, x, y):
@@ -175,16 +205,18 @@ def main(argv):
     arms = [a for a in (args.arms or "").split(",") if a] or None
     for experiment, arm, config, steps in configs(names, args.quick, arms):
         x, y = training_block(config, steps)
-        before = None
+        before, path = None, {"torch": "torch-eager"}.get(args.side, "keras-fit")
         if args.side == "torch":
             if args.jax_first:  # the old paired.py's situation: a JAX block right before
                 before = keras_block(config, "bnlab", x, y)
                 before()  # compiled before the timing
             block = torch_block(config, x, y)
+        elif args.side == "bnlab":
+            path, block = bnlab_block(config, x, y)
         else:
             block = keras_block(config, args.side, x, y)
         blocks_ms = time_block(block, args.blocks, steps, before)
-        row = {"experiment": experiment, "arm": arm, "model": config["model"]["name"],
+        row = {"experiment": experiment, "arm": arm, "model": config["model"]["name"], "path": path,
                "batch_size": config["batch_size"], "steps": steps, "blocks_ms": blocks_ms,
                "ms": median(blocks_ms)}
         log(f"{args.side}: {experiment} / {arm}: {row['ms']:.2f} ms/step")
