@@ -5,6 +5,7 @@ import pytest
 
 import bnlab  # noqa: F401
 import keras
+from bnlab import models
 from bnlab.lab import experiments, multiseed, recipe, sweep, train
 from bnlab.results.store import Store
 
@@ -53,13 +54,19 @@ def test_seeds_together_equal_separate_fit_runs(experiment, arm, fashion_mnist):
                    [p["predicted"] for p in alone_results["predictions"]]
 
 
-# ghost and group are left out: with SGD they differed by 1.6e-4 (ghost, train loss) and more
-# (group) relative after one epoch; not yet explained (round-off or a real difference).
-@pytest.mark.parametrize("norm,options", [
-    ("renorm", {"renorm_clipping": {"rmax": 1.5, "dmax": 0.5}}),  # extra non-trainable weights
-    ("layer", {}),                                                 # no non-trainable weights
+# Loss tolerances (relative) from what was measured here. Training this CNN is chaotic at the
+# scale of round-off: Keras's fit itself, given train images scaled by 1 + 1e-7, moved its epoch
+# losses by up to 2.1e-4 (ghost, train loss) and 6.3e-4 (group, val and test loss), and the
+# seeds-together run differed from fit by as much (1.6e-4 ghost, 6.0e-4 group), while one step of
+# either agrees with train_on_batch to round-off (test_one_step_of_every_norm_...). So ghost and
+# group get 2e-3, 3x fit's own spread; renorm and layer stayed within 1e-4.
+@pytest.mark.parametrize("norm,options,loss_rel", [
+    ("renorm", {"renorm_clipping": {"rmax": 1.5, "dmax": 0.5}}, 1e-4),  # extra non-trainable
+    ("layer", {}, 1e-4),                                                 # no non-trainable weights
+    ("ghost", {"virtual_batch_size": 8}, 2e-3),
+    ("group", {}, 2e-3),
 ])
-def test_every_norm_in_the_study_cnn_together_equals_separate_fit_runs(norm, options,
+def test_every_norm_in_the_study_cnn_together_equals_separate_fit_runs(norm, options, loss_rel,
                                                                          fashion_mnist):
     """The conv path with each of the BN family's other norms: the seeds-together history is the
     one-seed-at-a-time one (600 images, batch 32: the last batch of 24 is 3 ghost batches)."""
@@ -75,12 +82,13 @@ def test_every_norm_in_the_study_cnn_together_equals_separate_fit_runs(norm, opt
         alone_history, alone_results = train.run_trial(config, arrays, class_names,
                                                        progress=False)
         # After 18 steps many outputs are near ties, so round-off may flip the argmax of an
-        # image or two: losses to 1e-4, accuracies to 2 images of 600.
+        # image or two: accuracies to 2 images of 600 (1 was seen).
         for a, b in zip(history, alone_history):
             for key in set(a) - {"epoch", "step", "seconds"}:
-                tolerance = {"rel": 1e-4, "abs": 1e-4} if "loss" in key else {"abs": 2.5 / 600}
+                tolerance = ({"rel": loss_rel, "abs": loss_rel} if "loss" in key
+                             else {"abs": 2.5 / 600})
                 assert a[key] == pytest.approx(b[key], **tolerance), key
-        assert results["test_loss"] == pytest.approx(alone_results["test_loss"], rel=1e-4)
+        assert results["test_loss"] == pytest.approx(alone_results["test_loss"], rel=loss_rel)
         assert results["params_total"] == alone_results["params_total"]
     assert together[0][0] != together[1][0]  # two seeds, two histories
 
@@ -108,6 +116,49 @@ def test_deep_nets_agree_with_fit_step_by_step(experiment, arm, fashion_mnist):
     # SGD: every weight agrees. Adam's first step is about lr·sign(g), so the few components whose
     # gradient is within round-off of zero may take the other sign: allow 0.1% of them.
     assert off / total <= (0.001 if config["optimizer"]["name"] == "Adam" else 0.0)
+
+
+@pytest.mark.parametrize("model", ["study-cnn", "lenet"])
+@pytest.mark.parametrize("norm", models.NORMS)
+def test_one_step_of_every_norm_together_equals_train_on_batch(model, norm, fashion_mnist):
+    """One SGD step of two seeds together (the scanned, vmapped step) against Keras's
+    train_on_batch of each seed on the same batch of 24 images (3 ghost batches of 8, so the
+    last, smaller batch of an epoch is covered too): the weight updates and the moving
+    statistics agree to float round-off, for every norm."""
+    configs = configs_for("lenet-bn", "scratch", (1, 2), epochs=1, limit=48)
+    for config in configs:
+        config["model"] = {"name": model, "norm": norm}
+        config["optimizer"] = {"name": "SGD", "learning_rate": 0.05}
+        # Standardized: no pixel is 0. On scaled images renorm's first step (the identity while
+        # its moving statistics are 0 and 1) puts relu on its kink at every background pixel,
+        # and the sign of a round-off residue there moved fit's own update by 6.5% of its
+        # largest component when the images were scaled by 1 + 1e-7.
+        config["preprocessing"] = "standardize"
+    arrays, _ = recipe.load_data(configs[0])
+    x, y = np.asarray(arrays["train"][0], "float32"), arrays["train"][1]
+    batches = np.stack([recipe.epoch_order(c["seed"], 0, len(x))[:24] for c in configs])
+    group = multiseed.SeedGroup(configs)
+    group.train_steps(x, y, batches[:, None, :])
+    together_trainable, together_moving, _ = group.state
+    alone = recipe.compile_model(configs[0])  # compiled once; SGD's step does not count steps
+    for i, config in enumerate(configs):
+        if i:  # the next seed's initial weights
+            alone.set_weights(models.build(model, norm=norm, seed=config["seed"]).get_weights())
+        before = [np.asarray(v.value) for v in alone.trainable_variables]
+        alone.train_on_batch(x[batches[i]], y[batches[i]])
+        # The updates -lr·g, each to 1e-4 of the largest one: a bias right before BN has a zero
+        # true gradient, so its computed one is round-off and has no scale of its own. Measured:
+        # at most 3.9e-5 (BN, study CNN, seed 2), where a float64 step put the vmapped update
+        # 3.8e-5 and fit's 3.9e-6 from the exact one: round-off (larger in the vmapped
+        # program), not a different step.
+        updates = [np.asarray(v.value) - w for v, w in zip(alone.trainable_variables, before)]
+        scale = max(np.max(np.abs(u)) for u in updates)
+        for together, w, update in zip(together_trainable, before, updates):
+            np.testing.assert_allclose(np.asarray(together[i]) - w, update, rtol=0,
+                                       atol=1e-4 * scale)
+        for together, moving in zip(together_moving, alone.non_trainable_variables):
+            np.testing.assert_allclose(np.asarray(together[i]), np.asarray(moving.value),
+                                       rtol=1e-5, atol=1e-6)
 
 
 def test_step_loop_logs_like_the_fit_path(fashion_mnist):
