@@ -1,7 +1,7 @@
 """Seconds per epoch (or per step) of the experiments' arms on one path, in this process.
 
     python bench/epochs.py --path {bnlab,keras-tf,torch} --experiment NAME [--arms a,b]
-        [--epochs 3] [--steps 125 --chunk 25] [--limit N] [--multi ARM:K]
+        [--epochs 3] [--steps 125 --chunk 25] [--limit N] [--multi ARM:K [--together]]
 
 Paths:
   bnlab     bnlab's side, through ONE function, :func:`bnlab_epoch_times`: bnlab's default path
@@ -27,7 +27,8 @@ What is timed:
   training, never timed) is cut to 500 images, and the seeds' untimed extras (predictions,
   single-sample accuracy) are off. ``--limit N`` (``--quick`` checks only) cuts the data to N.
   ``--multi ARM:K`` adds K seeds of ARM given to :func:`bnlab_epoch_times` in one call (trained
-  together where the path can; the default path trains them one after another).
+  together where the default path does, the MLPs; one after another otherwise, or together with
+  ``--together``, as ``bnlab run --path together`` trains them).
 
 The answer (last stdout line) is JSON: {"path", "backend", "experiment", "results": [...]}.
 """
@@ -46,7 +47,7 @@ TEST_CUT = 500
 # THE bnlab side: point this at a faster bnlab path and every bnlab number of `make bench` follows
 
 
-def bnlab_epoch_times(configs, arrays, class_names):
+def bnlab_epoch_times(configs, arrays, class_names, together=False):
     """Train the trials ``configs`` (same experiment and arm; one per seed) on bnlab's path.
 
     Contract (what bench/run.py reads): ``configs`` are ``bnlab.lab.experiments.trial_config`` dicts
@@ -67,7 +68,8 @@ def bnlab_epoch_times(configs, arrays, class_names):
     from bnlab.lab import multiseed, train
 
     train.enable_compilation_cache()  # as `bnlab run` does, whichever path
-    if len(configs) > 1 and multiseed.supported(configs[0]):
+    path = "together" if together else "auto"
+    if len(configs) > 1 and train.trains_together(configs[0], path):
         result = timing(multiseed.run_group(configs, arrays, class_names), together=True)
         result["path"] = f"jax-vmap x{len(configs)}"
         return result
@@ -172,8 +174,8 @@ def measure(args, exp, configs, arrays, class_names, tdata, label):
         times = torch_times(configs[0], tdata)
         n_train = len(tdata[0])
     else:
-        times = bnlab_epoch_times(configs, arrays, class_names) if args.path == "bnlab" \
-            else keras_epoch_times(configs, arrays, class_names)
+        times = bnlab_epoch_times(configs, arrays, class_names, args.together) \
+            if args.path == "bnlab" else keras_epoch_times(configs, arrays, class_names)
         n_train = len(arrays["train"][0])
     batch = configs[0]["batch_size"]
     row = {"experiment": exp.name, "arm": label, "model": exp.model, "seeds": len(configs),
@@ -195,6 +197,9 @@ def main(argv):
     parser.add_argument("--chunk", type=int, default=25)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--multi", default="", help="ARM:K")
+    parser.add_argument("--together", action="store_true",
+                        help="the --multi seeds together even where `bnlab run` would not "
+                             "(`--path together`: the conv models)")
     args = parser.parse_args(argv)
     if args.epochs < 2 or args.steps < 2 * args.chunk:
         parser.error("need --epochs ≥ 2 and --steps ≥ 2 × --chunk: the first one is apart")

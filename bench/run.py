@@ -17,8 +17,10 @@ process:
   alternate  the head to head: every arm on bnlab's default path, plain Keras 3 on JAX (Keras's
              own layers, `fit`) and plain PyTorch, one fresh process per side, the sides'
              order reversed every round (bench/alternate.py, bench/steps.py)
-  <experiment>  for each experiment: its arms on bnlab's path (and, for the MLP experiments,
-             K seeds of one arm given to bnlab's path at once), then on Keras-on-TensorFlow,
+  study      issue 10 §3: the batch-size study's CNN at batches 2 and 8, bnlab against plain
+             PyTorch, alternated the same way
+  <experiment>  for each experiment: its arms on bnlab's path (and, for the MLP experiments and
+             LeNet, K seeds of one arm given to bnlab's path at once), then on Keras-on-TensorFlow,
              then on plain PyTorch (bench/epochs.py)
 then prints the tables, marks the issue's goals met / not met with their numbers, and writes the
 markdown atomically. ``--quick`` runs tiny settings (1,024 training images, 2 epochs, a few
@@ -54,8 +56,13 @@ QUICK = {"quick": True, "epochs": {"bnlab": 2, "keras-tf": 2, "torch": 2}, "step
 EXPERIMENTS = ("bn-placement", "lenet-bn", "deep-mlp", "deep-cnn")
 # K seeds of one arm trained together (goal c), measured for each MLP experiment.
 MULTI_SEED = {"bn-placement": "bn-after", "deep-mlp": "bn"}
+# Issue 10 §3: K seeds of LeNet together (`--path together`) against one seed.
+CONV_SEEDS = {"lenet-bn": "scratch"}
+# Issue 10 §3: the study CNN at the batch-size study's smallest batches, bnlab against PyTorch.
+STUDY_ARMS = "bn-b2,bn-b8"
 PATHS = (("bnlab", None), ("keras-tf", "tensorflow"), ("torch", None))
-SECTIONS = ("data", "check", "peak", "bn", "scratch", "variants", "fold", "alternate") + EXPERIMENTS
+SECTIONS = ("data", "check", "peak", "bn", "scratch", "variants", "fold", "alternate",
+            "study") + EXPERIMENTS
 
 
 def epoch_args(plan, experiment, path):
@@ -66,6 +73,8 @@ def epoch_args(plan, experiment, path):
     if path == "bnlab":
         if experiment in MULTI_SEED:
             args += ["--multi", f"{MULTI_SEED[experiment]}:{plan['seeds']}"]
+        if experiment in CONV_SEEDS:
+            args += ["--multi", f"{CONV_SEEDS[experiment]}:{plan['seeds']}", "--together"]
     return args
 
 
@@ -138,6 +147,12 @@ def run(plan, sections):
                          "alternate.py", ["--rounds", plan["rounds"]]
                          + (["--quick"] if plan.get("quick") else []))
         out["alternate"] = answer
+    if "study" in sections:
+        out["study"] = r.child(f"study: the study CNN at batches {STUDY_ARMS}, bnlab and PyTorch, "
+                               "whole processes in turn", "alternate.py",
+                               ["--sides", "bnlab,torch", "--experiments", "batch-size",
+                                "--arms", STUDY_ARMS, "--rounds", plan["rounds"]]
+                               + (["--quick"] if plan.get("quick") else []))
     for experiment in EXPERIMENTS:
         if experiment not in sections:
             continue
@@ -180,7 +195,7 @@ def main(argv):
     results = run(plan, sections)
     results.update(date=date, machine=machine(), plan=plan, quick=args.quick,
                    command="make bench" if not args.quick else "python bench/run.py --quick",
-                   multi_seed=MULTI_SEED)
+                   multi_seed=MULTI_SEED, conv_seeds=CONV_SEEDS)
     text = markdown(results)
     if not args.quick:  # the measurements made by hand, outside this run, kept in bench/tried.md
         text += "\n" + (ROOT / "bench" / "tried.md").read_text()

@@ -10,6 +10,8 @@ GOAL_SCRATCH = 1.05  # (a) scratch / keras time, per training step
 GOAL_VARIANT = 1.10  # issue 8 §5: renorm / Keras's renorm, ghost / scratch, per training step
 GOAL_MULTI = 2.0     # (c) K seeds together / one seed
 GOAL_RATE = 0.40     # (c) MLP experiments' share of the measured matrix-product rate
+GOAL_CONV_SEEDS = 2.5  # issue 10 §3: 5 LeNet seeds together / one seed
+GOAL_STUDY = 0.5       # issue 10 §3: the study CNN at batch 2 and 8, bnlab / PyTorch per step
 
 def rows(results, experiment, path):
     answer = results["epochs"].get(experiment, {}).get(path) or {}
@@ -77,7 +79,7 @@ def verdict(ok):
 
 
 def goals(results):
-    """[(goal, met, details)] for (a), (b), (c)."""
+    """[(goal, met, details)] for (a), (b), (c), issue 8 §5 and issue 10 §3."""
     out = []
     # (a) scratch vs keras: training steps timed in alternation (bench/scratch_cost.py)
     lines, ok = [], bool(results.get("scratch"))
@@ -156,6 +158,30 @@ def goals(results):
                      f"{100 * GOAL_RATE:.0f} %)")
     out.append(("(c) K seeds as one program: 5 seeds ≤ 2× one seed, MLPs ≥ 40 % of the "
                 "matrix-product rate", ok and bool(lines), lines))
+    # issue 10 §3: K LeNet seeds together (--path together) ≤ 2.5× one seed
+    lines, ok = [], True
+    for experiment, arm in results.get("conv_seeds", {}).items():
+        got = rows(results, experiment, "bnlab")
+        multi = next((r for label, r in got.items() if label.startswith(arm + "×")), None)
+        if not (multi and got.get(arm)):
+            ok = False
+            lines.append(f"{experiment} {arm}: not measured")
+            continue
+        r = per(multi) / per(got[arm])
+        ok &= r <= GOAL_CONV_SEEDS
+        lines.append(f"{experiment} {arm}, {multi['seeds']} seeds together ({multi['path']}) / "
+                     f"1 seed ({got[arm]['path']}): {r:.2f}× (goal ≤ {GOAL_CONV_SEEDS}×)")
+    out.append(("(issue 10 §3) 5 LeNet seeds together ≤ 2.5× one seed", ok and bool(lines),
+                lines or ["not measured"]))
+    # issue 10 §3: the study CNN at small batches, bnlab ≤ 0.5× PyTorch
+    lines, ok = [], True
+    for r in (results.get("study") or {}).get("rows", []):
+        t = r["ratio"]["torch"]
+        ok &= t["median"] <= GOAL_STUDY
+        lines.append(f"{r['experiment']} {r['arm']}: bnlab / PyTorch = {fmt_spread(t)} "
+                     f"(goal ≤ {GOAL_STUDY}×): {win(t)}")
+    out.append(("(issue 10 §3) the study CNN at batch 2 and 8: bnlab ≤ 0.5× plain PyTorch, "
+                "alternated processes", ok and bool(lines), lines or ["not measured"]))
     return out
 
 
@@ -197,9 +223,9 @@ def epoch_tables(results):
                          "bnlab % of matmul rate", "bnlab % of theoretical"], rates)
 
 
-def alternate_table(results):
+def alternate_table(results, key="alternate"):
     """bench/alternate.py's rows: each side's ms/step and bnlab ÷ each peer, with the spread."""
-    answer = results["alternate"]
+    answer = results[key]
     sides = answer["sides"]
     checked = [s for s in ("bnlab", "torch") if s in sides]
     body = []
@@ -312,6 +338,12 @@ def markdown(results):
                 "measurement slowed it.",
                 ""]
         out += alternate_table(results)
+    if results.get("study"):
+        out += ["## The study CNN at small batches: bnlab against PyTorch", "",
+                "The batch-size study's CNN with BN at batch 2 and 8 (issue 10 §3), alternated as "
+                "above: ms per training step, median [min-max] over "
+                f"{results['study']['rounds']} rounds.", ""]
+        out += alternate_table(results, "study")
     if results.get("fold"):
         out += ["## Inference with BN folded away (bnlab.tools.fold)", "",
                 "ms per 10,000 images (`predict`, batches of 500); ratio = the median of the "
@@ -379,8 +411,9 @@ METHOD = [
     "one fresh process per side (bench/steps.py), one after another, the order reversed every "
     "round (ABC CBA ABC); each trains every arm's model on the same first batches, one warm-up "
     "block, then 3 timed blocks (200 steps for the MLPs, 60 for LeNet, 15 for the deep CNN), "
-    "and reports the median block. bnlab: `recipe.compile_model` and `fit`, XLA's options as "
-    "`bnlab run --seeds 1` sets them; Keras on JAX: the same architecture cloned into Keras's "
+    "and reports the median block. bnlab: `recipe.compile_model` trained the way `bnlab run "
+    "--seeds 1` trains it (the MLPs' steps in one compiled `lax.scan`, the conv models with "
+    "`fit`), XLA's options as it sets them; Keras on JAX: the same architecture cloned into Keras's "
     "own layers (Conv2D, MaxPooling2D, BatchNormalization for every BN arm), `fit`, XLA's "
     "defaults. The min-max of the per-round ratios is the method's spread. (The old "
     "one-process pairing slowed PyTorch 2.1×: bench/tried.md.) Keras-on-TF is compared through "

@@ -224,3 +224,26 @@ def test_run_trials_trains_the_seeds_of_an_arm_together_and_resumes(tmp_path, mo
         sweep.run_trials(configs, store, progress=False, log=lambda *a: None)
         trials = store.trials()
         assert len(trials) == 4 and {t.results["path"] for t in trials} == {"jax-vmap"}
+
+
+def test_paths_choose_which_seeds_train_together():
+    """auto: dense models together, conv models one by one with fit; together: every arm; fit:
+    none. A conv model's group loops over its seeds and steps (no vmap, no scan: see
+    SeedGroup._each_seed), a dense model's is vectorized."""
+    mlp = configs_for("bn-placement", "bn-after", (1, 2), epochs=1)
+    lenet = configs_for("lenet-bn", "scratch", (1, 2), epochs=1)
+    units = {path: [len(u) for u in train.work_units(mlp + lenet, path)]
+             for path in train.PATHS}
+    assert units == {"auto": [2, 1, 1], "together": [2, 2], "fit": [1, 1, 1, 1]}
+    assert not multiseed.SeedGroup(mlp).convolutional
+    assert multiseed.SeedGroup(lenet).convolutional
+
+
+def test_run_trials_together_trains_a_conv_arm_as_one_group(tmp_path, fashion_mnist):
+    configs = configs_for("lenet-bn", "scratch", (1, 2), epochs=1, limit=300)
+    with Store(tmp_path / "s.sqlite") as store:
+        sweep.run_trials(configs, store, progress=False, log=lambda *a: None, path="together")
+        trials = store.trials()
+        assert len(trials) == 2
+        assert {(t.results["path"], t.results["seeds_together"]) for t in trials} == {
+            ("jax-vmap", 2)}

@@ -139,9 +139,10 @@ def _add_run_options(p):
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--tensorboard", type=Path, metavar="DIR",
                    help="also write the trials' scalars as TensorBoard event files under DIR")
-    p.add_argument("--path", choices=("auto", "fit"), default="auto",
-                   help="auto: on JAX, the seeds of an arm train together as one vectorized "
-                        "program; fit: each trial with Keras's fit (default auto)")
+    p.add_argument("--path", choices=("auto", "together", "fit"), default="auto",
+                   help="auto: on JAX, the seeds of a dense model's arm train together as one "
+                        "compiled program, other trials with Keras's fit; together: every arm's "
+                        "seeds together (JAX); fit: each trial with Keras's fit (default auto)")
     p.add_argument("--executor", choices=("process", "ray"), default="process",
                    help="process: train in this process; ray: each trial (or seeds-together "
                         "group) as a Ray task (default process)")

@@ -35,15 +35,25 @@ from bnlab.tools import probe as probe_tools
 EVAL_BATCH_SIZE = 500
 
 
-# Models this path trains by default. It can train the conv models too (the tests check LeNet
-# against fit), but XLA on the CPU runs vmapped convolutions several times slower than K separate
-# ones: measured here, two LeNet seeds together took 31.5 s against 12.7 + 1.9 s with fit.
+# Models ``bnlab run`` trains together by default: those for which it is faster than K fit runs.
+# Any model and norm can be trained together (``--path together``; the tests hold every norm, the
+# conv models included, against fit), but for convolutions it is not faster on XLA's CPU backend:
+# K seeds of LeNet or of the study CNN cost K times one seed (measured, docs/performance.md).
 VECTORIZED_MODELS = ("mlp", "deep-mlp")
 
 
 def supported(config):
-    """Whether ``bnlab run`` trains ``config``'s seeds together: dense models on JAX."""
+    """Whether ``bnlab run`` trains ``config``'s seeds together by default: dense models on JAX."""
     return keras.backend.backend() == "jax" and config["model"]["name"] in VECTORIZED_MODELS
+
+
+def convolutional(model):
+    """Whether ``model`` has a convolution (then steps and seeds are looped, not scanned/vmapped)."""
+    def layers(layer):
+        yield layer
+        for inner in getattr(layer, "layers", ()):
+            yield from layers(inner)
+    return any(isinstance(layer, keras.layers.Conv2D) for layer in layers(model))
 
 
 class SeedGroup:
@@ -73,9 +83,13 @@ class SeedGroup:
         self.state = (stacked(lambda m: m.trainable_variables),
                       stacked(lambda m: m.non_trainable_variables),
                       stacked(lambda m: m.optimizer.variables))
-        step = jax.vmap(self._step)
-        self._train_steps = jax.jit(self._scan(step), donate_argnums=0)
+        self.convolutional = convolutional(self.model)
+        step = self._each_seed(self._step)
         self._train_step = jax.jit(step, donate_argnums=0)
+        if self.convolutional:
+            self._train_steps = self._loop(jax.jit(self._gathered(step), donate_argnums=0))
+        else:
+            self._train_steps = jax.jit(self._scan(step), donate_argnums=0)
         self._eval_shared = jax.jit(jax.vmap(self._eval, in_axes=(0, 0, None, None)))
         self._eval_own = jax.jit(jax.vmap(self._eval))
         self._predict = jax.jit(jax.vmap(self._infer, in_axes=(0, 0, None)))
@@ -107,20 +121,59 @@ class SeedGroup:
         truth = jnp.argmax(y, axis=-1) if self.one_hot else y
         return jnp.sum(jnp.argmax(y_pred, axis=-1) == truth)
 
+    # -- how the K seeds and the S steps are put together ------------------------------------------
+    # Dense models: ``jax.vmap`` over the seeds, ``lax.scan`` over the steps, one compiled call a
+    # segment. Convolutions are the exception on XLA's CPU backend, measured here:
+    # - inside a while loop (which ``lax.scan`` compiles to) a convolution runs about 10x slower
+    #   than the same one jitted alone (one 5x5 conv, forward and backward, batch 32: 74.7 against
+    #   7.6 ms; jax-ml/jax#12868), so conv models take their steps in a Python loop of jitted steps;
+    # - a vmapped convolution becomes a grouped convolution, which XLA's CPU backend runs slowly
+    #   (5 LeNet seeds: 178 ms a step vmapped, 99 ms as five convolutions in one program), so the
+    #   seeds of a conv model are a loop inside the compiled step.
+    def _each_seed(self, step):
+        """``step`` for one seed → the same for all K (leading seed axis on every argument)."""
+        if not self.convolutional:
+            return jax.vmap(step)
+
+        def each(*args):
+            outs = [step(*jax.tree.map(lambda a: a[i], args)) for i in range(self.k)]
+            return jax.tree.map(lambda *seeds: jnp.stack(seeds), *outs)
+        return each
+
     @staticmethod
-    def _scan(step):
+    def _gathered(step):
+        """One step on the images ``idx_t`` (K, B) of the whole training set, gathered on the
+        device."""
+        def gathered(state, x_all, y_all, idx_t):
+            return step(state, x_all[idx_t], y_all[idx_t])
+        return gathered
+
+    @classmethod
+    def _scan(cls, step):
         def steps(state, x_all, y_all, idx):
             """idx: (S, K, B) image indices; the images are gathered on the device."""
             def body(state, idx_t):
-                state, (loss_sum, correct) = step(state, x_all[idx_t], y_all[idx_t])
-                return state, (loss_sum, correct)
+                return cls._gathered(step)(state, x_all, y_all, idx_t)
 
             state, (loss_sums, corrects) = jax.lax.scan(body, state, idx)
             return state, loss_sums.sum(0), corrects.sum(0)
 
         return steps
 
-    # -- training and evaluation of all K seeds -------------------------------------------------
+    @staticmethod
+    def _loop(one_step):
+        """``_scan``'s signature and answer, as a Python loop of compiled steps."""
+        def steps(state, x_all, y_all, idx):
+            losses, corrects = [], []
+            for idx_t in np.asarray(idx):
+                state, (loss_sum, correct) = one_step(state, x_all, y_all, idx_t)
+                losses.append(loss_sum)
+                corrects.append(correct)
+            return state, jnp.stack(losses).sum(0), jnp.stack(corrects).sum(0)
+
+        return steps
+
+    # -- training and evaluation of all K seeds ------------------------------------------------
     def train_epoch(self, x_dev, y_dev, epoch, batch_size):
         """One epoch for every seed, each on its own order; returns (loss, accuracy), each (K,)."""
         n = x_dev.shape[0]

@@ -16,8 +16,9 @@ import traceback
 
 from tqdm.auto import tqdm
 
-from bnlab.lab import executors, multiseed
-from bnlab.lab.train import PATHS, configure_xla, enable_compilation_cache, work_units
+from bnlab.lab import executors
+from bnlab.lab.train import (PATHS, configure_xla, enable_compilation_cache, trains_together,
+                             work_units)
 
 POLL_SECONDS = 2.0  # how often a run waiting on other processes' trials looks at the store again
 
@@ -26,9 +27,10 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
                path="auto", executor=None, datasets=None, save_models=None):
     """Run every trial of ``configs`` not yet finished in ``store``; returns the ids run here.
 
-    ``path="auto"`` trains the seeds of each arm together as one vectorized program where the
-    backend allows it (JAX: ``bnlab.lab.multiseed``), and each trial with Keras's ``fit`` elsewhere;
-    ``path="fit"`` always uses ``fit``. Results record the path that produced them.
+    ``path="auto"`` trains the seeds of each arm together as one compiled program where that is
+    faster (JAX, dense models: ``bnlab.lab.multiseed``), and each trial with Keras's ``fit``
+    elsewhere; ``path="together"`` trains every arm's seeds together (JAX); ``path="fit"`` always
+    uses ``fit`` (``train.trains_together``). Results record the path that produced them.
 
     This is the driver: it claims a unit's trials in the store (``Store.claim``: atomic, with this
     process as owner and a lease renewed while it runs), gives the claimed ones to ``executor``
@@ -67,7 +69,7 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
                     mine, held = _claim(store, group, forced)
                     waiting += held
                     if mine:
-                        together = path == "auto" and multiseed.supported(mine[0])
+                        together = trains_together(mine[0], path)
                         in_flight[executor.submit(mine, together)] = mine
                 if in_flight:
                     handle, outcomes, error = executor.next_done()

@@ -180,7 +180,18 @@ def run_trial(config, arrays, class_names, *, progress=True, save_models=None):
 # units of work
 
 
-PATHS = ("auto", "fit")
+PATHS = ("auto", "together", "fit")
+
+
+def trains_together(config, path):
+    """Whether ``path`` trains ``config``'s seeds together (``bnlab.lab.multiseed``): always with
+    ``"together"`` on JAX, with ``"auto"`` where ``multiseed.supported`` (the dense models), never
+    with ``"fit"``."""
+    if path == "together":
+        return keras.backend.backend() == "jax"
+    return path == "auto" and multiseed.supported(config)
+
+
 def load_datasets(configs, data_dir=None):
     """Every dataset ``configs`` train on, keyed by ``recipe.data_key`` (the executor's cache)."""
     datasets = {}
@@ -210,7 +221,7 @@ def work_units(configs, path):
     that differ only in their seed, in first-seen order), every other trial alone."""
     groups = {}
     for config in configs:
-        if path == "auto" and multiseed.supported(config):
+        if trains_together(config, path):
             key = json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True)
         else:
             key = json.dumps(config, sort_keys=True)
