@@ -118,13 +118,14 @@ def test_deep_nets_agree_with_fit_step_by_step(experiment, arm, fashion_mnist):
     assert off / total <= (0.001 if config["optimizer"]["name"] == "Adam" else 0.0)
 
 
-@pytest.mark.parametrize("model", ["study-cnn", "lenet"])
+@pytest.mark.parametrize("model", ["study-cnn", "lenet", "mlp"])
 @pytest.mark.parametrize("norm", models.NORMS)
 def test_one_step_of_every_norm_together_equals_train_on_batch(model, norm, fashion_mnist):
-    """One SGD step of two seeds together (the scanned, vmapped step) against Keras's
-    train_on_batch of each seed on the same batch of 24 images (3 ghost batches of 8, so the
-    last, smaller batch of an epoch is covered too): the weight updates and the moving
-    statistics agree to float round-off, for every norm."""
+    """One SGD step of two seeds together (vmapped and scanned for the MLP, side by side in one
+    compiled step for the conv models: SeedGroup._each_seed) against Keras's train_on_batch of
+    each seed on the same batch of 24 images (3 ghost batches of 8, so the last, smaller batch
+    of an epoch is covered too): the weight updates and the moving statistics agree to float
+    round-off, for every norm."""
     configs = configs_for("lenet-bn", "scratch", (1, 2), epochs=1, limit=48)
     for config in configs:
         config["model"] = {"name": model, "norm": norm}
