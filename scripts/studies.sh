@@ -11,9 +11,16 @@ QUICK_FLAG=()
 [ -n "${QUICK:-}" ] && QUICK_FLAG=(--quick)
 mkdir -p "$OUT"
 started=$(date -u +%Y-%m-%dT%H:%MZ)
-for study in ioffe-fig1 precise-bn batch-size; do
-  echo "studies: $study ${QUICK_FLAG[*]} ($(date -u +%H:%M))"
+# STUDIES="batch-size" runs some of them; RUN.txt keeps one line per study run.
+STUDIES=${STUDIES:-ioffe-fig1 precise-bn batch-size}
+touch "$OUT/RUN.txt"
+for study in $STUDIES; do
+  begun=$(date -u +%Y-%m-%dT%H:%MZ)
+  echo "studies: $study ${QUICK_FLAG[*]} ($begun)"
   $PY -m bnlab.cli run "$study" "${QUICK_FLAG[@]}" --store "$STORE" --out "$OUT/$study" --quiet
+  line="$study: ${QUICK_FLAG[*]:-full settings}; started $begun, finished $(date -u +%Y-%m-%dT%H:%MZ);"
+  line="$line $(nproc) cores, load average at the end $(cut -d' ' -f1-3 /proc/loadavg); store $STORE"
+  grep -v "^$study: " "$OUT/RUN.txt" > "$OUT/RUN.txt.tmp" || true
+  echo "$line" >> "$OUT/RUN.txt.tmp" && mv "$OUT/RUN.txt.tmp" "$OUT/RUN.txt"
+  echo "studies: $line"
 done
-echo "studies: ${QUICK_FLAG[*]:-full settings}; started $started, finished $(date -u +%Y-%m-%dT%H:%MZ);" \
-  "$(nproc) cores; store $STORE" | tee "$OUT/RUN.txt"
