@@ -150,3 +150,14 @@ def test_configure_xla_turns_ynnpack_off_only_for_one_seed_at_a_time(monkeypatch
     monkeypatch.delenv("XLA_FLAGS")
     configure_xla(vectorized=False)
     assert os.environ["XLA_FLAGS"] == YNNPACK_OFF
+
+
+def test_validation_is_due_where_a_chunk_reaches_a_multiple_of_its_interval():
+    """Logging chunks of 100 steps with validation every 170 (the batch-size study at batch 32,
+    whose intervals scale with the batch size): validation after the chunks that pass 170, 340,
+    ... and after the last step; with intervals that divide, exactly at their multiples."""
+    due = [s for s in range(100, 1001, 100) if recipe.validation_due(s, 100, 170, 1000)]
+    assert due == [200, 400, 600, 700, 900, 1000]
+    due = [s for s in range(10, 41, 10) if recipe.validation_due(s, 10, 20, 40)]
+    assert due == [20, 40]
+    assert recipe.validation_due(45, 5, 20, 45)  # the last, shorter chunk

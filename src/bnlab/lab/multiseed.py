@@ -351,7 +351,7 @@ def _fit_steps(group, config, x_dev, y_dev, xv, yv, histories, bar):
         jax.block_until_ready(group.state)
         train_seconds += time.perf_counter() - t0
         step = start + chunk.shape[1]
-        if step % every_val == 0 or step == steps:
+        if recipe.validation_due(step, chunk.shape[1], every_val, steps):
             names, (loss, acc) = ("val_loss", "val_accuracy"), group.evaluate(xv, yv)
         else:
             names, (loss, acc) = ("batch_loss", "batch_accuracy"), group.evaluate_own(x_last, y_last)

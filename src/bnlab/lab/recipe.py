@@ -89,6 +89,13 @@ def step_order(n, batch_size, steps, seed):
     return np.concatenate(order).reshape(-1, batch_size)[:steps]
 
 
+def validation_due(step, chunk, every, last):
+    """Whether a step trial validates after the chunk of ``chunk`` steps that ends at ``step``:
+    when the chunk reached a multiple of ``every`` (even where ``every`` is not a multiple of the
+    chunk length), and after the ``last`` step."""
+    return step // every > (step - chunk) // every or step == last
+
+
 def epoch_timing(seconds):
     """An epoch trial's timing from each epoch's training seconds: the first (compiling) epoch
     apart, the mean of the others (of the first when there is one), and the total. Both paths

@@ -97,7 +97,7 @@ BATCH_SIZE = Experiment(
         {"a": "bn-b32", "b": "bn-b2", "question": "BN: batch 32 vs 2"},
         {"a": "group-b32", "b": "group-b2", "question": "GN: batch 32 vs 2"},
     ),
-    log_every={"batch": 100, "validation": 170},
+    log_every={"batch": 85, "validation": 170},
     quick={"steps": 50, "limit": 2000, "seeds": 2,
            "arms": [batch_arm_name(n, b) for n in ("bn", "renorm", "group") for b in (2, 32)]},
 )

@@ -118,7 +118,7 @@ def _fit_steps(model, config, arrays, bar, callbacks=()):
         train_seconds += time.perf_counter() - t0
         step = start + len(chunk)
         row = {"epoch": None, "step": step, "seconds": train_seconds}
-        if step % every_val == 0 or step == len(order):
+        if recipe.validation_due(step, len(chunk), every_val, len(order)):
             row["val_loss"], row["val_accuracy"] = _evaluate(model, xv, yv)
             row.update(measure.during(model, config, arrays))
             bar.set_postfix(val_acc=f"{row['val_accuracy']:.4f}")
