@@ -1,5 +1,6 @@
 """The SQLite results store: round trips, trial life cycle, crash safety, bad files."""
 
+import time
 import math
 import signal
 import sqlite3
@@ -249,3 +250,23 @@ def test_two_connections_see_each_others_commits(tmp_path):
         assert b.get(tid).status == "running"
         a.finish(tid, HISTORY, RESULTS)
         assert b.is_finished(tid) and b.history(tid) == HISTORY
+
+
+def test_processes_creating_one_new_store_at_once_all_open_it(tmp_path):
+    """Several processes opening the same not-yet-existing store at the same moment: one creates
+    the schema, the others must see a bnlab store, never 'a SQLite file of another program'
+    (read apart, the schema version and the table count could straddle the creator's commit)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, time; from bnlab.results.store import Store\n"
+            "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
+            "Store(sys.argv[1]).close()\n")
+    for round_ in range(4):
+        path, start = tmp_path / f"s{round_}.sqlite", time.time() + 2.0
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(path), str(start)],
+                                  stderr=subprocess.PIPE, text=True) for _ in range(6)]
+        errors = [p.stderr.read() for p in procs if p.wait(timeout=120) != 0]
+        assert errors == []
+        with Store(path, create=False) as store:
+            assert store.trials(status=None) == []

@@ -169,19 +169,22 @@ class Store:
             # IMMEDIATE: a write transaction takes the write lock at BEGIN, so concurrent writers
             # wait on the busy timeout instead of failing to upgrade.
             self._conn = sqlite3.connect(str(path), timeout=60.0, isolation_level="IMMEDIATE")
-            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            # One statement, one snapshot: read apart, another process creating the store could
+            # commit in between (version 0, then its tables) and make it look like a foreign file.
+            version, tables = self._conn.execute(
+                "SELECT (SELECT user_version FROM pragma_user_version), "
+                "(SELECT count(*) FROM sqlite_master)").fetchone()
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{self.path}: store schema version {version} is newer than this "
                                  f"bnlab understands ({SCHEMA_VERSION}); upgrade bnlab")
             if version == 0:
-                tables = self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
                 if tables:
                     raise StoreError(f"{self.path}: a SQLite file of another program (it has "
                                      "tables but no bnlab schema); bnlab leaves it unchanged")
                 if not create:
                     raise StoreError(f"{self.path}: not a bnlab results store (empty); bnlab "
                                      "leaves it unchanged")
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._use_wal()
             self._conn.execute("PRAGMA foreign_keys=ON")
             if version < SCHEMA_VERSION:
                 with self._conn:  # DDL does not open a transaction by itself: BEGIN explicitly
@@ -200,6 +203,19 @@ class Store:
             what = "not a SQLite database" if isinstance(exc, sqlite3.DatabaseError) and \
                 "not a database" in str(exc) else "cannot open the results store"
             raise StoreError(f"{self.path}: {what} ({exc})") from None
+
+    def _use_wal(self, patience=60.0):
+        """Switch the file to write-ahead logging (persistent: once any process has, the others
+        find it so). The switch needs the file to itself and SQLite does not wait for it on the
+        busy timeout, so while another process holds the file (creating the store, say) retry."""
+        deadline = time.monotonic() + patience
+        while self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     @contextmanager
     def _write(self):
