@@ -285,6 +285,10 @@ def all_variants():
     out = []
     for exp in EXPERIMENTS.values():
         for arm in exp.arms:
+            # of the studies, only the arms the bench times against PyTorch have twins
+            if exp.seed_source == "study" and not (exp.model == "study-cnn"
+                                                   and arm.model.get("norm") == "keras"):
+                continue
             spec = {"name": exp.model, **arm.model}
             out.append((exp.name, arm.name, spec))
             if spec.get("norm") == "keras" and exp.model in ("mlp", "deep-mlp"):
