@@ -5,8 +5,8 @@ beside ours, and the differences of setting (issue 10 §2; the studies are bnlab
 
 ``arms``: ``bnlab.results.report.Arm`` (trials and histories per arm); ``save(fig, file name)``
 writes a figure next to the report and returns its name. Every number is mean ± the 95% t
-interval over seeds (``bnlab.results.stats.mean_ci``); an arm's curve is the mean over seeds with a
-min-max band, as in the generic report.
+interval over seeds (``bnlab.results.stats.mean_ci``); an arm's curve is the mean over seeds with
+the 95% confidence interval of the mean as its band, as in the generic report.
 """
 
 from __future__ import annotations
@@ -46,15 +46,16 @@ def _values(arm, key):
 
 
 def _curve(histories, key):
-    """(steps, mean, min, max) of ``key`` over seeds, at the steps every seed logged."""
+    """(steps, mean, low, high) of ``key`` over seeds, at the steps every seed logged; low and
+    high bound the 95% confidence interval of the mean (NaN, so no band, for one seed)."""
     per_step = {}
     for history in histories:
         for row in history:
             if row.get("step") is not None and row.get(key) is not None:
                 per_step.setdefault(row["step"], []).append(row[key])
     steps = [s for s in sorted(per_step) if len(per_step[s]) == len(histories)]
-    values = np.array([per_step[s] for s in steps], dtype=float).reshape(len(steps), -1)
-    return np.array(steps), values.mean(1), values.min(1), values.max(1)
+    mean, half = np.array([mean_ci(per_step[s]) for s in steps], dtype=float).reshape(-1, 2).T
+    return np.array(steps), mean, mean - half, mean + half
 
 
 def _plot_curve(ax, histories, key, **style):
@@ -106,8 +107,8 @@ def ioffe_fig1(arms, save, confidence):
         ("list", [machine(), "paper: " + IOFFE_2015,
                   "ours: Fashion-MNIST (harder than MNIST: lower accuracies), fewer steps, our "
                   "stated learning rate; percentiles over 1000 test images in inference mode; "
-                  "(a): mean over seeds (band: min-max); (b, c): one network (the first seed), "
-                  "as the paper shows one; the table: over seeds"]),
+                  "(a): mean over seeds (band: 95% CI of the mean); (b, c): one network (the "
+                  "first seed), as the paper shows one; the table: over seeds"]),
         ("img", figure, "test accuracy and the sigmoid input's percentiles against steps"),
         ("table", ["arm", "seeds", f"final test acc (mean ± {confidence:.0%} CI)",
                    "range of the median over training", "85th − 15th at the first logged step",
