@@ -15,8 +15,8 @@ Sides:
              ``bnlab.lab.recipe.compile_model`` (bnlab's fast_conv layers, the arm's norm) on the
              backend bnlab picks (JAX), XLA's options from ``bnlab.lab.train.configure_xla``, and
              the training loop ``bnlab run`` picks: a block's steps inside one compiled
-             ``lax.scan`` (``bnlab.lab.multiseed``, one seed) where ``multiseed.supported`` says
-             so, Keras ``fit`` otherwise. Run this process without KERAS_BACKEND.
+             ``lax.scan`` (``bnlab.lab.multiseed``, one seed) where ``train.trains_together``
+             says so, Keras ``fit`` otherwise. Run this process without KERAS_BACKEND.
   keras-jax  what a Keras user would write first: the same architecture in Keras's own layers
              (``keras.layers.Conv2D``, ``MaxPooling2D``, ``BatchNormalization`` for every BN arm,
              bnlab's from-scratch BN included), ``fit`` on Keras 3 on JAX with XLA's default
@@ -117,9 +117,9 @@ def scan_block(config, x, y):
 
 def bnlab_block(config, x, y):
     """(path, block) of bnlab's default path for one seed of ``config``."""
-    from bnlab.lab import multiseed
+    from bnlab.lab import train
 
-    if multiseed.supported(config):
+    if train.trains_together(config, "auto"):  # the choice `bnlab run` makes
         return "jax-scan", scan_block(config, x, y)
     return "keras-fit", keras_block(config, "bnlab", x, y)
 

@@ -18,6 +18,13 @@ def rows(results, experiment, path):
     return {row["arm"]: row for row in answer.get("results", [])}
 
 
+def seed_runs(results, experiment, arm):
+    """bnlab's (one-seed row, K-seed row ``arm×K``) of ``arm`` in the epoch table; None if absent."""
+    got = rows(results, experiment, "bnlab")
+    multi = next((r for label, r in got.items() if label.startswith(arm + "×")), None)
+    return got.get(arm), multi
+
+
 def is_arm(label):
     """An experiment's own arm, not a K-seed run ``a×K``."""
     return "×" not in label
@@ -140,16 +147,15 @@ def goals(results):
     # (c) K seeds together: ≤ 2× one seed, and ≥ 40 % of the matrix-product rate
     lines, ok, rate = [], True, matmul_rate(results)
     for experiment, arm in results.get("multi_seed", {}).items():
-        got = rows(results, experiment, "bnlab")
-        multi = next((r for label, r in got.items() if label.startswith(arm + "×")), None)
-        if not (multi and got.get(arm) and rate):
+        one, multi = seed_runs(results, experiment, arm)
+        if not (multi and one and rate):
             ok = False
             lines.append(f"{experiment} {arm}: not measured")
             continue
-        r, share = per(multi) / per(got[arm]), gflops(multi) / rate
+        r, share = per(multi) / per(one), gflops(multi) / rate
         # The ratio K seeds would reach if every FLOP of theirs ran at the measured
         # matrix-product rate: no program can go below it on this machine.
-        bound = gflops(multi) * per(multi) / rate / per(got[arm])
+        bound = gflops(multi) * per(multi) / rate / per(one)
         ok &= r <= GOAL_MULTI and share >= GOAL_RATE
         lines.append(f"{experiment} {arm}, {multi['seeds']} seeds / 1 seed: {r:.2f}× "
                      f"(goal ≤ {GOAL_MULTI:.0f}×; {bound:.2f}× if all {multi['seeds']} seeds' "
@@ -161,16 +167,15 @@ def goals(results):
     # issue 10 §3: K LeNet seeds together (--path together) ≤ 2.5× one seed
     lines, ok = [], True
     for experiment, arm in results.get("conv_seeds", {}).items():
-        got = rows(results, experiment, "bnlab")
-        multi = next((r for label, r in got.items() if label.startswith(arm + "×")), None)
-        if not (multi and got.get(arm)):
+        one, multi = seed_runs(results, experiment, arm)
+        if not (multi and one):
             ok = False
             lines.append(f"{experiment} {arm}: not measured")
             continue
-        r = per(multi) / per(got[arm])
+        r = per(multi) / per(one)
         ok &= r <= GOAL_CONV_SEEDS
         lines.append(f"{experiment} {arm}, {multi['seeds']} seeds together ({multi['path']}) / "
-                     f"1 seed ({got[arm]['path']}): {r:.2f}× (goal ≤ {GOAL_CONV_SEEDS}×)")
+                     f"1 seed ({one['path']}): {r:.2f}× (goal ≤ {GOAL_CONV_SEEDS}×)")
     out.append(("(issue 10 §3) 5 LeNet seeds together ≤ 2.5× one seed", ok and bool(lines),
                 lines or ["not measured"]))
     # issue 10 §3: the study CNN at small batches, bnlab ≤ 0.5× PyTorch

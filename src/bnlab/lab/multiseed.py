@@ -162,10 +162,11 @@ class SeedGroup:
 
     @staticmethod
     def _loop(one_step):
-        """``_scan``'s signature and answer, as a Python loop of compiled steps."""
+        """``_scan``'s signature and answer, as a Python loop of compiled steps (``idx``: a
+        NumPy array, each step's indices sent to the device as that step is called)."""
         def steps(state, x_all, y_all, idx):
             losses, corrects = [], []
-            for idx_t in np.asarray(idx):
+            for idx_t in idx:
                 state, (loss_sum, correct) = one_step(state, x_all, y_all, idx_t)
                 losses.append(loss_sum)
                 corrects.append(correct)
@@ -182,8 +183,7 @@ class SeedGroup:
         idx = orders[:, :full * batch_size].reshape(self.k, full, batch_size).transpose(1, 0, 2)
         loss_sum, correct = 0.0, 0
         for segment in self._segments(idx):
-            self.state, loss, right = self._train_steps(self.state, x_dev, y_dev,
-                                                        jnp.asarray(segment))
+            self.state, loss, right = self._train_steps(self.state, x_dev, y_dev, segment)
             loss_sum, correct = loss_sum + loss, correct + right
             self._count_steps(len(segment))
         rest = orders[:, full * batch_size:]
@@ -238,8 +238,7 @@ class SeedGroup:
 
     def train_steps(self, x_dev, y_dev, idx):
         """Steps on idx (K, S, B); returns the last batch's (x, y) per seed, shape (K, B, ...)."""
-        self.state, _, _ = self._train_steps(self.state, x_dev, y_dev,
-                                             jnp.asarray(idx.transpose(1, 0, 2)))
+        self.state, _, _ = self._train_steps(self.state, x_dev, y_dev, idx.transpose(1, 0, 2))
         last = jnp.asarray(idx[:, -1])
         return x_dev[last], y_dev[last]
 
