@@ -5,7 +5,8 @@ import pytest
 
 import bnlab  # noqa: F401
 import keras
-from bnlab.lab import experiments, recipe, sweep, train
+from bnlab import models
+from bnlab.lab import experiments, multiseed, recipe, sweep, train
 from bnlab.results import report
 from bnlab.results.store import Store
 from bnlab.tools import precise, probe
@@ -54,9 +55,100 @@ def test_both_paths_record_the_same_percentiles(tmp_path, fashion_mnist):
                                    np.percentile(values, probe.PERCENTILES), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("spec,word", [({"layers": ["bn"], "every": 0}, "every"),
-                                       ({"layers": [], "every": 5}, "layers"),
-                                       ({"layer": ["bn"]}, "keys")])
+def ioffe_config(arm, steps=30):
+    """ioffe-fig1's trial, tiny: 600 images of each split, its probe and test curve every 10
+    steps (the probe on its 600 test images)."""
+    exp = experiments.get("ioffe-fig1")
+    config = experiments.trial_config(exp, exp.arm(arm), 1, steps=steps, limit=600,
+                                      dataset="fashion_mnist", backend=keras.backend.backend())
+    config["log_every"] = {"batch": 5, "validation": 10}
+    config["probe"]["every"] = 10
+    return config
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="the seeds-together path is JAX's")
+@pytest.mark.parametrize("arm,layer", [("bn", "9:Activation"), ("none", "6:Activation")])
+def test_ioffe_probe_is_the_same_on_both_paths(arm, layer, fashion_mnist):
+    """ioffe-fig1's probe (unit 0 of the last sigmoid's input, the test split, inference mode)
+    and its test accuracy at the validation points, recorded by fit and by the seeds-together
+    program (called directly: the sigmoid MLP is not among the models trained together by
+    default) for the same config and seed, agree to round-off."""
+    config = ioffe_config(arm)
+    arrays, class_names = recipe.load_data(config)
+    fit_history, fit = train.run_trial(config, arrays, class_names, progress=False)
+    [(together_history, together)] = multiseed.run_group([config], arrays, class_names)
+    assert together["path"] == "jax-scan" and fit["path"] == "keras-fit"
+    record = fit["probe"]
+    assert record["steps"] == together["probe"]["steps"] == [0, 10, 20, 30]
+    assert (record["unit"], record["mode"], record["split"], record["images"]) == \
+        (0, "inference", "test", 1000)
+    assert list(record["layers"]) == list(together["probe"]["layers"]) == [layer]
+    np.testing.assert_allclose(together["probe"]["layers"][layer], record["layers"][layer],
+                               rtol=1e-4, atol=1e-5)
+    assert record["layers"][layer][-1] != record["layers"][layer][0]  # training moved them
+    curve = [(r["step"], r["test_accuracy"]) for r in fit_history if "test_accuracy" in r]
+    assert [s for s, _ in curve] == [0, 10, 20, 30]
+    np.testing.assert_allclose([r["test_accuracy"] for r in together_history
+                                if "test_accuracy" in r], [a for _, a in curve], atol=1.5 / 600)
+    # the record's step 30 is the trained model's: unit 0 of the last sigmoid's input on the
+    # 600 test images (the limit), in inference mode, its percentiles
+    keras.utils.set_random_seed(config["seed"])
+    model = recipe.compile_model(config)
+    model.fit(arrays["train"][0][recipe.step_order(600, 60, 30, 1).ravel()],
+              recipe.labels(config, arrays["train"][1])[recipe.step_order(600, 60, 30, 1).ravel()],
+              batch_size=60, shuffle=False, verbose=0)
+    [(_, last)] = probe.resolve(model, ["activation:-1"])
+    values = precise.input_model(model, [last]).predict(arrays["test"][0], verbose=0)[:, 0]
+    np.testing.assert_allclose(record["layers"][layer][-1],
+                               np.percentile(values, probe.PERCENTILES), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="the seeds-together path is JAX's")
+def test_precise_bn_extras_are_the_same_on_both_paths(fashion_mnist):
+    """precise-bn's measurements after training (bnlab.lab.measure.after), for each seed trained
+    together, equal those of the seed trained alone with fit (study CNN, 8 steps)."""
+    exp = experiments.get("precise-bn")
+    configs = [experiments.trial_config(exp, exp.arm("ema0.99-long"), seed, steps=8, limit=320,
+                                        dataset="fashion_mnist", backend="jax")
+               for seed in (1, 2)]
+    arrays, class_names = recipe.load_data(configs[0])
+    together = multiseed.run_group(configs, arrays, class_names)
+    for config, (_, results) in zip(configs, together):
+        _, alone = train.run_trial(config, arrays, class_names, progress=False)
+        assert results["precise_batches"] == alone["precise_batches"] == 320 // 32
+        for key in ("ema_mean_error", "ema_variance_error"):
+            assert results[key] == pytest.approx(alone[key], rel=1e-3, abs=1e-5), key
+        assert results["precise_test_accuracy"] == pytest.approx(
+            alone["precise_test_accuracy"], abs=1.5 / 320)
+        # the EMA statistics after 8 steps at momentum 0.99 are mostly their start: stale
+        assert alone["ema_variance_error"] > 0.1
+    assert together[0][1]["ema_mean_error"] != together[1][1]["ema_mean_error"]
+
+
+@pytest.mark.parametrize("spec,word", [({"layers": ["bn"], "every": 0}, "'every'"),
+                                       ({"layers": [], "every": 5}, "'layers'"),
+                                       ({"layers": "bn"}, "'layers'"),
+                                       ({"layers": [True]}, "'layers'"),
+                                       ({"layers": ["activation:last"]}, "integer index"),
+                                       ({"unit": -1}, "'unit'"),
+                                       ({"mode": "train"}, "training, inference"),
+                                       ({"split": "val"}, "train, test"),
+                                       ({"images": 0}, "'images'"),
+                                       ({"layer": ["bn"]}, "keys among layers, every"),
+                                       (["bn"], "keys among")])
 def test_bad_probe_spec_names_the_argument(spec, word):
-    with pytest.raises(ValueError, match=word):
+    with pytest.raises(ValueError, match=word) as error:
         probe.check_spec(spec)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("layers,unit,word", [(["activation:3"], None, "has 3 activation"),
+                                              (["dense_99"], None, "not a layer"),
+                                              ([12], None, "out of range"),
+                                              (["activation:-1"], 100, "'unit' 100")])
+def test_probe_layers_that_do_not_fit_the_model(layers, unit, word):
+    model = models.build("sigmoid-mlp", norm="none", seed=0)
+    assert [k for k, _ in probe.resolve(model, ["activation:0", "activation:-1", 1])] == \
+        ["1:Dense", "2:Activation", "6:Activation"]
+    with pytest.raises(ValueError, match=word):
+        probe.resolve(model, layers, unit)

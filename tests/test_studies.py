@@ -7,8 +7,9 @@ import pytest
 
 from bnlab import models
 from bnlab.cli import main as cli_main
-from bnlab.lab import experiments, measure, studies
+from bnlab.lab import experiments, studies
 from bnlab.results.store import Store
+from bnlab.tools import probe
 
 
 def main(*argv):
@@ -50,15 +51,18 @@ def test_quick_is_refused_for_an_experiment_without_one(capsys):
     assert err.count("\n") == 1 and "bn-placement has no --quick form" in err
 
 
-def test_probe_percentiles_match_numpy_forward_pass():
-    """The probed values are the pre-activations of the last hidden layer's first unit:
-    sigmoid(sigmoid(x W1 + b1) W2 + b2) W3 + b3, computed here in NumPy."""
+def test_ioffe_probe_percentiles_match_numpy_forward_pass():
+    """ioffe-fig1's probe (bnlab.tools.probe) takes the pre-activations of the last hidden
+    layer's first unit, sigmoid(sigmoid(x W1 + b1) W2 + b2) W3 + b3, computed here in NumPy, over
+    the first test images in inference mode."""
     model = models.build("sigmoid-mlp", norm="none", seed=0)
     x = np.random.default_rng(0).random((50, 28, 28), dtype=np.float32)
-    y = np.zeros(50, dtype="int64")
-    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    config = {"unit_probe": {"activation": 3, "unit": 0, "images": 40}}
-    row = measure.during(model, config, {"test": (x, y)})
+    spec = {**experiments.get("ioffe-fig1").probe, "images": 40}
+    callback = probe.ActivationProbe.from_spec(spec, {"test": (x, None)})
+    callback.set_model(model)
+    callback.on_train_begin()
+    record = callback.record.as_dict()
+    assert list(record["layers"]) == ["6:Activation"] and record["steps"] == [0]
     h = x.reshape(50, -1)[:40].astype(np.float64)
     dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     for i, layer in enumerate(dense[:3]):
@@ -67,9 +71,8 @@ def test_probe_percentiles_match_numpy_forward_pass():
         if i < 2:
             h = 1 / (1 + np.exp(-h))
     expected = np.percentile(h[:, 0], [15, 50, 85])
-    np.testing.assert_allclose([row["p15"], row["p50"], row["p85"]], expected, rtol=1e-4,
+    np.testing.assert_allclose(record["layers"]["6:Activation"][0], expected, rtol=1e-4,
                                atol=1e-5)
-    assert 0 <= row["test_accuracy"] <= 1
 
 
 def _quick(tmp_path, name, *extra):
@@ -91,10 +94,14 @@ def test_ioffe_fig1_quick_end_to_end(tmp_path, fashion_mnist):
     assert "| BN before each sigmoid | 2 |" in report and "| no BN | 2 |" in report
     assert "50,000 steps" in report  # the paper's setting, beside ours
     with Store(store) as s:
-        history = s.history(s.trials("ioffe-fig1")[0].id)
-    probed = [r for r in history if "p50" in r]
-    assert [r["step"] for r in probed] == [0, 200]
-    assert all(r["p15"] <= r["p50"] <= r["p85"] for r in probed)
+        trial = s.trials("ioffe-fig1")[0]
+        history = s.history(trial.id)
+    assert [r["step"] for r in history if "test_accuracy" in r] == [0, 200]
+    record = trial.results["probe"]
+    assert record["steps"] == [0, 200] and record["mode"] == "inference"
+    (values,) = record["layers"].values()  # 6:Activation without BN, 9:Activation with it
+    assert all(p15 <= p50 <= p85 for p15, p50, p85 in values)
+    assert "unit 0 of the layer's input on the first 1000 test images" in report
 
 
 @pytest.mark.slow

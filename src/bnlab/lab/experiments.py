@@ -201,8 +201,6 @@ def trial_config(experiment, arm, seed, *, dataset=None, epochs=None, steps=None
     config["extras"] = list(experiment.extras)
     if experiment.probe:  # only then: the ids of trials without a probe stay as they were
         config["probe"] = dict(experiment.probe)
-    if experiment.unit_probe:
-        config["unit_probe"] = dict(experiment.unit_probe)
     return config
 
 

@@ -1,24 +1,22 @@
-"""What the studies measure beyond accuracy, called by ``bnlab.lab.train`` on the trained model.
+"""What the studies measure beyond accuracy, on both training paths (``bnlab.lab.train``'s fit and
+``bnlab.lab.multiseed``'s seeds together). The activation probe, which both record during
+training, is ``bnlab.tools.probe`` (config key ``probe``).
 
-``during(model, config, arrays)`` — at each validation point of a step trial whose config has a
-``unit_probe`` ({"activation": i, "unit": j, "images": n}): the test accuracy, and the 15th, 50th and
-85th percentiles of the input of unit j of the model's i-th Activation layer (1-based) over the
-first n test images, in inference mode (Ioffe & Szegedy 2015, Fig. 1(b, c)). This is the smallest
-code that does it; the tools' ActivationProbe can replace it.
+``scores_test_curve(config)`` — whether a step trial also scores the test split at each
+validation point (the extra ``"test_curve"``; ``test_loss`` and ``test_accuracy`` in those history
+rows), as the ``ioffe-fig1`` study's test accuracy against steps needs.
 
 ``after(model, config, arrays)`` — for configs with the extra ``"precise_bn"``: how stale the EMA
 statistics are and the test accuracy with population statistics instead (Wu & Johnson 2021).
 For each BN layer, with (μ, σ²) the population statistics PreciseBN computes and (μ̂, σ̂²) the
 moving ones, ``bnlab.tools.precise.staleness`` gives, at worst over the channels,
-|μ̂ − μ| / √(σ² + ε) and |σ̂² − σ²| / (σ² + ε); the results keep the worst layer.
+|μ̂ − μ| / √(σ² + ε) and |σ̂² − σ²| / (σ² + ε); the results keep the worst layer. It changes the
+model's moving statistics, so it runs last; ``after_wanted(config)`` says whether it measures
+anything (the seeds-together path then puts each seed's state into a Keras model for it).
 """
-
-import keras
-import numpy as np
 
 from bnlab.tools import precise
 
-PERCENTILES = (15, 50, 85)
 PRECISE_BATCHES = 100  # PreciseBN's batches of the trial's batch size (3,200 images at 32)
 EVAL_BATCH_SIZE = 500
 
@@ -27,21 +25,16 @@ def _accuracy(model, x, y):
     return float(model.evaluate(x, y, batch_size=EVAL_BATCH_SIZE, verbose=0)[1])
 
 
-def during(model, config, arrays):
-    probe = config.get("unit_probe")
-    if not probe:
-        return {}
-    x, y = arrays["test"]
-    activations = [layer for layer in model.layers if isinstance(layer, keras.layers.Activation)]
-    layer = activations[probe["activation"] - 1]
-    values = precise.input_model(model, [layer]).predict(
-        x[: probe["images"]], batch_size=EVAL_BATCH_SIZE, verbose=0)[..., probe["unit"]]
-    row = {f"p{q}": float(v) for q, v in zip(PERCENTILES, np.percentile(values, PERCENTILES))}
-    return {"test_accuracy": _accuracy(model, x, y), **row}
+def scores_test_curve(config):
+    return "test_curve" in config.get("extras", ())
+
+
+def after_wanted(config):
+    return "precise_bn" in config.get("extras", ())
 
 
 def after(model, config, arrays):
-    if "precise_bn" not in config.get("extras", ()):
+    if not after_wanted(config):
         return {}
     x, _ = arrays["train"]
     batches = min(PRECISE_BATCHES, len(x) // config["batch_size"])

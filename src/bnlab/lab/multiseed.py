@@ -28,7 +28,7 @@ import keras
 import numpy as np
 
 from bnlab import models
-from bnlab.lab import recipe
+from bnlab.lab import measure, recipe
 from bnlab.tools import precise
 from bnlab.tools import probe as probe_tools
 
@@ -39,7 +39,7 @@ EVAL_BATCH_SIZE = 500
 # Any model and norm can be trained together (``--path together``; the tests hold every norm, the
 # conv models included, against fit), but for convolutions it is not faster on XLA's CPU backend:
 # K seeds of LeNet or of the study CNN cost K times one seed (measured, docs/performance.md).
-VECTORIZED_MODELS = ("mlp", "deep-mlp")
+VECTORIZED_MODELS = ("mlp", "deep-mlp", "sigmoid-mlp")
 
 
 def supported(config):
@@ -195,25 +195,26 @@ class SeedGroup:
         return np.asarray(loss_sum) / n, np.asarray(correct) / n
 
     # -- the activation probe (bnlab.tools.probe) -----------------------------------------------
-    def attach_probe(self, spec, x):
-        """Record every seed's probe: the chosen layers' inputs on x's first images, in training
-        mode, at step 0 and every ``spec["every"]`` steps (one vmapped sub-model call)."""
+    def attach_probe(self, spec, arrays):
+        """Record every seed's probe (``spec``: a trial config's ``probe``; ``arrays``: split ->
+        (x, y)) at step 0 and every ``spec["every"]`` steps: one vmapped sub-model call."""
         spec = probe_tools.check_spec(spec)
-        chosen = probe_tools.resolve(self.model, spec["layers"])
+        chosen = probe_tools.resolve(self.model, spec["layers"], spec["unit"])
         inputs = precise.input_model(self.model, [layer for _, layer in chosen])
         where = {id(v): i for i, v in enumerate(self.model.trainable_variables)}
         trainable_at = [where[id(v)] for v in inputs.trainable_variables]
         where = {id(v): i for i, v in enumerate(self.model.non_trainable_variables)}
         non_trainable_at = [where[id(v)] for v in inputs.non_trainable_variables]
+        training = spec["mode"] == "training"
 
         def capture(trainable, non_trainable, x):
-            return inputs.stateless_call([trainable[i] for i in trainable_at],
-                                         [non_trainable[i] for i in non_trainable_at], x,
-                                         training=True)[0]
+            return precise.as_list(inputs.stateless_call(
+                [trainable[i] for i in trainable_at], [non_trainable[i] for i in non_trainable_at],
+                x, training=training)[0])
 
         self._capture = jax.jit(jax.vmap(capture, in_axes=(0, 0, None)))
-        self._probe_x = jnp.asarray(x[:probe_tools.PROBE_IMAGES], dtype="float32")
-        self.probes = [probe_tools.ProbeRecord([key for key, _ in chosen], spec["every"])
+        self._probe_x = jnp.asarray(probe_tools.probe_images(spec, arrays), dtype="float32")
+        self.probes = [probe_tools.ProbeRecord([key for key, _ in chosen], spec)
                        for _ in range(self.k)]
         self._probe_now()
 
@@ -221,13 +222,12 @@ class SeedGroup:
         """idx (S, K, B) cut after every step where a probe is due (all of it without a probe)."""
         if self.probes is None:
             return [idx]
-        every = self.probes[0].every
-        cuts = [s for s in range(1, len(idx)) if (self.step + s) % every == 0]
+        cuts = [s for s in range(1, len(idx)) if self.probes[0].due(self.step + s)]
         return np.split(idx, cuts)
 
     def _count_steps(self, steps):
         self.step += steps
-        if self.probes is not None and self.step % self.probes[0].every == 0:
+        if self.probes is not None and self.probes[0].due(self.step):
             self._probe_now()
 
     def _probe_now(self):
@@ -238,7 +238,9 @@ class SeedGroup:
 
     def train_steps(self, x_dev, y_dev, idx):
         """Steps on idx (K, S, B); returns the last batch's (x, y) per seed, shape (K, B, ...)."""
-        self.state, _, _ = self._train_steps(self.state, x_dev, y_dev, idx.transpose(1, 0, 2))
+        for segment in self._segments(idx.transpose(1, 0, 2)):
+            self.state, _, _ = self._train_steps(self.state, x_dev, y_dev, segment)
+            self._count_steps(len(segment))
         last = jnp.asarray(idx[:, -1])
         return x_dev[last], y_dev[last]
 
@@ -281,14 +283,15 @@ def run_group(configs, arrays, class_names, bar=None, save_models=None):
     With ``save_models`` (a folder) each seed's trained model is saved there as a Keras model."""
     config = configs[0]
     group = SeedGroup(configs)
-    (x, y), (xv, yv), (xt, yt) = (arrays[s] for s in ("train", "val", "test"))
     if config.get("probe"):
-        group.attach_probe(config["probe"], x)
-    y, yv, yt = (recipe.labels(config, v) for v in (y, yv, yt))
+        group.attach_probe(config["probe"], arrays)
+    labelled = {k: (x, recipe.labels(config, y)) for k, (x, y) in arrays.items()}
+    (x, y), (xv, yv), (xt, yt) = (labelled[s] for s in ("train", "val", "test"))
     x_dev, y_dev = jnp.asarray(x, dtype="float32"), jnp.asarray(y)
     histories = [[] for _ in configs]
     if config.get("steps"):
-        timing = _fit_steps(group, config, x_dev, y_dev, xv, yv, histories, bar)
+        test = (xt, yt) if measure.scores_test_curve(config) else None
+        timing = _fit_steps(group, config, x_dev, y_dev, xv, yv, histories, bar, test)
     else:
         timing = _fit_epochs(group, config, x_dev, y_dev, xv, yv, histories, bar)
     val_loss, val_acc = group.evaluate(xv, yv)
@@ -310,6 +313,8 @@ def run_group(configs, arrays, class_names, bar=None, save_models=None):
         if save_models is not None:
             results[i]["model_path"] = recipe.save_model(
                 group.keras_model(i), recipe.model_path(save_models, configs[i]))
+        if measure.after_wanted(config):  # last: it changes the model's moving statistics
+            results[i].update(measure.after(group.keras_model(i), config, labelled))
     return list(zip(histories, results))
 
 
@@ -332,16 +337,23 @@ def _fit_epochs(group, config, x_dev, y_dev, xv, yv, histories, bar):
     return recipe.epoch_timing(seconds)
 
 
-def _fit_steps(group, config, x_dev, y_dev, xv, yv, histories, bar):
+def _fit_steps(group, config, x_dev, y_dev, xv, yv, histories, bar, test=None):
     """Seed 003's loop for every seed at once: training-batch metrics every ``batch`` steps
-    (the last batch, in inference mode), validation every ``validation`` steps."""
+    (the last batch, in inference mode), validation every ``validation`` steps (and the test
+    split's metrics there too, given ``test`` = (x, y))."""
     every_batch, every_val = config["log_every"]["batch"], config["log_every"]["validation"]
     idx = np.stack([recipe.step_order(len(x_dev), config["batch_size"], config["steps"],
                                       c["seed"]) for c in group.configs])  # (K, steps, B)
-    val_loss, val_acc = group.evaluate(xv, yv)
-    for i, history in enumerate(histories):
-        history.append({"epoch": None, "step": 0, "seconds": 0.0,
-                        "val_loss": float(val_loss[i]), "val_accuracy": float(val_acc[i])})
+
+    def validation():
+        scores = {"val": group.evaluate(xv, yv)}
+        if test is not None:
+            scores["test"] = group.evaluate(*test)
+        return [{f"{split}_{name}": float(values[i]) for split, pair in scores.items()
+                 for name, values in zip(("loss", "accuracy"), pair)} for i in range(group.k)]
+
+    for history, row in zip(histories, validation()):
+        history.append({"epoch": None, "step": 0, "seconds": 0.0, **row})
     train_seconds, steps = 0.0, idx.shape[1]
     for start in range(0, steps, every_batch):
         chunk = idx[:, start:start + every_batch]
@@ -351,12 +363,13 @@ def _fit_steps(group, config, x_dev, y_dev, xv, yv, histories, bar):
         train_seconds += time.perf_counter() - t0
         step = start + chunk.shape[1]
         if recipe.validation_due(step, chunk.shape[1], every_val, steps):
-            names, (loss, acc) = ("val_loss", "val_accuracy"), group.evaluate(xv, yv)
+            rows = validation()
         else:
-            names, (loss, acc) = ("batch_loss", "batch_accuracy"), group.evaluate_own(x_last, y_last)
-        for i, history in enumerate(histories):
-            history.append({"epoch": None, "step": step, "seconds": train_seconds,
-                            names[0]: float(loss[i]), names[1]: float(acc[i])})
+            loss, acc = group.evaluate_own(x_last, y_last)
+            rows = [{"batch_loss": float(loss[i]), "batch_accuracy": float(acc[i])}
+                    for i in range(group.k)]
+        for history, row in zip(histories, rows):
+            history.append({"epoch": None, "step": step, "seconds": train_seconds, **row})
         if bar is not None:
             bar.update(chunk.shape[1])
     return {"train_seconds": train_seconds, "seconds_per_step": train_seconds / max(steps, 1)}

@@ -42,12 +42,12 @@ class Experiment:
     epochs: int | None = None
     steps: int | None = None  # step-based training (seed 003) instead of epochs
     comparisons: tuple[dict, ...] = ()  # {"a": arm, "b": arm, "question": "..."}
-    extras: tuple[str, ...] = ()  # "predictions" (seed 002), "single_sample" (seed 003)
+    # "predictions" (seed 002), "single_sample" (seed 003); bnlab.lab.measure's "test_curve",
+    # "precise_bn"
+    extras: tuple[str, ...] = ()
     log_every: dict = field(default_factory=dict)  # step-based: {"batch": 25, "validation": 100}
     source: str | None = None  # the TOML file of an experiment read from one
-    probe: dict | None = None  # bnlab.tools.probe: {"layers": [index, name or "bn"], "every": 50}
-    # bnlab.lab.measure.during: one unit's input at each validation point (ioffe-fig1)
-    unit_probe: dict | None = None  # {"activation": i, "unit": j, "images": n}
+    probe: dict | None = None  # bnlab.tools.probe's spec: {"layers": ["bn"], "every": 50, ...}
     quick: dict = field(default_factory=dict)  # --quick: {"steps", "limit", "seeds", "arms"}
 
     @property

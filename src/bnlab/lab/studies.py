@@ -2,7 +2,8 @@
 
     ioffe-fig1   Ioffe & Szegedy 2015, Fig. 1(a-c): a 3 × 100 sigmoid MLP, BN before each sigmoid
                  vs none; test accuracy against steps, and the 15/50/85th percentiles of one
-                 last-hidden-layer sigmoid's input over training (``Experiment.probe``).
+                 last-hidden-layer sigmoid's input over training (``Experiment.probe``,
+                 ``bnlab.tools.probe``).
     batch-size   Wu & He 2018 (Group Norm), Table/Fig. of error vs batch size, and Ioffe 2017
                  (Batch Renorm) at microbatches of 2: the study CNN with BN / renorm / ghost /
                  group / layer / none at batches 2..32, learning rate scaled linearly.
@@ -60,7 +61,11 @@ IOFFE_FIG1 = Experiment(
     steps=6000,
     comparisons=({"a": "bn", "b": "none", "question": "BN vs none"},),
     log_every={"batch": 100, "validation": 200},
-    unit_probe={"activation": 3, "unit": 0, "images": 1000},
+    extras=("test_curve",),
+    # unit 0 of the last hidden layer's sigmoid (the third Activation layer), at the validation
+    # points (every 200 steps)
+    probe={"layers": ["activation:-1"], "unit": 0, "mode": "inference", "split": "test",
+           "images": 1000, "every": 200},
     quick={"steps": 1200, "limit": 5000},
 )
 

@@ -101,14 +101,20 @@ def _fit_epochs(model, config, arrays, bar, callbacks=()):
 
 
 def _fit_steps(model, config, arrays, bar, callbacks=()):
-    """Seed 003's loop: training-batch metrics every 25 steps, validation every 100."""
+    """Seed 003's loop: training-batch metrics every 25 steps, validation every 100 (and the test
+    split's there too where ``measure.scores_test_curve``)."""
     (x, y), (xv, yv) = arrays["train"], arrays["val"]
     every_batch = config["log_every"]["batch"]
     every_val = config["log_every"]["validation"]
     order = recipe.step_order(len(x), config["batch_size"], config["steps"], config["seed"])
-    val_loss, val_acc = _evaluate(model, xv, yv)
-    rows = [{"epoch": None, "step": 0, "seconds": 0.0, "val_loss": val_loss,
-             "val_accuracy": val_acc, **measure.during(model, config, arrays)}]
+
+    def validation():
+        row = dict(zip(("val_loss", "val_accuracy"), _evaluate(model, xv, yv)))
+        if measure.scores_test_curve(config):
+            row.update(zip(("test_loss", "test_accuracy"), _evaluate(model, *arrays["test"])))
+        return row
+
+    rows = [{"epoch": None, "step": 0, "seconds": 0.0, **validation()}]
     train_seconds = 0.0
     for start in range(0, len(order), every_batch):
         chunk = order[start:start + every_batch]
@@ -119,8 +125,7 @@ def _fit_steps(model, config, arrays, bar, callbacks=()):
         step = start + len(chunk)
         row = {"epoch": None, "step": step, "seconds": train_seconds}
         if recipe.validation_due(step, len(chunk), every_val, len(order)):
-            row["val_loss"], row["val_accuracy"] = _evaluate(model, xv, yv)
-            row.update(measure.during(model, config, arrays))
+            row.update(validation())
             bar.set_postfix(val_acc=f"{row['val_accuracy']:.4f}")
         else:  # the last training batch, scored in inference mode as the seed does
             row["batch_loss"], row["batch_accuracy"] = _evaluate(model, x[chunk[-1]], y[chunk[-1]])
@@ -140,8 +145,7 @@ def run_trial(config, arrays, class_names, *, progress=True, save_models=None):
     total, trainable, non_trainable = models.count_params(model)
     probe = None
     if config.get("probe"):  # the activation probe of bnlab.tools.probe, on a fixed batch
-        spec = probe_tools.check_spec(config["probe"])
-        probe = probe_tools.ActivationProbe(spec["layers"], spec["every"], labelled["train"][0])
+        probe = probe_tools.ActivationProbe.from_spec(config["probe"], labelled)
     callbacks = [probe] if probe else []
     length = config.get("steps") or config["epochs"]
     desc = f"{config['arm']} seed {config['seed']}"

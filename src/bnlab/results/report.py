@@ -253,6 +253,14 @@ def _final_figure(arms: list[Arm], confidence: float = 0.95):
     return fig
 
 
+def probe_setting(record: Mapping) -> str:
+    """How a probe record (bnlab.tools.probe) was taken, in words."""
+    unit = "all values" if record.get("unit") is None else f"unit {record['unit']}"
+    return (f"{unit} of the layer's input on the first {record.get('images', 256)} "
+            f"{record.get('split', 'train')} images, {record.get('mode', 'training')} mode, at "
+            f"step 0 and every {record['every']} steps")
+
+
 def _probe_figure(arms: list[Arm]):
     """The activation probe (bnlab.tools.probe) of each arm's first seed that has one: per probed
     layer, the median of its input over training steps, between the 15th and 85th percentiles
@@ -422,9 +430,11 @@ def _blocks(store: Store, experiment: Any, arms: list[Arm], figures: dict[str, s
     if "final_accuracy" in figures:
         out.append(("img", figures["final_accuracy"], "final accuracy per arm and seed"))
     if "probe" in figures:
+        records = [t.results["probe"] for a in arms for t in a.trials if t.results.get("probe")]
+        settings = "; ".join(dict.fromkeys(probe_setting(r) for r in records))
         out += [("h2", "Activation distributions"),
-                ("p", "The probed layers' inputs on a fixed batch in training mode: median, "
-                      "and 15th to 85th percentile, for each arm's first seed."),
+                ("p", f"The probed layers' inputs ({settings}): median, and 15th to 85th "
+                      "percentile, for each arm's first seed."),
                 ("img", figures["probe"], "activation percentiles over training")]
     figures_of_seeds = _field(experiment, "seed_figures") or []
     if figures_of_seeds:

@@ -17,6 +17,7 @@ import platform
 import matplotlib.pyplot as plt
 import numpy as np
 
+from bnlab.results.report import probe_setting
 from bnlab.results.stats import fmt_ci, mean_ci
 
 IOFFE_2015 = ("Ioffe & Szegedy 2015, Fig. 1 (MNIST, 3 × 100 sigmoid, batch 60, 50,000 steps): "
@@ -70,9 +71,21 @@ def _by_name(arms):
 
 
 # ------------------------------------------------------------------------------ ioffe-fig1
+def _probed(trial):
+    """(steps, p15, p50, p85, record) of the trial's one-layer probe (bnlab.tools.probe)."""
+    record = trial.results.get("probe")
+    if not record or len(record["layers"]) != 1:
+        return None
+    (values,) = record["layers"].values()
+    return (np.asarray(record["steps"]), *np.asarray(values, dtype=float).T, record)
+
+
 def ioffe_fig1(arms, save, confidence):
     arms = _by_name(arms)
     if not {"bn", "none"} <= set(arms):
+        return []
+    probed = {name: [p for p in map(_probed, arms[name].trials) if p] for name in ("bn", "none")}
+    if not all(probed.values()):
         return []
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for name, colour in (("bn", "tab:blue"), ("none", "tab:red")):
@@ -81,9 +94,9 @@ def ioffe_fig1(arms, save, confidence):
     axes[0].set(title="(a) test accuracy", xlabel="step", ylabel="accuracy")
     axes[0].legend()
     for ax, name, letter in ((axes[1], "none", "b"), (axes[2], "bn", "c")):
-        for q, style in (("p15", ":"), ("p50", "-"), ("p85", "--")):
-            _plot_curve(ax, arms[name].histories[:1], q, color="black", ls=style,
-                        label=f"{q[1:]}th percentile")
+        steps, *percentiles, _ = probed[name][0]
+        for q, values, style in zip((15, 50, 85), percentiles, (":", "-", "--")):
+            ax.plot(steps, values, color="black", ls=style, label=f"{q}th percentile")
         ax.set(title=f"({letter}) {arms[name].label}, seed {arms[name].trials[0].seed}",
                xlabel="step", ylabel="sigmoid input")
         ax.legend(fontsize=8)
@@ -95,18 +108,18 @@ def ioffe_fig1(arms, save, confidence):
     rows = []
     for name in ("bn", "none"):
         arm = arms[name]
-        medians = [np.ptp([r["p50"] for r in h if "p50" in r]) for h in arm.histories]
-        spread = [[r["p85"] - r["p15"] for r in h if "p50" in r] for h in arm.histories]
+        medians = [np.ptp(p50) for _, _, p50, _, _ in probed[name]]
+        spread = [p85 - p15 for _, p15, _, p85, _ in probed[name]]
         rows.append([arm.label, str(len(arm.trials)),
                      fmt_ci(*mean_ci(_values(arm, "test_accuracy"), confidence)),
                      fmt_ci(*mean_ci(medians, confidence), 3),
-                     fmt_ci(*mean_ci([s[1] for s in spread], confidence), 3),
+                     fmt_ci(*mean_ci([s[min(1, len(s) - 1)] for s in spread], confidence), 3),
                      fmt_ci(*mean_ci([s[-1] for s in spread], confidence), 3)])
     return [
         ("h2", "Study: the shape of Ioffe & Szegedy's Fig. 1"),
         ("list", [machine(), "paper: " + IOFFE_2015,
                   "ours: Fashion-MNIST (harder than MNIST: lower accuracies), fewer steps, our "
-                  "stated learning rate; percentiles over 1000 test images in inference mode; "
+                  f"stated learning rate; percentiles of {probe_setting(probed['bn'][0][-1])}; "
                   "(a): mean over seeds (band: 95% CI of the mean); (b, c): one network (the "
                   "first seed), as the paper shows one; the table: over seeds"]),
         ("img", figure, "test accuracy and the sigmoid input's percentiles against steps"),

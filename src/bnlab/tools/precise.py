@@ -49,9 +49,15 @@ def bn_layers(model):
 
 
 def input_model(model, layers):
-    """A sub-model from the model's input to the input tensor of each of ``layers``."""
+    """A sub-model from the model's input to the input tensor of each of ``layers`` (its outputs:
+    see ``as_list``)."""
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     return keras.Model(inputs, [layer.input for layer in layers])
+
+
+def as_list(outputs):
+    """An ``input_model``'s outputs as a list: Keras gives a one-layer sub-model's as a tensor."""
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
 
 def layer_inputs(model, probe, x, *, training):
@@ -59,7 +65,7 @@ def layer_inputs(model, probe, x, *, training):
     side effects on the model's state (moving statistics, random generators) are undone."""
     saved = [v.numpy() for v in model.non_trainable_variables]
     try:
-        outputs = probe(x, training=training)
+        outputs = as_list(probe(x, training=training))
     finally:
         for variable, value in zip(model.non_trainable_variables, saved):
             variable.assign(value)
