@@ -41,6 +41,11 @@ EVAL_BATCH_SIZE = 500
 # K seeds of LeNet or of the study CNN cost K times one seed (measured, docs/performance.md).
 VECTORIZED_MODELS = ("mlp", "deep-mlp", "sigmoid-mlp")
 
+# Conv models' steps per compiled call (``SeedGroup._unrolled``): the steps are written out one
+# after the other, so no while loop slows the convolutions and Python is called once per UNROLL
+# steps, not once a step (measured in bench/tried.md).
+UNROLL = 8
+
 
 def supported(config):
     """Whether ``bnlab run`` trains ``config``'s seeds together by default: dense models on JAX."""
@@ -87,7 +92,10 @@ class SeedGroup:
         step = self._each_seed(self._step)
         self._train_step = jax.jit(step, donate_argnums=0)
         if self.convolutional:
-            self._train_steps = self._loop(jax.jit(self._gathered(step), donate_argnums=0))
+            one = self._gathered(step)
+            self._train_steps = self._loop(jax.jit(one, donate_argnums=0),
+                                           jax.jit(self._unrolled(one, UNROLL), donate_argnums=0),
+                                           UNROLL)
         else:
             self._train_steps = jax.jit(self._scan(step), donate_argnums=0)
         self._eval_shared = jax.jit(jax.vmap(self._eval, in_axes=(0, 0, None, None)))
@@ -161,13 +169,31 @@ class SeedGroup:
         return steps
 
     @staticmethod
-    def _loop(one_step):
-        """``_scan``'s signature and answer, as a Python loop of compiled steps (``idx``: a
-        NumPy array, each step's indices sent to the device as that step is called)."""
+    def _unrolled(one_step, n):
+        """n steps of ``one_step`` written out one after the other in one program (no while loop:
+        idx (n, K, B)); returns (state, (loss sums, corrects)) summed over the n steps."""
         def steps(state, x_all, y_all, idx):
             losses, corrects = [], []
-            for idx_t in idx:
-                state, (loss_sum, correct) = one_step(state, x_all, y_all, idx_t)
+            for t in range(n):
+                state, (loss_sum, correct) = one_step(state, x_all, y_all, idx[t])
+                losses.append(loss_sum)
+                corrects.append(correct)
+            return state, (jnp.stack(losses).sum(0), jnp.stack(corrects).sum(0))
+
+        return steps
+
+    @staticmethod
+    def _loop(one_step, chunk_steps, n):
+        """``_scan``'s signature and answer, as a Python loop of compiled calls: ``chunk_steps``
+        (``_unrolled``: n steps in one call) while n steps remain, then ``one_step`` (``idx``: a
+        NumPy array, each call's indices sent to the device as it is called)."""
+        def steps(state, x_all, y_all, idx):
+            losses, corrects = [], []
+            full = len(idx) - len(idx) % n
+            calls = [(chunk_steps, idx[s:s + n]) for s in range(0, full, n)]
+            calls += [(one_step, idx_t) for idx_t in idx[full:]]
+            for call, part in calls:
+                state, (loss_sum, correct) = call(state, x_all, y_all, part)
                 losses.append(loss_sum)
                 corrects.append(correct)
             return state, jnp.stack(losses).sum(0), jnp.stack(corrects).sum(0)
