@@ -250,21 +250,21 @@ def test_run_trials_together_trains_a_conv_arm_as_one_group(tmp_path, fashion_mn
 
 
 def test_unrolled_conv_steps_equal_one_step_calls(monkeypatch, fashion_mnist):
-    """A conv model's chunk of UNROLL steps written out in one program (``SeedGroup._unrolled``)
-    is the same arithmetic as UNROLL calls of the one-step program: 11 steps = one chunk of 8 and
-    3 single steps, against 11 single steps."""
+    """A conv model's chunk of steps written out in one program (``SeedGroup._unrolled``) is the
+    same arithmetic as calls of the one-step program: with UNROLL = 16 and two seeds, 11 steps =
+    one chunk of 8 and 3 single steps, against 11 single steps."""
     configs = configs_for("batch-size", "bn-b8", (1, 2), epochs=1, limit=200)
     arrays, _ = recipe.load_data(configs[0])
     x, y = (np.asarray(a) for a in arrays["train"])
     idx = np.stack([np.random.default_rng(s).permutation(len(x))[:11 * 8].reshape(11, 8)
                     for s in (1, 2)])  # (K, S, B)
     states = {}
-    for unroll in (8, 1):
+    for unroll in (16, 1):
         monkeypatch.setattr(multiseed, "UNROLL", unroll)
         group = multiseed.SeedGroup(configs)
         group.train_steps(x, y, idx)
         states[unroll] = group.state
-    for a, b in zip(*(jax_leaves(states[u]) for u in (8, 1))):
+    for a, b in zip(*(jax_leaves(states[u]) for u in (16, 1))):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 

@@ -41,9 +41,10 @@ EVAL_BATCH_SIZE = 500
 # K seeds of LeNet or of the study CNN cost K times one seed (measured, docs/performance.md).
 VECTORIZED_MODELS = ("mlp", "deep-mlp", "sigmoid-mlp")
 
-# Conv models' steps per compiled call (``SeedGroup._unrolled``): the steps are written out one
-# after the other, so no while loop slows the convolutions and Python is called once per UNROLL
-# steps, not once a step (measured in bench/tried.md).
+# Conv models' seed-steps per compiled call (``SeedGroup._unrolled``): UNROLL // K steps of the K
+# seeds, written out one after the other, so no while loop slows the convolutions and Python is
+# called once per call, not once a step. One seed gains 12-25% at batches 2-8; five LeNet seeds
+# gain nothing, and the program's compile time grows with K × steps (bench/tried.md).
 UNROLL = 8
 
 
@@ -93,9 +94,10 @@ class SeedGroup:
         self._train_step = jax.jit(step, donate_argnums=0)
         if self.convolutional:
             one = self._gathered(step)
+            unroll = max(1, UNROLL // self.k)  # K seeds side by side already fill a call
             self._train_steps = self._loop(jax.jit(one, donate_argnums=0),
-                                           jax.jit(self._unrolled(one, UNROLL), donate_argnums=0),
-                                           UNROLL)
+                                           jax.jit(self._unrolled(one, unroll), donate_argnums=0),
+                                           unroll)
         else:
             self._train_steps = jax.jit(self._scan(step), donate_argnums=0)
         self._eval_shared = jax.jit(jax.vmap(self._eval, in_axes=(0, 0, None, None)))
