@@ -1,7 +1,8 @@
 """Head to head: bnlab's default path against its peers, whole processes alternated.
 
     python bench/alternate.py [--sides bnlab,keras-jax,torch] [--rounds 3]
-        [--experiments a,b] [--arms a,b] [--blocks 3] [--quick]   (prints JSON on its last line)
+        [--experiments a,b] [--arms a,b] [--blocks 3] [--quick] [--path auto|together]
+        (prints JSON on its last line; --path: bnlab's, see bench/steps.py)
 
 Each round runs one fresh process per side (bench/steps.py), one after another, so that each
 framework has the cores to itself: no second runtime's threads in the process (what slowed
@@ -63,6 +64,8 @@ def main(argv):
     parser.add_argument("--arms", help="comma-separated arms of the experiments (default all)")
     parser.add_argument("--blocks", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="3 steps a block, 2 rounds")
+    parser.add_argument("--path", choices=("auto", "together"), default="auto",
+                        help="bnlab's path (bench/steps.py; default auto)")
     args = parser.parse_args(argv)
     sides = [s for s in args.sides.split(",") if s]
     if sides[:1] != ["bnlab"] or len(sides) < 2 or not set(sides) <= set(SIDES):
@@ -70,7 +73,7 @@ def main(argv):
     if args.rounds < 2:
         parser.error("--rounds must be at least 2 (a spread needs two rounds)")
     rounds = 2 if args.quick else args.rounds
-    child_args = ["--experiments", args.experiments, "--blocks", args.blocks]
+    child_args = ["--experiments", args.experiments, "--blocks", args.blocks, "--path", args.path]
     child_args += ["--quick"] if args.quick else []
     child_args += ["--arms", args.arms] if args.arms else []
     rows = summarize(run_rounds(sides, rounds, child_args))

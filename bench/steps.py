@@ -1,7 +1,8 @@
 """Steady-state milliseconds per training step of the experiments' arms on ONE side, in this process.
 
     python bench/steps.py --side {bnlab,keras-jax,keras-tf,torch} [--experiments a,b]
-        [--arms a,b] [--blocks 3] [--quick] [--torch-threads N] [--jax-first]
+        [--arms a,b] [--blocks 3] [--quick] [--path auto|together] [--torch-threads N]
+        [--jax-first]
 
 The child of bench/alternate.py: one framework alone in a fresh process, so that no other
 runtime's thread pool shares the cores with it (the flaw of the old one-process pairing; see
@@ -26,6 +27,9 @@ Sides:
 Both Keras sides call ``fit`` once per block (``epochs=1, shuffle=False``): the harness is the
 same, only the model and XLA's options differ. JAX's compilation cache is on for both JAX sides
 (it shortens compiling, never a step).
+
+``--path together`` times bnlab's seeds-together path (``bnlab run --path together``) for every
+arm, the conv models included, instead of the default path's choice; other sides ignore it.
 
 ``--jax-first`` and ``--torch-threads`` exist for the experiments of bench/tried.md: with
 ``--side torch --jax-first`` the process trains a block of bnlab's model on JAX right before each
@@ -115,11 +119,11 @@ def scan_block(config, x, y):
     return block
 
 
-def bnlab_block(config, x, y):
-    """(path, block) of bnlab's default path for one seed of ``config``."""
+def bnlab_block(config, x, y, path="auto"):
+    """(path, block) of bnlab's ``path`` ("auto": the default) for one seed of ``config``."""
     from bnlab.lab import train
 
-    if train.trains_together(config, "auto"):  # the choice `bnlab run` makes
+    if train.trains_together(config, path):  # the choice `bnlab run --path PATH` makes
         return "jax-scan", scan_block(config, x, y)
     return "keras-fit", keras_block(config, "bnlab", x, y)
 
@@ -177,6 +181,8 @@ def main(argv):
     parser.add_argument("--quick", action="store_true", help="3 steps a block: checks it runs")
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="torch.set_num_threads (default: the number of cores)")
+    parser.add_argument("--path", choices=("auto", "together"), default="auto",
+                        help="bnlab's path (default: auto, bnlab run's default)")
     parser.add_argument("--jax-first", action="store_true",
                         help="with --side torch: a block of bnlab's model on JAX (untimed) "
                              "right before each timed PyTorch block, in this process")
@@ -212,7 +218,7 @@ def main(argv):
                 before()  # compiled before the timing
             block = torch_block(config, x, y)
         elif args.side == "bnlab":
-            path, block = bnlab_block(config, x, y)
+            path, block = bnlab_block(config, x, y, args.path)
         else:
             block = keras_block(config, args.side, x, y)
         blocks_ms = time_block(block, args.blocks, steps, before)

@@ -88,3 +88,19 @@ def test_each_side_is_checked_against_its_epoch_table_step():
     table = tables.alternate_table(results)
     assert table[0].endswith("| bnlab: ÷ its epoch-table step | torch: ÷ its epoch-table step |")
     assert table[2].endswith("| 1.10 | — |")
+
+
+def test_path_together_times_the_seeds_together_path_of_a_conv_arm():
+    import numpy as np
+
+    import steps
+    from bnlab.lab import experiments
+
+    experiment = experiments.get("batch-size")
+    config = experiments.trial_config(experiment, experiment.arm("bn-b8"), 1, epochs=1)
+    x = np.random.default_rng(0).random((16, 28, 28, 1), dtype="float32")
+    y = np.arange(16) % 10
+    assert steps.bnlab_block(config, x, y)[0] == "keras-fit"  # bnlab run's default for a CNN
+    path, block = steps.bnlab_block(config, x, y, "together")
+    assert path == "jax-scan"
+    block()  # two steps of batch 8
