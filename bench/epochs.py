@@ -208,7 +208,10 @@ def main(argv):
     from bnlab.lab import experiments, recipe, train
 
     if args.path == "bnlab":  # XLA's options as `bnlab run` picks them for these trials
-        train.configure_xla(vectorized=bool(args.multi))
+        from bnlab.models import CONVOLUTIONAL
+
+        train.configure_xla(vectorized=bool(args.multi),
+                            convolutional=experiments.get(args.experiment).model in CONVOLUTIONAL)
 
     backend = "torch-eager"
     if args.path != "torch":

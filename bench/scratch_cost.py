@@ -40,12 +40,13 @@ def measure(models, builders, kind, reps, quick):
     ``reps`` ABBA pairs. Returns one row per model, ``ratio`` = first builder / second."""
     import keras
 
-    from bnlab.lab import experiments, multiseed
+    from bnlab.lab import experiments
+    from bnlab.models import CONVOLUTIONAL
 
     rows = []
     for experiment_name, arm_name in models:
         experiment = experiments.get(experiment_name)
-        if (experiment.model in multiseed.VECTORIZED_MODELS) != (kind == "dense"):
+        if (experiment.model in CONVOLUTIONAL) != (kind == "conv"):
             continue
         base = experiments.trial_config(experiment, experiment.arm(arm_name), 1,
                                         dataset="fashion_mnist", epochs=1)
@@ -73,7 +74,7 @@ def setup(kind):
     import bnlab  # noqa: F401  (the default backend, as bnlab run picks it)
     from bnlab.lab import train
 
-    train.configure_xla(vectorized=kind == "dense")
+    train.configure_xla(vectorized=kind == "dense", convolutional=kind == "conv")
     train.enable_compilation_cache()
 
 

@@ -17,7 +17,9 @@ Sides:
              backend bnlab picks (JAX), XLA's options from ``bnlab.lab.train.configure_xla``, and
              the training loop ``bnlab run`` picks: a block's steps inside one compiled
              ``lax.scan`` (``bnlab.lab.multiseed``, one seed) where ``train.trains_together``
-             says so, Keras ``fit`` otherwise. Run this process without KERAS_BACKEND.
+             says so, Keras ``fit`` otherwise. Run this process without KERAS_BACKEND. XLA's
+             options differ for conv models, so given both kinds of experiment it times each
+             kind in a child process of its own (``by_kind``) and answers for both.
   keras-jax  what a Keras user would write first: the same architecture in Keras's own layers
              (``keras.layers.Conv2D``, ``MaxPooling2D``, ``BatchNormalization`` for every BN arm,
              bnlab's from-scratch BN included), ``fit`` on Keras 3 on JAX with XLA's default
@@ -44,7 +46,7 @@ import os
 import sys
 import time
 
-from common import emit, log, median, training_block
+from common import child_env, emit, log, median, run_child, training_block
 
 EXPERIMENTS = ("bn-placement", "lenet-bn", "deep-mlp", "deep-cnn")
 STEPS = {"mlp": 200, "deep-mlp": 200, "lenet": 60, "deep-cnn": 15,  # ≈ 0.2-0.5 s a block
@@ -159,6 +161,19 @@ def time_block(block, blocks, steps, before=None):
     return out
 
 
+def by_kind(names):
+    """The experiments ``names`` as [(convolutional, [names])], the MLPs first, no empty group.
+    ``bnlab run`` sets XLA up differently for conv models (``bnlab.lab.train.configure_xla``),
+    once a process, so the bnlab side times each kind in a process of its own."""
+    from bnlab.lab import experiments
+    from bnlab.models import CONVOLUTIONAL
+
+    groups = {False: [], True: []}
+    for name in names:
+        groups[experiments.get(name).model in CONVOLUTIONAL].append(name)
+    return [(conv, group) for conv, group in groups.items() if group]
+
+
 def configs(names, quick, arms=None):
     from bnlab.lab import experiments
 
@@ -195,13 +210,23 @@ def main(argv):
     import bnlab  # noqa: F401  (picks the default backend when KERAS_BACKEND is unset)
     from bnlab.lab import train
 
+    kinds = by_kind(names)
+    if args.side == "bnlab" and len(kinds) > 1:  # XLA's options differ by kind, once a process
+        rows = []
+        for _, kind_names in kinds:
+            rows += run_child("steps.py", [*argv, "--experiments", ",".join(kind_names)],
+                              env=child_env())["rows"]
+        rows.sort(key=lambda row: names.index(row["experiment"]))  # stable: arms keep their order
+        emit({"side": args.side, "backend": "jax", "rows": rows})
+        return 0
     backend = "torch-eager"
     if args.side != "torch" or args.jax_first:
         import keras
 
         backend = keras.backend.backend() if args.side != "torch" else "torch-eager"
         if args.side == "bnlab":
-            train.configure_xla(vectorized=False)  # one seed, as `bnlab run --seeds 1`
+            # one seed, as `bnlab run --seeds 1` sets XLA up for these experiments
+            train.configure_xla(vectorized=False, convolutional=any(conv for conv, _ in kinds))
         train.enable_compilation_cache()
     if args.side == "torch":
         import torch

@@ -152,6 +152,32 @@ def test_configure_xla_turns_ynnpack_off_only_for_one_seed_at_a_time(monkeypatch
     assert os.environ["XLA_FLAGS"] == YNNPACK_OFF
 
 
+@pytest.mark.parametrize("vectorized", [False, True])
+def test_configure_xla_gives_conv_models_ynnpack_reductions(monkeypatch, vectorized):
+    from bnlab.lab.train import YNNPACK_REDUCTIONS, configure_xla
+
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    configure_xla(vectorized=vectorized, convolutional=True)
+    expected = YNNPACK_REDUCTIONS if keras.backend.backend() == "jax" else None
+    assert os.environ.get("XLA_FLAGS") == expected
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=")
+    configure_xla(vectorized=vectorized, convolutional=True)  # the user's own choice is kept
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_experimental_ynn_fusion_type="
+
+
+def test_trains_convolutions_reads_the_model_names():
+    from bnlab.lab import experiments
+    from bnlab.lab.train import trains_convolutions
+
+    def config(name):
+        experiment = experiments.get(name)
+        return experiments.trial_config(experiment, experiment.arms[0], 1, epochs=1)
+
+    assert not trains_convolutions([config("bn-placement"), config("ioffe-fig1")])
+    assert trains_convolutions([config("bn-placement"), config("lenet-bn")])
+    assert trains_convolutions([config("batch-size")]) and trains_convolutions([config("deep-cnn")])
+
+
 def test_validation_is_due_where_a_chunk_reaches_a_multiple_of_its_interval():
     """Logging chunks of 100 steps with validation every 170 (the batch-size study at batch 32,
     whose intervals scale with the batch size): validation after the chunks that pass 170, 340,

@@ -322,3 +322,4 @@ def count_params(model):
 
 BUILDERS = {"mlp": _mlp, "deep-mlp": _deep_mlp, "lenet": _lenet, "deep-cnn": _deep_cnn,
             "study-cnn": _study_cnn, "sigmoid-mlp": _sigmoid_mlp}
+CONVOLUTIONAL = ("lenet", "deep-cnn", "study-cnn")  # the models with convolutions

@@ -37,9 +37,12 @@ EVAL_BATCH_SIZE = 500
 
 # Models ``bnlab run`` trains together by default: those for which it is faster than K fit runs.
 # Any model and norm can be trained together (``--path together``; the tests hold every norm, the
-# conv models included, against fit), but for convolutions it is not faster on XLA's CPU backend:
-# K seeds of LeNet or of the study CNN cost K times one seed (measured, docs/performance.md).
-VECTORIZED_MODELS = ("mlp", "deep-mlp", "sigmoid-mlp")
+# conv models included, against fit). Of the conv models only the batch-size study's small CNN
+# gains, at the study's small batches (24 Nov, YNNPACK's reductions on: one seed at batch 8, 0.64
+# against 0.80 ms a step with fit; three seeds together, 1.56-1.58 ms a step, 0.52 a seed). Five
+# LeNet seeds together cost about 5.5 times one seed, and the deep CNN's unrolled program would
+# compile for minutes: those two stay on fit (bench/tried.md).
+VECTORIZED_MODELS = ("mlp", "deep-mlp", "sigmoid-mlp", "study-cnn")
 
 # Conv models' seed-steps per compiled call (``SeedGroup._unrolled``): UNROLL // K steps of the K
 # seeds, written out one after the other, so no while loop slows the convolutions and Python is
@@ -49,7 +52,8 @@ UNROLL = 8
 
 
 def supported(config):
-    """Whether ``bnlab run`` trains ``config``'s seeds together by default: dense models on JAX."""
+    """Whether ``bnlab run`` trains ``config``'s seeds together by default (VECTORIZED_MODELS, on
+    JAX)."""
     return keras.backend.backend() == "jax" and config["model"]["name"] in VECTORIZED_MODELS
 
 

@@ -17,8 +17,8 @@ import traceback
 from tqdm.auto import tqdm
 
 from bnlab.lab import executors
-from bnlab.lab.train import (PATHS, configure_xla, enable_compilation_cache, trains_together,
-                             work_units)
+from bnlab.lab.train import (PATHS, configure_xla, enable_compilation_cache, trains_convolutions,
+                             trains_together, work_units)
 
 POLL_SECONDS = 2.0  # how often a run waiting on other processes' trials looks at the store again
 
@@ -55,7 +55,8 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
         log(f"{skipped} of {len(configs)} trials already finished in {store.path}; "
             f"running the {len(todo)} missing" + (" (use --force to rerun them)" if todo else ""))
     queue = work_units(todo, path)
-    configure_xla(vectorized=any(len(group) > 1 for group in queue))
+    configure_xla(vectorized=any(len(group) > 1 for group in queue),
+                  convolutional=trains_convolutions(todo))
     forced = {store.trial_id(c) for c in todo} if force else set()
     in_flight, waiting, done, announced = {}, [], [], 0
     with tqdm(total=len(todo), desc="trials", unit="trial", disable=not progress or not todo,
