@@ -71,8 +71,7 @@ def ioffe_config(arm, steps=30):
 def test_ioffe_probe_is_the_same_on_both_paths(arm, layer, fashion_mnist):
     """ioffe-fig1's probe (unit 0 of the last sigmoid's input, the test split, inference mode)
     and its test accuracy at the validation points, recorded by fit and by the seeds-together
-    program (called directly: the sigmoid MLP is not among the models trained together by
-    default) for the same config and seed, agree to round-off."""
+    program (called directly) for the same config and seed, agree to round-off."""
     config = ioffe_config(arm)
     arrays, class_names = recipe.load_data(config)
     fit_history, fit = train.run_trial(config, arrays, class_names, progress=False)
