@@ -59,8 +59,8 @@ def configure_xla(vectorized, convolutional=False):
 
     - ``convolutional`` (the process trains a conv model): YNNPACK for reductions only
       (``YNNPACK_REDUCTIONS``). XLA's own CPU code reduces a conv layer's (N, H, W, C) tensor
-      over N, H, W at a few GFLOP/s, and a batch norm takes five such reductions a step
-      (statistics, their gradients, γ's and β's): half of the study CNN's step at batch 8.
+      over N, H, W at 1-2 G elements a second, and a batch norm takes five such reductions a
+      step (statistics, their gradients, γ's and β's): half of the study CNN's step at batch 8.
       YNNPACK's reductions cut that step from 1.21 to 0.80 ms with ``fit`` (1.09 to 0.64 with
       the seeds-together path), LeNet's from 2.59-3.39 to 2.38-3.15 (24 Nov, alternated).
     - dense models, seeds together (``vectorized``): jaxlib's default, YNNPACK's matrix
