@@ -211,3 +211,12 @@ def test_study_cnn_shapes():
     assert [c.filters for c in convs] == list(STUDY_CHANNELS)
     assert [c.output.shape[1:] for c in convs] == [(28, 28, 16), (14, 14, 32), (7, 7, 64)]
     assert model.output_shape == (None, 10) and models.LOSSES["study-cnn"]
+
+
+@pytest.mark.parametrize("name", sorted(models.BUILDERS))
+def test_the_convolutional_models_are_those_with_a_conv_layer(name):
+    """``models.CONVOLUTIONAL`` (which picks XLA's options and multiseed's conv path) names
+    exactly the models that have a ``Conv2D``."""
+    model = models.build(name, norm="none")
+    has_conv = any(isinstance(layer, keras.layers.Conv2D) for layer in model.layers)
+    assert (name in models.CONVOLUTIONAL) == has_conv

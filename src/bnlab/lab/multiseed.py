@@ -40,7 +40,7 @@ EVAL_BATCH_SIZE = 500
 # conv models included, against fit). Of the conv models only the batch-size study's small CNN
 # gains, at the study's small batches (24 Nov, YNNPACK's reductions on: one seed at batch 8, 0.64
 # against 0.80 ms a step with fit; three seeds together, 1.56-1.58 ms a step, 0.52 a seed). Five
-# LeNet seeds together cost about 5.5 times one seed, and the deep CNN's unrolled program would
+# LeNet seeds together cost 4.0 times one seed with fit, and the deep CNN's unrolled program would
 # compile for minutes: those two stay on fit (bench/tried.md).
 VECTORIZED_MODELS = ("mlp", "deep-mlp", "sigmoid-mlp", "study-cnn")
 
@@ -55,15 +55,6 @@ def supported(config):
     """Whether ``bnlab run`` trains ``config``'s seeds together by default (VECTORIZED_MODELS, on
     JAX)."""
     return keras.backend.backend() == "jax" and config["model"]["name"] in VECTORIZED_MODELS
-
-
-def convolutional(model):
-    """Whether ``model`` has a convolution (then steps and seeds are looped, not scanned/vmapped)."""
-    def layers(layer):
-        yield layer
-        for inner in getattr(layer, "layers", ()):
-            yield from layers(inner)
-    return any(isinstance(layer, keras.layers.Conv2D) for layer in layers(model))
 
 
 class SeedGroup:
@@ -93,7 +84,7 @@ class SeedGroup:
         self.state = (stacked(lambda m: m.trainable_variables),
                       stacked(lambda m: m.non_trainable_variables),
                       stacked(lambda m: m.optimizer.variables))
-        self.convolutional = convolutional(self.model)
+        self.convolutional = configs[0]["model"]["name"] in models.CONVOLUTIONAL
         step = self._each_seed(self._step)
         self._train_step = jax.jit(step, donate_argnums=0)
         if self.convolutional:
