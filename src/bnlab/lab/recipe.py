@@ -12,7 +12,8 @@ import keras
 import numpy as np
 
 from bnlab import data as bndata
-from bnlab import models
+from bnlab import models, paths
+from bnlab.results.store import Store
 
 CONV_MODELS = ("lenet", "deep-cnn", "study-cnn")
 
@@ -129,19 +130,26 @@ def single_sample_accuracy(predict, x, y, count=100):
 
 
 def model_path(folder, config):
-    """Where ``bnlab run --save-models`` keeps a trial's model: ``folder/ARM-sSEED.keras``."""
-    return Path(folder) / f"{config['arm']}-s{config['seed']}.keras"
+    """Where ``bnlab run --save-models`` keeps a trial's model: ``folder/ARM-sSEED-ID.keras``, ID
+    the trial's id (``Store.trial_id``), so trials of one arm and seed at other settings keep a
+    model each; resolved, so the path the store records is found from any working folder."""
+    name = f"{paths.check_name(config['arm'], 'arm name')}-s{config['seed']}-" \
+           f"{Store.trial_id(config)}.keras"
+    return paths.inside(folder, name)
 
 
 def save_model(model, path):
-    """Save ``model`` as a ``.keras`` file, whole or not at all (a temporary file, then renamed);
-    returns the path as a string."""
+    """Save ``model`` as a ``.keras`` file, whole or not at all (a temporary file, then renamed),
+    where its folder's manifest allows (``bnlab.paths.Manifest``); returns the path as a string."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    owned = paths.Manifest(path.parent)
+    path = owned.target(path.name)
     partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.keras")
     try:
         model.save(partial)
         os.replace(partial, path)
+        owned.wrote(path.name)
     finally:
         partial.unlink(missing_ok=True)
     return str(path)
