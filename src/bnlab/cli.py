@@ -15,6 +15,7 @@ User errors (unknown names, bad or missing data, a broken store) print one line 
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -25,6 +26,8 @@ LIST_FOLDER = Path("experiments")  # where `bnlab list` looks for TOML experimen
 # The main job: every arm of bn-placement on Fashion-MNIST at the seeds' 10 epochs, 3 seeds (about
 # 3 minutes on two cores with the JAX backend, the seeds of an arm trained together).
 DEMO = {"experiment": "bn-placement", "seeds": 3, "epochs": 10}
+MAX_SEEDS = 1000  # a sweep's seeds; more is a typo, and each is one trial per arm in the store
+FEW_TEST_IMAGES = 100  # below this, one image moves the test accuracy by more than a percent
 
 
 class UserError(Exception):
@@ -32,6 +35,9 @@ class UserError(Exception):
 
 
 def main(argv=None):
+    from bnlab import signals
+
+    signals.install()  # Ctrl-C or SIGTERM: one line and 130/143, whenever it comes
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -41,14 +47,43 @@ def main(argv=None):
     from bnlab.results.store import StoreError
 
     try:
-        return args.func(args) or 0
-    except (UserError, DatasetError, StoreError, ValueError) as exc:
-        print(f"bnlab: error: {exc}", file=sys.stderr)
-        return 2
+        code = args.func(args) or 0
     except KeyboardInterrupt:
-        print("\nbnlab: interrupted; finished trials are stored, run the same command again to "
-              "complete the rest", file=sys.stderr)
-        return 130
+        code = None
+    except (UserError, DatasetError, StoreError, ValueError) as exc:
+        if not signals.received():
+            return _error(exc)
+        code = None
+    except OSError as exc:  # the machine refused (full disk, read-only folder): not a bug of bnlab
+        if not signals.received():
+            return _error(_os_error(exc))
+        code = None
+    if signals.received() or code is None:  # a signal some library swallowed still ends the run
+        signum = signals.received() or signal.SIGINT
+        print(signals.message(signum), file=sys.stderr)
+        return signals.exit_code(signum)
+    return code
+
+
+def _error(exc):
+    print(f"bnlab: error: {printable(str(exc))}", file=sys.stderr)
+    return 2
+
+
+def printable(text):
+    """``text`` for the terminal: control characters (escape sequences, newlines) shown escaped."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(text))
+
+
+def _os_error(exc):
+    import errno
+
+    where = f"{exc.filename}: " if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return f"{where}the disk is full (no space left on device); free some space and run again"
+    if exc.errno == errno.EROFS:
+        return f"{where}the file system is read-only; choose a writable folder"
+    return f"{where}{exc.strerror or exc}"
 
 
 def _parser():
@@ -178,12 +213,12 @@ def cmd_list(args):
     for exp in listed:
         length = f"{exp.steps} steps" if exp.steps else f"{exp.epochs} epochs"
         origin = exp.seed_source if exp.source else f"seed {exp.seed_source}"
-        print(f"{exp.source or exp.name:<{width}}  {origin:<14}  {exp.title}")
+        print(printable(f"{exp.source or exp.name:<{width}}  {origin:<14}  {exp.title}"))
         print(f"{'':<{width}}  arms: {', '.join(a.name for a in exp.arms)}; "
               f"{exp.dataset}, {exp.model}, {exp.optimizer['name']}, batch {exp.batch_size}, "
               f"{length}")
     for error in errors:
-        print(f"bnlab: error: {error}", file=sys.stderr)
+        _error(error)
     return 2 if errors else 0
 
 
@@ -203,11 +238,17 @@ def cmd_run(args):
     args.seeds = args.seeds or quick.get("seeds", 3)
     args.steps = args.steps or quick.get("steps")
     args.limit = args.limit or quick.get("limit")
+    if args.seeds > MAX_SEEDS:
+        raise UserError(f"--seeds {args.seeds}: at most {MAX_SEEDS} seeds (each is one trial per "
+                        "arm); a confidence interval needs a few, 3 to 10")
     if args.data_dir is not None and not args.data_dir.is_dir():
-        raise UserError(f"--data-dir {args.data_dir}: no such folder")
+        raise UserError(f"--data-dir {args.data_dir}: " + (
+            "a file, not a folder" if args.data_dir.exists() else "no such folder"))
     if args.address is not None and args.executor != "ray":
         raise UserError("--address needs --executor ray")
-    report_dir = args.out or Path("runs") / experiment.name
+    if args.tensorboard is not None:
+        _check_tensorboard_dir(args.tensorboard)
+    report_dir = args.out or _runs_folder(experiment)
     if not args.no_report:
         _check_writable(report_dir, "pass --no-report, or run from a writable folder")
     arms = experiments.select_arms(experiment, _split_names(args.arms) or quick.get("arms"))
@@ -225,6 +266,10 @@ def cmd_run(args):
     ]
     print(f"bnlab: {experiment.name}: {len(arms)} arm(s) x {args.seeds} seed(s) on "
           f"{configs[0]['dataset']} (backend {backend}); store {args.store}")
+    if args.limit and args.limit < FEW_TEST_IMAGES:
+        print(f"bnlab: warning: --limit {args.limit} scores each trial on at most {args.limit} "
+              f"test image(s): below {FEW_TEST_IMAGES} the test accuracy says little about the "
+              "model (one image moves it by more than a percent)", file=sys.stderr)
     datasets = None
     try:  # the data is checked before the store is opened: a bad --data-dir writes nothing
         if args.executor == "process":
@@ -234,32 +279,49 @@ def cmd_run(args):
             raise UserError(f"{exc} — or run this experiment on Fashion-MNIST instead: "
                             f"bnlab run {experiment.name} --dataset fashion_mnist") from None
         raise
-    with Store(args.store) as store:
+    from bnlab import signals
+
+    with signals.writing(), Store(args.store) as store:
         executor = executors.make(args.executor, address=args.address, data_dir=args.data_dir,
                                   progress=not args.quiet, datasets=datasets,
-                                  save_models=(Path("runs") / experiment.name / "models"
+                                  save_models=(_runs_folder(experiment, "models").resolve()
                                                if args.save_models else None))
         run_trials(configs, store, force=args.force, data_dir=args.data_dir,
                    progress=not args.quiet, path=args.path, executor=executor)
-        _print_summary(store, experiment, configs)
-        if not args.no_report:
-            _write_report(store, experiment, configs, report_dir)
-        if args.tensorboard:
-            _export_tensorboard(store, _selection(store, experiment, configs), args.tensorboard)
+        failed = [t for t in map(store.get, map(store.trial_id, configs))
+                  if t is not None and t.status == "failed"]
+        if len(failed) < len(configs):
+            _print_summary(store, experiment, configs)
+            if not args.no_report:
+                _write_report(store, experiment, configs, report_dir)
+            if args.tensorboard:
+                _export_tensorboard(store, _selection(store, experiment, configs),
+                                    args.tensorboard)
+        if failed:
+            print(f"bnlab: {len(failed)} of {len(configs)} trial(s) failed (first: {failed[0].arm} "
+                  f"seed {failed[0].seed}: {printable(failed[0].error)}); run the same command "
+                  "again to retry them", file=sys.stderr)
+            return 1
 
 
 def cmd_report(args):
+    from bnlab import signals
+
     experiment = _experiment(args.experiment)
-    out = args.out or Path("runs") / experiment.name
+    out = args.out or _runs_folder(experiment)
     _check_writable(out, "choose another folder with --out")
-    with _existing_store(args.store, experiment) as store:
+    with signals.writing(), _existing_store(args.store, experiment) as store:
         _print_summary(store, experiment, None)
         _write_report(store, experiment, None, out)
 
 
 def cmd_export(args):
+    from bnlab import signals
+
     experiment = _experiment(args.experiment)
-    with _existing_store(args.store, experiment) as store:
+    if args.target == "tensorboard":
+        _check_tensorboard_dir(args.dir)
+    with signals.writing(), _existing_store(args.store, experiment) as store:
         trials = _selection(store, experiment, None)
         if not trials:
             raise UserError(f"no finished trials of {experiment.name} in {store.path}; run "
@@ -269,7 +331,7 @@ def cmd_export(args):
         from bnlab.results.export import DEFAULT_MLFLOW_URI, export_mlflow
 
         uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_MLFLOW_URI
-        report_dir = Path("runs") / experiment.name
+        report_dir = _runs_folder(experiment)
         _write_report(store, experiment, None, report_dir)
         figures = sorted(report_dir.glob("*.png"))
         try:
@@ -278,6 +340,12 @@ def cmd_export(args):
             raise UserError(str(exc)) from None
         print(f"mlflow: {len(done['created'])} run(s) written, {len(done['unchanged'])} already "
               f"there and unchanged; tracking URI {uri}")
+
+
+def _check_tensorboard_dir(out_dir):
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"cannot write TensorBoard files under {out_dir}: it is a file; give a "
+                        "folder")
 
 
 def _export_tensorboard(store, trials, out_dir):
@@ -386,7 +454,15 @@ def _existing_store(path, experiment):
     if not path.exists():
         raise UserError(f"no results store at {path}; run "
                         f"`bnlab run {experiment.source or experiment.name}` first")
-    return Store(path, create=False)
+    return Store(path, create=False, read_only=True)
+
+
+def _runs_folder(experiment, *parts):
+    """``runs/NAME/...``, refused unless it lies under ``runs/`` (``bnlab.paths.inside``)."""
+    from bnlab import paths
+
+    paths.inside("runs", experiment.name, *parts)
+    return Path("runs", experiment.name, *parts)
 
 
 def _split_names(text):
@@ -399,7 +475,11 @@ def _split_names(text):
 
 
 def _check_writable(folder, fix):
-    """Refuse, before any training, a report folder that is a file or cannot be written."""
+    """Refuse, before any training, a report folder that is a file, cannot be written, or holds
+    report files bnlab did not write (``bnlab.results.report.check_folder``)."""
+    from bnlab.results import report
+
+    report.check_folder(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{folder} is a file, not a folder, so it cannot hold the report; {fix}")
     existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
@@ -416,11 +496,28 @@ def _selection(store, experiment, configs):
     if configs is not None:
         ids = {store.trial_id(c) for c in configs}
         return [t for t in trials if t.id in ids]
+    trials = _of_this_configuration(store, experiment, trials)
     if not trials:
         return []
     newest = max(trials, key=lambda t: t.finished_at or "")
     key = _settings(experiment, newest.config)
     return [t for t in trials if _settings(experiment, t.config) == key]
+
+
+def _of_this_configuration(store, experiment, trials):
+    """The trials of ``experiment`` as it is defined now: another experiment with the same name
+    (another file, or arms defined otherwise) is never pooled with it; when it is all the store
+    has, the report is refused."""
+    from bnlab.lab import experiments
+
+    ours = [t for t in trials if experiments.same_configuration(experiment, t.config)]
+    if trials and not ours:
+        raise UserError(f"the {len(trials)} trial(s) named {experiment.name!r} in {store.path} "
+                        f"were run with another configuration than "
+                        f"{experiment.source or 'the built-in experiment'} (another file or version "
+                        "with this name); bnlab does not pool them: run this one, or give it its "
+                        "own name")
+    return ours
 
 
 # What an arm sets for itself: its model, and in the studies its batch size, with the learning
@@ -445,6 +542,11 @@ def _print_summary(store, experiment, configs):
         raise UserError(f"no finished trials of {experiment.name} in {store.path}; run "
                         f"`bnlab run {experiment.name}` first")
     rows = report.summary_rows(store, _spec(experiment, trials=trials), trials=trials)
+    others = len(store.trials(experiment.name)) - len(trials)
+    if configs is None and others:
+        print(f"bnlab: note: {others} other trial(s) named {experiment.name!r} in {store.path} "
+              "(other settings, or another experiment of this name) are not in this report",
+              file=sys.stderr)
     print()
     print(report.text_table(rows))
     for trial in trials:

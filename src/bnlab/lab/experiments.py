@@ -204,6 +204,24 @@ def trial_config(experiment, arm, seed, *, dataset=None, epochs=None, steps=None
     return config
 
 
+# What an experiment's definition fixes in a trial's config; the rest (dataset, epochs or steps,
+# limit, backend) the command line may change.
+DEFINED_KEYS = ("model", "optimizer", "batch_size", "split", "preprocessing", "extras", "probe")
+
+
+def same_configuration(experiment, config):
+    """Whether ``config`` is a trial of ``experiment`` as defined now: its arm is one of the
+    experiment's and every key of :data:`DEFINED_KEYS` is what ``trial_config`` gives it. Two
+    files with one name and an arm ``a`` of another model are two experiments, never pooled."""
+    arm = next((a for a in experiment.arms if a.name == config.get("arm")), None)
+    if arm is None or not isinstance(config.get("seed"), int):
+        return False
+    expected = trial_config(experiment, arm, config["seed"], dataset=config.get("dataset"),
+                            epochs=config.get("epochs"), limit=config.get("limit"),
+                            backend=config.get("backend"))
+    return all(expected.get(k) == config.get(k) for k in DEFINED_KEYS)
+
+
 def command_line(experiment, config, seeds):
     """The ``bnlab run`` command that recreates trials of ``config``'s settings over ``seeds``."""
     words = ["bnlab", "run", experiment.source or experiment.name, "--seeds", str(seeds)]
