@@ -281,11 +281,12 @@ def cmd_run(args):
         raise
     from bnlab import signals
 
+    # the executor first: a cluster that cannot be joined leaves no store behind
+    executor = executors.make(args.executor, address=args.address, data_dir=args.data_dir,
+                              progress=not args.quiet, datasets=datasets,
+                              save_models=(_runs_folder(experiment, "models").resolve()
+                                           if args.save_models else None))
     with signals.writing(), Store(args.store) as store:
-        executor = executors.make(args.executor, address=args.address, data_dir=args.data_dir,
-                                  progress=not args.quiet, datasets=datasets,
-                                  save_models=(_runs_folder(experiment, "models").resolve()
-                                               if args.save_models else None))
         run_trials(configs, store, force=args.force, data_dir=args.data_dir,
                    progress=not args.quiet, path=args.path, executor=executor)
         failed = [t for t in map(store.get, map(store.trial_id, configs))
