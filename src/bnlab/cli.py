@@ -10,7 +10,8 @@
     bnlab demo                         the main job: bn-placement on Fashion-MNIST, ~3 minutes
     (EXPERIMENT: a built-in experiment's name, or a TOML file: bnlab.lab.experiment_file)
 
-User errors (unknown names, bad or missing data, a broken store) print one line and exit 2.
+User errors (``bnlab.errors.UserError``: unknown names, bad options, bad or missing data, a
+broken store) print one line and exit 2; any other exception is a bug and shows its traceback.
 """
 
 import argparse
@@ -19,6 +20,7 @@ import sys
 from pathlib import Path
 
 import bnlab  # noqa: F401  (chooses the default Keras backend before anything imports Keras)
+from bnlab.errors import UserError, one_line
 
 DEFAULT_STORE = Path("runs") / "bnlab.sqlite"
 LIST_FOLDER = Path("experiments")  # where `bnlab list` looks for TOML experiments by default
@@ -27,23 +29,16 @@ LIST_FOLDER = Path("experiments")  # where `bnlab list` looks for TOML experimen
 DEMO = {"experiment": "bn-placement", "seeds": 3, "epochs": 10}
 
 
-class UserError(Exception):
-    """A mistake in what the user asked for: reported in one line, exit code 2."""
-
-
 def main(argv=None):
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    from bnlab.data import DatasetError
-    from bnlab.results.store import StoreError
-
     try:
         return args.func(args) or 0
-    except (UserError, DatasetError, StoreError, ValueError) as exc:
-        print(f"bnlab: error: {exc}", file=sys.stderr)
+    except UserError as exc:
+        print(f"bnlab: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nbnlab: interrupted; finished trials are stored, run the same command again to "
@@ -357,12 +352,9 @@ def _experiment(name):
     """A built-in experiment by name, or the one a TOML file describes."""
     from bnlab.lab import experiment_file, experiments
 
-    try:
-        if experiment_file.is_file_name(name):
-            return experiment_file.load(name)
-        return experiments.get(name)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    if experiment_file.is_file_name(name):
+        return experiment_file.load(name)
+    return experiments.get(name)
 
 
 def _norm_options(items):

@@ -47,6 +47,7 @@ layer runs in inference mode). Only ``momentum=None`` adds a weight (its counter
 import keras
 from keras import ops
 
+from bnlab.errors import UserError
 from bnlab.layers import ghost, statistics
 from bnlab.layers import renorm as batch_renorm
 
@@ -111,11 +112,11 @@ class BatchNorm(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         if momentum is not None and not 0.0 <= float(momentum) <= 1.0:
-            raise ValueError(f"BatchNorm momentum must be in [0, 1] or None, got {momentum}")
+            raise UserError(f"BatchNorm momentum must be in [0, 1] or None, got {momentum}")
         if float(epsilon) <= 0.0:
-            raise ValueError(f"BatchNorm epsilon must be > 0, got {epsilon}")
+            raise UserError(f"BatchNorm epsilon must be > 0, got {epsilon}")
         if not 0.0 <= float(renorm_momentum) <= 1.0:
-            raise ValueError(f"BatchNorm renorm_momentum must be in [0, 1], got {renorm_momentum}")
+            raise UserError(f"BatchNorm renorm_momentum must be in [0, 1], got {renorm_momentum}")
         batch_renorm.check_clipping(renorm_clipping)
         ghost.check_size(virtual_batch_size)
         statistics.check_replica_arguments(
@@ -151,19 +152,19 @@ class BatchNorm(keras.layers.Layer):
     def build(self, input_shape):
         rank = len(input_shape)
         if not -rank <= self.axis < rank:
-            raise ValueError(
+            raise UserError(
                 f"BatchNorm axis={self.axis} is out of range for inputs of rank {rank} "
                 f"(shape {tuple(input_shape)})"
             )
         channel_axis = self.axis % rank
         channels = input_shape[channel_axis]
         if channels is None:
-            raise ValueError(
+            raise UserError(
                 f"BatchNorm needs a known size on its channel axis {self.axis}; "
                 f"got input shape {tuple(input_shape)}"
             )
         if self.virtual_batch_size is not None and channel_axis == 0:
-            raise ValueError(
+            raise UserError(
                 f"virtual_batch_size={self.virtual_batch_size} splits axis 0 (the batch), which "
                 f"cannot be the channel axis (axis={self.axis}); allowed: an axis other than 0."
             )
@@ -208,7 +209,7 @@ class BatchNorm(keras.layers.Layer):
 
     def call(self, inputs, training=None, mask=None):
         if mask is not None and len(mask.shape) != len(inputs.shape) - 1:
-            raise ValueError(
+            raise UserError(
                 "The mask provided should be one dimension less than the inputs. "
                 f"Received: mask.shape={mask.shape}, inputs.shape={inputs.shape}"
             )

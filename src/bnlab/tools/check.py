@@ -17,12 +17,13 @@ Findings, each with one line of what to do:
 - **port mistakes**: ``epsilon`` 1e-5 (PyTorch's default; Keras's is 1e-3) and ``momentum`` below
   0.5 (PyTorch's convention, where 0.1 means Keras's 0.9).
 
-The model is unchanged by the check. Bad input raises ValueError with one line of explanation.
+The model is unchanged by the check. Bad input raises bnlab.errors.UserError with one line of explanation.
 """
 
 import keras
 import numpy as np
 
+from bnlab.errors import UserError
 from bnlab.tools import precise
 
 THRESHOLD = 0.1  # staleness (mean shift in σ, relative variance error) above which stats are stale
@@ -35,7 +36,7 @@ def fit_data(model, x):
     if tuple(x.shape[1:]) + (1,) == want:
         x = x[..., None]
     if tuple(x.shape[1:]) != want:
-        raise ValueError(f"data of shape {tuple(x.shape[1:])} does not fit the model's input "
+        raise UserError(f"data of shape {tuple(x.shape[1:])} does not fit the model's input "
                          f"shape {want}")
     return x.astype("float32")
 
@@ -92,7 +93,7 @@ def check(model, x_train, x_test, y_test, *, batch_size=32):
     """
     layers = precise.bn_layers(model)
     if not layers:
-        raise ValueError("the model has no BatchNormalization or bnlab BatchNorm layer")
+        raise UserError("the model has no BatchNormalization or bnlab BatchNorm layer")
     x_train, x_test = fit_data(model, x_train), fit_data(model, x_test)
     population = precise.collect(model, x_train, batch_size=batch_size, progress=False)
     rows, findings = [], []
