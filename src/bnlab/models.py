@@ -27,9 +27,9 @@
                (Dense(use_bias=False) → norm → Activation), as seeds 000 and 004 compare them;
                ``None`` (the default) is the model's own: after in the MLPs, before in the CNNs.
 ``norm_options``  the norm's own arguments, checked when the model is built (``NORM_OPTIONS``):
-               ``momentum``, ``epsilon`` (BN kinds), ``renorm_clipping``, ``renorm_momentum``
-               (renorm), ``virtual_batch_size`` (ghost), ``groups`` (group), ``epsilon`` (group,
-               layer). ``momentum=``/``epsilon=`` given to ``build`` itself are shorthands for them.
+               ``momentum``, ``epsilon`` (BN kinds), ``renorm_clipping``, ``renorm_momentum``,
+               ``renorm_relaxation`` (renorm's schedule), ``virtual_batch_size`` (ghost, and
+               renorm over groups), ``groups`` (group), ``epsilon`` (group, layer). ``momentum=``/``epsilon=`` given to ``build`` itself are shorthands for them.
 
 Convolutions and max pooling are ``bnlab.layers.fast_conv``' ``Conv2D`` and ``MaxPooling2D``: Keras's
 layers, with the same weights and outputs, whose gradients run faster on JAX on the CPU.
@@ -54,7 +54,8 @@ NORM_OPTIONS = {
     "none": (),
     "keras": ("momentum", "epsilon"),
     "scratch": ("momentum", "epsilon"),
-    "renorm": ("momentum", "epsilon", "renorm_clipping", "renorm_momentum"),
+    "renorm": ("momentum", "epsilon", "renorm_clipping", "renorm_momentum", "renorm_relaxation",
+               "virtual_batch_size"),
     "ghost": ("momentum", "epsilon", "virtual_batch_size"),
     "group": ("groups", "epsilon"),
     "layer": ("epsilon",),
@@ -118,6 +119,8 @@ def check_norm_options(norm, momentum=None, epsilon=None, norm_options=None):
                              f"{', '.join(allowed) or 'none'}")
     if "renorm_clipping" in options:
         renorm.check_clipping(options["renorm_clipping"])
+    if "renorm_relaxation" in options:
+        renorm.check_relaxation(options["renorm_relaxation"], options.get("renorm_clipping"))
     if "virtual_batch_size" in options:
         ghost.check_size(options["virtual_batch_size"])
     groups = options.get("groups", 1)
