@@ -47,10 +47,11 @@ layer runs in inference mode). Only ``momentum=None`` adds a weight (its counter
 import keras
 from keras import ops
 
-from bnlab.layers import ghost, statistics
+from bnlab.layers import closed_form, ghost, statistics
 from bnlab.layers import renorm as batch_renorm
 
 _LOW_PRECISION = ("float16", "bfloat16")
+GRADIENTS = ("autodiff", "closed-form")
 
 
 @keras.saving.register_keras_serializable(package="bnlab")
@@ -74,6 +75,9 @@ class BatchNorm(keras.layers.Layer):
         axis_index_groups: with ``axis_name``, groups of replica indices that share statistics
             (a partition into equal groups, as ``jax.lax.psum`` takes it).
         unbiased_moving_variance: store n/(n−1)·σ²_B in the moving variance (PyTorch's convention).
+        gradient: ``"autodiff"`` (the backend differentiates the code above) or ``"closed-form"``
+            (``closed_form.py``: the same normalization with its gradient written from x̂ and two
+            sums; renorm keeps autodiff).
 
     Call arguments:
         inputs: a tensor of any rank ≥ 2.
@@ -107,6 +111,7 @@ class BatchNorm(keras.layers.Layer):
         axis_name=None,
         axis_index_groups=None,
         unbiased_moving_variance=False,
+        gradient="autodiff",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -117,6 +122,8 @@ class BatchNorm(keras.layers.Layer):
         if not 0.0 <= float(renorm_momentum) <= 1.0:
             raise ValueError(f"BatchNorm renorm_momentum must be in [0, 1], got {renorm_momentum}")
         batch_renorm.check_clipping(renorm_clipping)
+        if gradient not in GRADIENTS:
+            raise ValueError(f"BatchNorm gradient must be one of {GRADIENTS}, got {gradient!r}")
         ghost.check_size(virtual_batch_size)
         statistics.check_replica_arguments(
             axis_name, axis_index_groups, synchronized, keras.backend.backend()
@@ -144,6 +151,7 @@ class BatchNorm(keras.layers.Layer):
             None if axis_index_groups is None else [list(g) for g in axis_index_groups]
         )
         self.unbiased_moving_variance = bool(unbiased_moving_variance)
+        self.gradient = gradient
         self.supports_masking = True
         self.gamma = None
         self.beta = None
@@ -241,7 +249,13 @@ class BatchNorm(keras.layers.Layer):
                 self._param(self.renorm_stddev, x), self.epsilon, self.renorm_clipping,
             )
         self._update_moving_statistics(mean, variance, count)
-        outputs = self._normalize(x, mean, variance, r, d)
+        if self.gradient == "closed-form" and not self.renorm:
+            weights = None if mask is None else ops.cast(mask, x.dtype)
+            outputs = closed_form.normalize(
+                x, mean, variance, count, self._scale_or(self.gamma, 1.0, x),
+                self._scale_or(self.beta, 0.0, x), self.epsilon, axes, weights, replica_sum)
+        else:
+            outputs = self._normalize(x, mean, variance, r, d)
         if ghosts is not None:
             outputs = ghost.merge(outputs, shape)
         return ops.cast(outputs, self.compute_dtype)
@@ -250,6 +264,13 @@ class BatchNorm(keras.layers.Layer):
         """A (C,) weight as x's dtype, shaped to broadcast against x (grouped or not)."""
         shape = (1,) * (len(x.shape) - len(self._broadcast_shape)) + self._broadcast_shape
         return ops.reshape(ops.cast(weight, x.dtype), shape)
+
+    def _scale_or(self, weight, value, x):
+        """γ or β as ``_param`` gives it, or the constant ``value`` when the layer has none."""
+        if weight is None:
+            shape = (1,) * (len(x.shape) - len(self._broadcast_shape)) + self._broadcast_shape
+            return ops.full(shape, value, dtype=x.dtype)
+        return self._param(weight, x)
 
     def _normalize(self, x, mean, variance, r=None, d=None):
         """y = γ · (r · (x − μ) / √(σ² + ε) + d) + β, with r = 1, d = 0 outside renorm.
@@ -327,6 +348,7 @@ class BatchNorm(keras.layers.Layer):
             "axis_name": self.axis_name,
             "axis_index_groups": self.axis_index_groups,
             "unbiased_moving_variance": self.unbiased_moving_variance,
+            "gradient": self.gradient,
         })
         return config
 
