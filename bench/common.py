@@ -76,42 +76,6 @@ def training_block(config, steps):
     return x[:n], recipe.labels(config, y[:n])
 
 
-def pair_parser(doc):
-    """The command line of the paired measurements: --reps (pairs) and --quick."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=9, help="pairs of blocks (default 9)")
-    parser.add_argument("--quick", action="store_true", help="a few steps, to check it runs")
-    return parser
-
-
-def time_pairs(blocks, reps, steps, pause=0.0):
-    """Time two block functions in ``reps`` adjacent pairs, in ABBA order.
-
-    blocks: {name: fn} with two entries, each fn running ``steps`` training steps. Each pair's
-    two blocks are adjacent in time and which goes first alternates, so a drift of the machine's
-    speed cancels out of the pair's ratio. Returns ({name: [seconds per step]}, [first / second
-    ratio of each pair]).
-    """
-    (a, run_a), (b, run_b) = blocks.items()
-    times = {a: [], b: []}
-    for rep in range(reps):
-        for name, run in ((a, run_a), (b, run_b)) if rep % 2 == 0 else ((b, run_b), (a, run_a)):
-            time.sleep(pause)
-            start = time.perf_counter()
-            run()
-            times[name].append((time.perf_counter() - start) / steps)
-    return times, [ta / tb for ta, tb in zip(times[a], times[b])]
-
-
-def pair_summary(times, ratios, steps):
-    """The row of a paired measurement: each side's median ms/step, the median ratio, its spread."""
-    summary = {f"{name}_ms": 1000 * median(values) for name, values in times.items()}
-    return {**summary, "steps": steps, "reps": len(ratios),
-            "ratio": statistics.median(ratios), "spread": statistics.pstdev(ratios)}
-
-
 def child_env(backend=None, **extra):
     """The environment of a measuring child: quiet TensorFlow; ``backend`` sets KERAS_BACKEND,
     ``backend=None`` removes it so that bnlab picks its default, as ``bnlab run`` does."""
@@ -205,6 +169,7 @@ def machine():
     return {"cpu": info.get("model name", platform.processor() or "unknown"),
             "family": info.get("cpu family"), "model": info.get("model"),
             "cores": os.cpu_count(), "memory_gib": memory_gib(),
+            "load": round(os.getloadavg()[0], 1),
             "kernel": platform.release(), "versions": versions()}
 
 
