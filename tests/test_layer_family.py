@@ -10,12 +10,13 @@ import pytest
 
 import bnlab  # noqa: F401  (sets the default backend before Keras is imported)
 import keras
-from backend_utils import BACKEND, grads, to_numpy
+from backend_utils import BACKEND, each_gradient, grads, to_numpy
 from bnlab import reference
 from bnlab.layers import BatchNorm
 from test_layers import assert_close
 
 pytestmark = pytest.mark.backend
+gradient = each_gradient(__name__)  # every test on the autodiff and the closed-form gradient
 
 only_jax = pytest.mark.skipif(BACKEND != "jax", reason="axis_name is JAX's mapped-axis name")
 

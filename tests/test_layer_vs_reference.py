@@ -6,12 +6,13 @@ and every moving statistic, float32 against the float64 reference, relative erro
 import numpy as np
 import pytest
 
-from backend_utils import to_numpy, training_step
+from backend_utils import each_gradient, to_numpy, training_step
 from bnlab import reference as ref
 from bnlab.layers import BatchNorm
 from test_reference import rel_err
 
 pytestmark = pytest.mark.backend
+gradient = each_gradient(__name__)  # every test on the autodiff and the closed-form gradient
 
 EPS = 1e-3
 STEPS = 4
