@@ -69,7 +69,7 @@ class BatchNorm(keras.layers.Layer):
             ``renorm_clipping`` takes the keys ``rmax``, ``rmin``, ``dmax``.
         synchronized: TensorFlow only: statistics of the global batch of a ``tf.distribute`` step.
         virtual_batch_size: Ghost BN (``ghost.py``): statistics per group of this many examples
-            in training; it must divide the batch size.
+            in training (the last group smaller when it does not divide the batch size).
         axis_name: JAX only: the name of the mapped axis (``pmap``/``vmap``/``shard_map``) whose
             replicas share the statistics of their global batch.
         axis_index_groups: with ``axis_name``, groups of replica indices that share statistics
@@ -225,10 +225,9 @@ class BatchNorm(keras.layers.Layer):
         if mask is not None:
             mask = ops.broadcast_to(ops.expand_dims(ops.cast(mask, "bool"), -1), ops.shape(x))
         shape, axes, ghosts = ops.shape(x), self._reduction_axes, self.virtual_batch_size
+        shares = None
         if ghosts is not None:
-            ghost.check_divides(x, ghosts)
-            x = ghost.split(x, ghosts)
-            mask = None if mask is None else ghost.split(mask, ghosts)
+            x, mask, shares = ghost.split(x, ghosts, mask)
             axes = tuple(a + 1 for a in axes)
 
         replica_sum = statistics.replica_sum(
@@ -241,7 +240,7 @@ class BatchNorm(keras.layers.Layer):
                 mean, variance, self._param(self.renorm_mean, x),
                 self._param(self.renorm_stddev, x), self.epsilon, self.renorm_clipping,
             )
-        self._update_moving_statistics(mean, variance, count)
+        self._update_moving_statistics(mean, variance, count, shares)
         outputs = self._normalize(x, mean, variance, r, d)
         if ghosts is not None:
             outputs = ghost.merge(outputs, shape)
@@ -271,12 +270,13 @@ class BatchNorm(keras.layers.Layer):
             b = b + self._param(self.beta, x)
         return x * a + b
 
-    def _update_moving_statistics(self, mean, variance, count):
-        """Moving averages of the batch statistics; Ghost BN's groups are averaged first."""
+    def _update_moving_statistics(self, mean, variance, count, shares=None):
+        """Moving averages of the batch statistics; Ghost BN's groups are averaged first
+        (weighted by their ``shares`` of the batch when they differ in size)."""
         if self.unbiased_moving_variance:
             variance = variance * count / ops.maximum(count - 1.0, 1.0)
         if self.virtual_batch_size is not None:
-            mean, variance = ghost.pool(mean), ghost.pool(variance)
+            mean, variance = ghost.pool(mean, shares), ghost.pool(variance, shares)
         mean, variance = ops.reshape(mean, (-1,)), ops.reshape(variance, (-1,))
         momentum = self.momentum
         if momentum is None:  # cumulative average: the n-th batch has weight 1/n
