@@ -25,7 +25,6 @@ def main(argv):
 
     import bnlab  # noqa: F401
     from bnlab import models
-    from bnlab.lab import recipe
     from bnlab.tools.fold import fold
 
     images = 1_000 if args.quick else IMAGES
@@ -34,7 +33,7 @@ def main(argv):
     for name, placement in MODELS:
         model = models.build(name, norm="keras", placement=placement, seed=0)
         folded = fold(model)
-        shape = (images, 28, 28) + ((1,) if name in recipe.CONV_MODELS else ())
+        shape = (images, 28, 28) + ((1,) if name in models.CONVOLUTIONAL else ())
         x = np.random.default_rng(0).uniform(0, 1, shape).astype("float32")
         blocks = {"folded": lambda m=folded: m.predict(x, batch_size=BATCH, verbose=0),
                   "unfolded": lambda m=model: m.predict(x, batch_size=BATCH, verbose=0)}
