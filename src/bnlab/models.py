@@ -12,7 +12,8 @@
     scratch  ``bnlab.layers.BatchNorm``, the from-scratch BN
     renorm   ``bnlab.layers.BatchNorm(renorm=True)``: Batch Renormalization (Ioffe, 2017)
     ghost    ``bnlab.layers.BatchNorm(virtual_batch_size=k)``: Ghost BN, statistics per group of
-             k examples (default k = 8, ``GHOST_VIRTUAL_BATCH_SIZE``; k must divide the batch)
+             k examples (default k = 8, ``GHOST_VIRTUAL_BATCH_SIZE``; the last group is smaller
+             when k does not divide the batch)
     group    ``keras.layers.GroupNormalization`` (Wu & He, 2018): per example, statistics over
              the spatial positions and the C/G channels of each of G groups. Default G: the
              largest divisor of the layer's C channels that is at most 32 (the paper's G) and

@@ -15,7 +15,7 @@ from bnlab import data as bndata
 from bnlab import models
 from bnlab.errors import UserError
 
-CONV_MODELS = ("lenet", "deep-cnn", "study-cnn")
+EVAL_BATCH_SIZE = 500  # inference-mode BN makes evaluation independent of the batch size
 
 
 def load_data(config, data_dir=None):
@@ -27,7 +27,7 @@ def load_data(config, data_dir=None):
     ds = bndata.load(config["dataset"], data_dir, preprocessing=config["preprocessing"],
                      **config["split"])
     limit = config.get("limit")
-    channel = config["model"]["name"] in CONV_MODELS
+    channel = config["model"]["name"] in models.CONVOLUTIONAL
     arrays = {}
     for split in ("train", "val", "test"):
         x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
@@ -40,7 +40,7 @@ def load_data(config, data_dir=None):
 def data_key(config):
     """Configs with equal keys share one loaded dataset."""
     return (config["dataset"], tuple(sorted(config["split"].items())), config["preprocessing"],
-            config.get("limit"), config["model"]["name"] in CONV_MODELS)
+            config.get("limit"), config["model"]["name"] in models.CONVOLUTIONAL)
 
 
 def one_hot_labels(config):

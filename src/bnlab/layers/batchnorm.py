@@ -75,7 +75,7 @@ class BatchNorm(keras.layers.Layer):
             one non-trainable weight, ``renorm_steps`` (last).
         synchronized: TensorFlow only: statistics of the global batch of a ``tf.distribute`` step.
         virtual_batch_size: Ghost BN (``ghost.py``): statistics per group of this many examples
-            in training; it must divide the batch size.
+            in training (the last group smaller when it does not divide the batch size).
         axis_name: JAX only: the name of the mapped axis (``pmap``/``vmap``/``shard_map``) whose
             replicas share the statistics of their global batch.
         axis_index_groups: with ``axis_name``, groups of replica indices that share statistics
@@ -246,10 +246,9 @@ class BatchNorm(keras.layers.Layer):
         if mask is not None:
             mask = ops.broadcast_to(ops.expand_dims(ops.cast(mask, "bool"), -1), ops.shape(x))
         shape, axes, ghosts = ops.shape(x), self._reduction_axes, self.virtual_batch_size
+        shares = None
         if ghosts is not None:
-            ghost.check_divides(x, ghosts)
-            x = ghost.split(x, ghosts)
-            mask = None if mask is None else ghost.split(mask, ghosts)
+            x, mask, shares = ghost.split(x, ghosts, mask)
             axes = tuple(a + 1 for a in axes)
 
         replica_sum = statistics.replica_sum(
@@ -267,7 +266,7 @@ class BatchNorm(keras.layers.Layer):
                 mean, variance, self._param(self.renorm_mean, x),
                 self._param(self.renorm_stddev, x), self.epsilon, clipping,
             )
-        self._update_moving_statistics(mean, variance, count)
+        self._update_moving_statistics(mean, variance, count, shares)
         if self.gradient == "closed-form" and not self.renorm:
             weights = None if mask is None else ops.cast(mask, x.dtype)
             outputs = closed_form.normalize(
@@ -310,12 +309,13 @@ class BatchNorm(keras.layers.Layer):
             b = b + self._param(self.beta, x)
         return x * a + b
 
-    def _update_moving_statistics(self, mean, variance, count):
-        """Moving averages of the batch statistics; Ghost BN's groups are averaged first."""
+    def _update_moving_statistics(self, mean, variance, count, shares=None):
+        """Moving averages of the batch statistics; Ghost BN's groups are averaged first
+        (weighted by their ``shares`` of the batch when they differ in size)."""
         if self.unbiased_moving_variance:
             variance = variance * count / ops.maximum(count - 1.0, 1.0)
         if self.virtual_batch_size is not None:
-            mean, variance = ghost.pool(mean), ghost.pool(variance)
+            mean, variance = ghost.pool(mean, shares), ghost.pool(variance, shares)
         mean, variance = ops.reshape(mean, (-1,)), ops.reshape(variance, (-1,))
         momentum = self.momentum
         if momentum is None:  # cumulative average: the n-th batch has weight 1/n
