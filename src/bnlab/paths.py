@@ -16,7 +16,7 @@ exists is replaced or deleted only when the folder's manifest (``.bnlab-written`
 line, appended to) lists it as bnlab's: a user's ``report.md`` in an ``--out`` folder, or a note in
 a TensorBoard trial folder, is refused or left alone, never overwritten.
 
-This module is at the bottom of bnlab's import graph: it imports nothing from bnlab.
+This module is at the bottom of bnlab's import graph: it imports only ``bnlab.errors``.
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ import os
 import unicodedata
 from pathlib import Path
 
+from bnlab.errors import UserError
+
 NAME_MAX_BYTES = 100  # leaves room under the usual 255-byte file name limit for suffixes
 MANIFEST = ".bnlab-written"
 _HEADER = "# files bnlab wrote in this folder: the only ones it replaces or deletes here\n"
 
 
-class PathError(ValueError):
+class PathError(UserError):
     """A name that cannot be a file name, a path outside its folder, or a file bnlab did not
     write; the message is one line."""
 

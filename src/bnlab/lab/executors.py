@@ -43,6 +43,8 @@ import traceback
 from collections import deque
 from pathlib import Path
 
+from bnlab.errors import UserError
+
 CONNECT_TIMEOUT = 15.0  # seconds for a cluster's address (--address) to accept a connection
 
 
@@ -78,10 +80,10 @@ _WORKER_DATASETS = {}  # a Ray worker's loaded datasets, kept for its next tasks
 def _train_on_worker(group, together, data_dir, save_models):
     import ray
 
-    from bnlab.lab import train
+    from bnlab.lab import runtime, train
 
-    train.configure_xla(vectorized=together, convolutional=train.trains_convolutions(group))
-    train.enable_compilation_cache()
+    runtime.configure_xla(vectorized=together, convolutional=runtime.trains_convolutions(group))
+    runtime.enable_compilation_cache()
     outcomes = train.train_unit(group, together, _WORKER_DATASETS, data_dir, progress=False,
                                 save_models=save_models)
     node = ray.get_runtime_context().get_node_id()  # which machine trained it, in the results
@@ -97,7 +99,7 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise ValueError("--executor ray needs Ray: pip install 'bnlab[ray]'") from None
+            raise UserError("--executor ray needs Ray: pip install 'bnlab[ray]'") from None
         self.ray = ray
         if not ray.is_initialized():
             if address:
@@ -137,18 +139,18 @@ class RayExecutor:
 
 
 def _join(ray, address, timeout=CONNECT_TIMEOUT):
-    """``ray.init(address=...)``, bounded (see the module's docstring); ValueError in one line."""
+    """``ray.init(address=...)``, bounded (see the module's docstring); UserError in one line."""
     fix = ("give the address `ray start --head` printed (HOST:6379), and for a cluster with token "
            "authentication set RAY_AUTH_MODE=token (its token in ~/.ray/auth_token or "
            "RAY_AUTH_TOKEN)")
     if address != "auto":
         host, _, port = address.split("://", 1)[-1].rpartition(":")
         if not port.isdigit():
-            raise ValueError(f"--address {address}: expected HOST:PORT or ray://HOST:PORT; {fix}")
+            raise UserError(f"--address {address}: expected HOST:PORT or ray://HOST:PORT; {fix}")
         try:
             socket.create_connection((host or "127.0.0.1", int(port)), timeout).close()
         except OSError as exc:
-            raise ValueError(f"--address {address}: no Ray cluster answered within {timeout:.0f} s "
+            raise UserError(f"--address {address}: no Ray cluster answered within {timeout:.0f} s "
                              f"({exc.strerror or exc}); {fix}") from None
     try:  # a cluster's workers get the driver's backend; local ones inherit it
         with _quiet_stderr():  # Ray's C++ client logs each retry there
@@ -157,7 +159,7 @@ def _join(ray, address, timeout=CONNECT_TIMEOUT):
                 log_to_driver=False, logging_level="ERROR")
     except (ConnectionError, RuntimeError, ValueError) as exc:
         reason = " ".join(str(exc).split())[:200]
-        raise ValueError(f"--address {address}: could not join the Ray cluster ({reason}); "
+        raise UserError(f"--address {address}: could not join the Ray cluster ({reason}); "
                          f"{fix}") from None
 
 
@@ -219,8 +221,8 @@ def make(name, *, address=None, data_dir=None, progress=True, datasets=None, sav
     """The executor called ``name`` (one of :data:`EXECUTORS`)."""
     if name == "process":
         if address is not None:
-            raise ValueError("--address is for --executor ray")
+            raise UserError("--address is for --executor ray")
         return InProcess(data_dir, progress=progress, datasets=datasets, save_models=save_models)
     if name == "ray":
         return RayExecutor(address, data_dir, save_models=save_models)
-    raise ValueError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
+    raise UserError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
