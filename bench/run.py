@@ -150,7 +150,7 @@ def run(plan, sections):
     if "study" in sections:
         out["study"] = r.child(f"study: the study CNN at batches {STUDY_ARMS}, bnlab and PyTorch, "
                                "whole processes in turn", "alternate.py",
-                               ["--sides", "bnlab,torch", "--experiments", "batch-size",
+                               ["--sides", "bnlab,torch", "--experiments", "study-cnn-batches",
                                 "--arms", STUDY_ARMS, "--rounds", plan["rounds"]]
                                + (["--quick"] if plan.get("quick") else []))
     for experiment in EXPERIMENTS:

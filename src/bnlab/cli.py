@@ -200,7 +200,7 @@ def cmd_run(args):
         raise UserError(f"{experiment.name} has no --quick form; the studies have one: "
                         f"{', '.join(s.name for s in experiments.studies.STUDIES)}")
     quick = experiment.quick if args.quick else {}
-    args.seeds = args.seeds or quick.get("seeds", 3)
+    args.seeds = args.seeds or quick.get("seeds") or experiment.seeds or 3
     args.steps = args.steps or quick.get("steps")
     args.limit = args.limit or quick.get("limit")
     if args.data_dir is not None and not args.data_dir.is_dir():
