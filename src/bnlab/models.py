@@ -12,7 +12,8 @@
     scratch  ``bnlab.layers.BatchNorm``, the from-scratch BN
     renorm   ``bnlab.layers.BatchNorm(renorm=True)``: Batch Renormalization (Ioffe, 2017)
     ghost    ``bnlab.layers.BatchNorm(virtual_batch_size=k)``: Ghost BN, statistics per group of
-             k examples (default k = 8, ``GHOST_VIRTUAL_BATCH_SIZE``; k must divide the batch)
+             k examples (default k = 8, ``GHOST_VIRTUAL_BATCH_SIZE``; the last group is smaller
+             when k does not divide the batch)
     group    ``keras.layers.GroupNormalization`` (Wu & He, 2018): per example, statistics over
              the spatial positions and the C/G channels of each of G groups. Default G: the
              largest divisor of the layer's C channels that is at most 32 (the paper's G) and
@@ -43,6 +44,7 @@ import math
 
 import keras
 
+from bnlab.errors import UserError
 from bnlab.layers.fast_conv import Conv2D, MaxPooling2D
 from bnlab.layers import BatchNorm, ghost, renorm
 
@@ -96,11 +98,11 @@ def build(name, *, norm="keras", placement=None, activation=None, momentum=None,
     (N(0, 0.01²), the paper's "small random Gaussian").
     """
     if name not in BUILDERS:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(BUILDERS)}")
+        raise UserError(f"unknown model {name!r}; known models: {', '.join(BUILDERS)}")
     if norm not in NORMS:
-        raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
+        raise UserError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
     if placement is not None and placement not in PLACEMENTS:
-        raise ValueError(f"unknown placement {placement!r}; choose one of {', '.join(PLACEMENTS)}")
+        raise UserError(f"unknown placement {placement!r}; choose one of {', '.join(PLACEMENTS)}")
     options = check_norm_options(norm, momentum, epsilon, norm_options)
     if init is not None and (name != "sigmoid-mlp" or init not in INITS):
         raise ValueError(f"init {init!r}: only the sigmoid-mlp takes one, among "
@@ -125,7 +127,7 @@ def check_norm_options(norm, momentum=None, epsilon=None, norm_options=None):
     allowed = NORM_OPTIONS[norm]
     for key in options:
         if key not in allowed:
-            raise ValueError(f"norm {norm!r} takes no option {key!r}; its norm_options: "
+            raise UserError(f"norm {norm!r} takes no option {key!r}; its norm_options: "
                              f"{', '.join(allowed) or 'none'}")
     if "renorm_clipping" in options:
         renorm.check_clipping(options["renorm_clipping"])
@@ -135,7 +137,7 @@ def check_norm_options(norm, momentum=None, epsilon=None, norm_options=None):
         ghost.check_size(options["virtual_batch_size"])
     groups = options.get("groups", 1)
     if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-        raise ValueError(f"norm_options groups must be a positive int, got {groups!r}")
+        raise UserError(f"norm_options groups must be a positive int, got {groups!r}")
     return options
 
 
@@ -170,7 +172,7 @@ class _Norms:
 
     def check(self, model_name):
         if self.undivided:
-            raise ValueError(
+            raise UserError(
                 f"norm_options groups={self.options['groups']} must divide the channels of every "
                 f"norm layer of {model_name}; its channel counts are "
                 f"{', '.join(map(str, self.channels))}, and {self.options['groups']} does not "

@@ -33,16 +33,16 @@ seed's state into a Keras model for it).
 import keras
 import numpy as np
 
+from bnlab.lab import recipe
 from bnlab.tools import precise
 
 PRECISE_BATCHES = 100  # PreciseBN's batches of the trial's batch size (3,200 images at 32)
-EVAL_BATCH_SIZE = 500
 BATCH_EVAL_IMAGES = 800  # the batch-statistics evaluation's chunk: a multiple of every group size
 AFTER = ("precise_bn", "batch_statistics", "debiased_ema")
 
 
 def _accuracy(model, x, y):
-    return float(model.evaluate(x, y, batch_size=EVAL_BATCH_SIZE, verbose=0)[1])
+    return float(model.evaluate(x, y, batch_size=recipe.EVAL_BATCH_SIZE, verbose=0)[1])
 
 
 def scores_test_curve(config):

@@ -34,31 +34,33 @@ steps, dmax 0 → 5 by 25k steps ("gradually relaxed"; linearly here).
 
 from keras import ops
 
+from bnlab.errors import UserError
+
 CLIPPING_KEYS = ("rmax", "rmin", "dmax")
 RELAXATION_KEYS = ("hold", "rmax_at", "dmax_at")
 
 
 def check_clipping(renorm_clipping):
-    """ValueError naming ``renorm_clipping`` for unknown keys, rmin > rmax or dmax < 0."""
+    """UserError naming ``renorm_clipping`` for unknown keys, rmin > rmax or dmax < 0."""
     if renorm_clipping is None:
         return
     if not isinstance(renorm_clipping, dict):
-        raise ValueError(f"renorm_clipping must be a dict with keys among {list(CLIPPING_KEYS)}; "
+        raise UserError(f"renorm_clipping must be a dict with keys among {list(CLIPPING_KEYS)}; "
                          f"got renorm_clipping={renorm_clipping!r}.")
     unknown = sorted(set(renorm_clipping) - set(CLIPPING_KEYS))
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"Received invalid keys for `renorm_clipping` argument: {unknown} in "
             f"{renorm_clipping}. Supported values: {list(CLIPPING_KEYS)}."
         )
     rmax, rmin, dmax = (renorm_clipping.get(k) for k in CLIPPING_KEYS)
     if rmax is not None and rmin is not None and rmax < rmin:
-        raise ValueError(
+        raise UserError(
             "rmax should be greater than rmin in the `renorm_clipping` argument. "
             f"Received: rmax={rmax}, rmin={rmin}."
         )
     if dmax is not None and dmax < 0:
-        raise ValueError(
+        raise UserError(
             f"dmax should be non-negative in the `renorm_clipping` argument. Received: dmax={dmax}."
         )
 
