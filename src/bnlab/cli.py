@@ -7,6 +7,7 @@
     bnlab export mlflow EXPERIMENT     its trials as MLflow runs (--tracking-uri)
     bnlab summary MODEL [options]      model.summary() and each BN layer's variables
     bnlab check MODEL [--data DATA]    diagnose a trained model's BN (.keras or .pt2; own data)
+    bnlab convert IN OUT               a PyTorch .pt2 to a Keras .keras or back, BN's conventions
     bnlab demo                         the main job: bn-placement on Fashion-MNIST, ~3 minutes
     (EXPERIMENT: a built-in experiment's name, or a TOML file: bnlab.lab.experiment_file)
 
@@ -111,6 +112,12 @@ def _parser():
                    help="training-mode batch size (default 32)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("convert", help="a PyTorch .pt2 (torch.export.save) to a Keras .keras, "
+                                       "or back; checked on a random batch")
+    p.add_argument("source", type=Path, help="IN.pt2 or IN.keras")
+    p.add_argument("target", type=Path, help="OUT.keras or OUT.pt2 (must not exist)")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("demo", help="the main job: bn-placement on Fashion-MNIST, then its report")
     p.add_argument("--store", type=Path, default=DEFAULT_STORE, help="results store (SQLite)")
@@ -357,6 +364,14 @@ def _check_data(args, model, layout):
     return arrays.load_user_data(Path(args.data), input_shape, num_classes=classes,
                                  preprocessing=args.preprocessing or "none", limit=args.limit,
                                  layout=layout)
+
+
+def cmd_convert(args):
+    try:
+        from bnlab.tools.convert import files
+    except ImportError as exc:  # torch is an extra
+        raise UserError(f"bnlab convert needs PyTorch: pip install 'bnlab[torch]' ({exc})") from None
+    print("\n".join(files.convert_file(args.source, args.target)))
 
 
 def cmd_demo(args):
