@@ -30,7 +30,6 @@ def main(argv):
 
     import bnlab  # noqa: F401
     from bnlab import models
-    from bnlab.lab import recipe
     from bnlab.tools.fold import fold
 
     images = 1_000 if args.quick else IMAGES
@@ -40,7 +39,7 @@ def main(argv):
         layers = len(model.layers)
         if args.which == "folded":
             model = fold(model)
-        shape = (images, 28, 28) + ((1,) if name in recipe.CONV_MODELS else ())
+        shape = (images, 28, 28) + ((1,) if name in models.CONVOLUTIONAL else ())
         x = np.random.default_rng(0).uniform(0, 1, shape).astype("float32")
         model.predict(x, batch_size=BATCH, verbose=0)  # compiling
         times = []

@@ -90,7 +90,10 @@ def test_renorm(shape, axis, clipping, masked):
 # -- Ghost BN ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("shape, axis, k", [((12, 5), -1, 4), ((8, 3, 3, 2), -1, 2),
-                                            ((6, 2, 3, 3), 1, 3)], ids=["dense", "nhwc", "nchw"])
+                                            ((6, 2, 3, 3), 1, 3), ((14, 5), -1, 4),
+                                            ((7, 3, 3, 2), -1, 3), ((5, 2, 3, 3), 1, 2)],
+                         ids=["dense", "nhwc", "nchw", "dense-uneven", "nhwc-uneven",
+                              "nchw-uneven"])
 def test_ghost(shape, axis, k):
     layer = BatchNorm(axis=axis, momentum=0.8, epsilon=EPS, virtual_batch_size=k)
     gamma, beta = with_gamma_beta(layer, shape, axis, seed=5)

@@ -15,14 +15,14 @@ model's moving statistics, so it runs last; ``after_wanted(config)`` says whethe
 anything (the seeds-together path then puts each seed's state into a Keras model for it).
 """
 
+from bnlab.lab import recipe
 from bnlab.tools import precise
 
 PRECISE_BATCHES = 100  # PreciseBN's batches of the trial's batch size (3,200 images at 32)
-EVAL_BATCH_SIZE = 500
 
 
 def _accuracy(model, x, y):
-    return float(model.evaluate(x, y, batch_size=EVAL_BATCH_SIZE, verbose=0)[1])
+    return float(model.evaluate(x, y, batch_size=recipe.EVAL_BATCH_SIZE, verbose=0)[1])
 
 
 def scores_test_curve(config):

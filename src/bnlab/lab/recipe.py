@@ -13,8 +13,9 @@ import numpy as np
 
 from bnlab import data as bndata
 from bnlab import models
+from bnlab.errors import UserError
 
-CONV_MODELS = ("lenet", "deep-cnn", "study-cnn")
+EVAL_BATCH_SIZE = 500  # inference-mode BN makes evaluation independent of the batch size
 
 
 def load_data(config, data_dir=None):
@@ -26,7 +27,7 @@ def load_data(config, data_dir=None):
     ds = bndata.load(config["dataset"], data_dir, preprocessing=config["preprocessing"],
                      **config["split"])
     limit = config.get("limit")
-    channel = config["model"]["name"] in CONV_MODELS
+    channel = config["model"]["name"] in models.CONVOLUTIONAL
     arrays = {}
     for split in ("train", "val", "test"):
         x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
@@ -39,7 +40,7 @@ def load_data(config, data_dir=None):
 def data_key(config):
     """Configs with equal keys share one loaded dataset."""
     return (config["dataset"], tuple(sorted(config["split"].items())), config["preprocessing"],
-            config.get("limit"), config["model"]["name"] in CONV_MODELS)
+            config.get("limit"), config["model"]["name"] in models.CONVOLUTIONAL)
 
 
 def one_hot_labels(config):
@@ -82,7 +83,7 @@ def step_order(n, batch_size, steps, seed):
     """(steps, batch_size) indices: a fresh permutation each pass over the data, as seed 003's
     ``mnist.train.next_batch`` draws them; the last incomplete batch of a pass is dropped."""
     if n < batch_size:
-        raise ValueError(f"{n} training images are fewer than one batch of {batch_size}")
+        raise UserError(f"{n} training images are fewer than one batch of {batch_size}")
     per_pass = n // batch_size
     passes = -(-steps // per_pass)
     order = [epoch_order(seed, p, n)[: per_pass * batch_size] for p in range(passes)]
