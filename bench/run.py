@@ -71,7 +71,7 @@ REFERENCE_GFLOPS = 100.0  # NumPy's 32×784 @ 784×300 on the host the seconds a
 
 def plan(rates, sections, budget, quick):
     """{section: {"rounds", "scale", "expected"}} sized to this host and ``budget`` seconds."""
-    slow = max(0.5, REFERENCE_GFLOPS / rates["matmul32_gflops"])
+    slow = min(8.0, max(0.5, REFERENCE_GFLOPS / max(rates["matmul32_gflops"], 1e-3)))
     scale = 1.0 if quick else min(1.0, max(0.25, 1.0 / slow))
     out = {}
     for rounds in (3, 2):

@@ -8,7 +8,7 @@
     bnlab summary MODEL [options]      model.summary() and each BN layer's variables
     bnlab check MODEL [--data DATA]    diagnose a trained model's BN (.keras or .pt2; own data)
     bnlab convert IN OUT               a PyTorch .pt2 to a Keras .keras or back, BN's conventions
-    bnlab demo                         the main job: bn-placement on Fashion-MNIST, ~3 minutes
+    bnlab demo                         the main job: bn-placement on Fashion-MNIST (says how long first)
     (EXPERIMENT: a built-in experiment's name, or a TOML file: bnlab.lab.experiment_file)
 
 User errors (``bnlab.errors.UserError``: unknown names, bad options, bad or missing data, a
@@ -375,6 +375,18 @@ def cmd_convert(args):
 
 
 def cmd_demo(args):
+    from bnlab import models
+    from bnlab.lab import estimate, experiments
+
+    experiment = experiments.get(DEMO["experiment"])
+    arms = len(experiment.arms)
+    examples = 60_000 - experiment.split.get("validation", 0)
+    expected, rate = estimate.seconds(models.build(experiment.model, norm="none"), examples,
+                                      DEMO["epochs"], DEMO["seeds"], arms)
+    print(f"bnlab demo: {experiment.name}, {arms} arms × {DEMO['seeds']} seeds × "
+          f"{DEMO['epochs']} epochs; this host multiplies at {rate:.0f} GFLOP/s, so expect about "
+          f"{expected / 60:.0f} minutes (longer while other work shares the cores)",
+          file=sys.stderr, flush=True)
     run_args = _parser().parse_args([
         "run", DEMO["experiment"], "--seeds", str(DEMO["seeds"]), "--epochs", str(DEMO["epochs"]),
         "--store", str(args.store),
