@@ -239,9 +239,9 @@ def main(argv):
     parser.add_argument("--quick", action="store_true", help="20 steps: checks that it runs")
     args = parser.parse_args(argv)
     import bnlab  # noqa: F401
-    from bnlab.lab import train
+    from bnlab.lab import runtime
 
-    train.configure_xla(vectorized=args.seeds > 1)  # as `bnlab run` sets it for these trials
+    runtime.configure_xla(vectorized=args.seeds > 1)  # as `bnlab run` sets it for these trials
     emit(measure(args.seeds, 20 if args.quick else args.steps, args.quick))
     return 0
 

@@ -210,7 +210,7 @@ def main(argv):
         parser.error(f"--side {args.side} needs KERAS_BACKEND={wanted}")
 
     import bnlab  # noqa: F401  (picks the default backend when KERAS_BACKEND is unset)
-    from bnlab.lab import train
+    from bnlab.lab import runtime
 
     kinds = by_kind(names)
     if args.side == "bnlab" and len(kinds) > 1:  # XLA's options differ by kind, once a process
@@ -226,9 +226,9 @@ def main(argv):
 
         backend = keras.backend.backend()
         if args.side == "bnlab":
-            train.configure_xla(vectorized=args.seeds > 1,
+            runtime.configure_xla(vectorized=args.seeds > 1,
                                 convolutional=any(conv for conv, _ in kinds))
-        train.enable_compilation_cache()
+        runtime.enable_compilation_cache()
     else:
         import torch
 

@@ -62,12 +62,32 @@ def loss_and_metric(config):
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
 
 
+def learning_rate(config):
+    """The trial's learning rate: a float, or with ``config["schedule"]`` (step trials) a Keras
+    schedule over its ``steps``:
+
+        {"name": "steps", "at": [f₁, f₂, ...], "factor": γ}   η₀ · γ^k after the fraction f_k of
+                                                               the steps (the papers' step decay)
+        {"name": "cosine"}                                     η₀ · (1 + cos(π t / steps)) / 2
+    """
+    rate, schedule = config["optimizer"]["learning_rate"], config.get("schedule")
+    if not schedule:
+        return rate
+    steps = config["steps"]
+    if schedule["name"] == "cosine":
+        return keras.optimizers.schedules.CosineDecay(rate, decay_steps=steps)
+    boundaries = [max(1, round(f * steps)) for f in schedule["at"]]
+    values = [rate * schedule["factor"] ** k for k in range(len(boundaries) + 1)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
 def compile_model(config):
     """Build (seeded: the seed fixes the initial weights) and compile the trial's model."""
     spec = dict(config["model"])
     name = spec.pop("name")
     model = models.build(name, seed=config["seed"], **spec)
     opt = dict(config["optimizer"])  # the class name, then its arguments (learning_rate, ...)
+    opt["learning_rate"] = learning_rate(config)
     optimizer = getattr(keras.optimizers, opt.pop("name"))(**opt)
     loss, metric = loss_and_metric(config)
     model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
