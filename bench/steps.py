@@ -24,8 +24,7 @@ Sides:
   keras-tf   the same plain Keras model with KERAS_BACKEND=tensorflow.
   torch      the plain PyTorch twin (bench/torch_models.py), eager, a hand loop.
 
-``--norm`` replaces every arm's norm (``keras``, ``scratch``, ``renorm``, ``ghost``; arms without
-BN are skipped); ``--gradient closed-form`` builds bnlab's BatchNorm with that gradient; ``--seeds
+``--norm`` replaces every BN arm's norm (``keras``, ``scratch``, ``renorm``, ``ghost``); ``--gradient closed-form`` builds bnlab's BatchNorm with that gradient; ``--seeds
 K`` trains K seeds of each arm together on bnlab's path (the time is the K seeds' step);
 ``--path together`` takes bnlab's seeds-together path for every arm.
 
@@ -34,6 +33,7 @@ batch_size, steps, blocks_ms: [...], ms}]}.
 """
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -161,7 +161,8 @@ def by_kind(names):
 
 def configs(names, steps_of, arms=None, norm=None):
     """(experiment, arm, config, steps) of the arms named ``arms`` (each experiment's own ones;
-    all when None), with ``norm`` in place of the arm's (arms without a norm skipped)."""
+    all when None), with ``norm`` in place of the arm's norm (arms without one kept as they are:
+    the baselines)."""
     from bnlab.lab import experiments
 
     for name in names:
@@ -172,11 +173,18 @@ def configs(names, steps_of, arms=None, norm=None):
             config = experiments.trial_config(
                 experiment, arm, 1, dataset="fashion_mnist",
                 **({"steps": 10} if experiment.steps else {"epochs": 1}))
-            if norm:
-                if config["model"].get("norm", "none") == "none":
-                    continue
+            if norm and config["model"].get("norm", "none") != "none":
                 config["model"] = {**config["model"], "norm": norm}
             yield experiment.name, arm.name, config, steps_of(config["model"]["name"])
+
+
+@functools.lru_cache
+def multiply_adds(name):
+    """Forward multiply-adds of one example through model ``name`` (its Dense and Conv2D)."""
+    from bnlab import models
+    from bnlab.lab import estimate
+
+    return estimate.multiply_adds(models.build(name, norm="none"))
 
 
 def closed_form_models():
@@ -251,7 +259,7 @@ def main(argv):
         blocks_ms = time_block(block, args.blocks, steps)
         row = {"experiment": experiment, "arm": arm, "model": config["model"]["name"], "path": path,
                "batch_size": config["batch_size"], "steps": steps, "blocks_ms": blocks_ms,
-               "ms": median(blocks_ms)}
+               "ms": median(blocks_ms), "macs": multiply_adds(config["model"]["name"])}
         log(f"{args.side}: {experiment} / {arm}: {row['ms']:.2f} ms/step ({path})")
         rows.append(row)
     emit({"side": args.side, "backend": backend, "rows": rows})
