@@ -1,35 +1,27 @@
 """Steady-state milliseconds per training step of the experiments' arms on ONE side, in this process.
 
-    python bench/steps.py --side {bnlab,keras-jax,keras-tf,torch} [--experiments a,b]
-        [--arms a,b] [--norm NORM] [--gradient closed-form] [--seeds K] [--blocks 3]
-        [--scale 1.0] [--quick] [--path auto|together]
+    python bench/steps.py --side {bnlab,keras-jax,keras-tf,torch} [--experiments a,b] [--arms a,b]
+        [--norm NORM] [--gradient closed-form] [--seeds K] [--blocks 3] [--scale 1.0] [--quick]
+        [--path auto|together]
 
-The child of bench/alternate.py: one framework alone in a fresh process, so that no other
-runtime's thread pool shares the cores with it (bench/tried.md: a second runtime in the process
-slowed PyTorch 2.1x). For every arm it builds the side's model, trains one untimed warm-up block
-(compiling, allocator, caches), then ``--blocks`` timed blocks of the same STEPS[model] × ``--scale``
-batches, and reports the median block's milliseconds per step. Every side trains the same first
-batches of the training split, with the arm's batch size, optimizer and loss.
+The child of bench/alternate.py: one framework alone in a fresh process (a second runtime's
+threads in the process slowed PyTorch 2.1x: bench/tried.md). For every arm: the side's model, one
+untimed warm-up block (compiling, caches), then ``--blocks`` timed blocks of the same
+STEPS[model] × ``--scale`` first batches of the training split, with the arm's batch size,
+optimizer and loss; the answer is the median block's ms per step.
 
-Sides:
-  bnlab      bnlab's default path, as ``bnlab run`` trains it: ``recipe.compile_model`` on the
-             backend bnlab picks (JAX), XLA's options from ``configure_xla``, and the loop
-             ``bnlab run`` picks: the steps in one compiled program (``bnlab.lab.multiseed``)
-             where ``trains_together`` says so, Keras ``fit`` otherwise. Run it without
-             KERAS_BACKEND. XLA's options differ for conv models, so given both kinds of
-             experiment it times each kind in a child process of its own.
-  keras-jax  the same architecture in Keras's own layers (``Conv2D``, ``MaxPooling2D``,
-             ``BatchNormalization`` for every BN arm, with the arm's renorm arguments), ``fit``,
-             XLA's default options. KERAS_BACKEND=jax.
-  keras-tf   the same plain Keras model with KERAS_BACKEND=tensorflow.
-  torch      the plain PyTorch twin (bench/torch_models.py), eager, a hand loop.
+Sides: ``bnlab``, bnlab's default path as ``bnlab run`` trains it (``recipe.compile_model``, XLA's
+options from ``configure_xla``, the steps in one compiled program where ``trains_together`` says
+so, Keras ``fit`` otherwise; run without KERAS_BACKEND; dense and conv experiments each in a child
+process of their own, since XLA's options are per process); ``keras-jax`` and ``keras-tf``, the
+same architecture in Keras's own layers (``BatchNormalization`` for every BN arm, with its renorm
+arguments), ``fit``, default options; ``torch``, the PyTorch twin (bench/torch_models.py), eager.
+``--norm`` replaces every BN arm's norm; ``--gradient closed-form`` builds bnlab's BatchNorm with
+that gradient; ``--seeds K`` trains K seeds together on bnlab's path (the K seeds' step);
+``--path together`` takes the seeds-together path for every arm.
 
-``--norm`` replaces every BN arm's norm (``keras``, ``scratch``, ``renorm``, ``ghost``); ``--gradient closed-form`` builds bnlab's BatchNorm with that gradient; ``--seeds
-K`` trains K seeds of each arm together on bnlab's path (the time is the K seeds' step);
-``--path together`` takes bnlab's seeds-together path for every arm.
-
-The answer (last stdout line) is JSON: {"side", "backend", "rows": [{experiment, arm, model, path,
-batch_size, steps, blocks_ms: [...], ms}]}.
+Answer (last stdout line): {"side", "backend", "rows": [{experiment, arm, model, path, batch_size,
+steps, blocks_ms, ms, macs}]}.
 """
 
 import argparse
