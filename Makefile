@@ -44,6 +44,7 @@ reproduce: $(VENV)/.installed-demo data
 studies: $(VENV)/.installed-demo data
 	PY=$(PY) scripts/studies.sh
 
-# Speed benchmarks, side by side in one run (10-12 minutes on 2 cores; run it on an idle machine).
+# Speed benchmarks, side by side in one run: sized to the host, at most about 15 minutes
+# (bench/run.py --budget); run it on an idle machine.
 bench: $(VENV)/.installed-test data
 	$(PY) bench/run.py --out docs/performance.md

@@ -26,8 +26,8 @@ from bnlab.errors import UserError, one_line
 
 DEFAULT_STORE = Path("runs") / "bnlab.sqlite"
 LIST_FOLDER = Path("experiments")  # where `bnlab list` looks for TOML experiments by default
-# The main job: every arm of bn-placement on Fashion-MNIST at the seeds' 10 epochs, 3 seeds (about
-# 3 minutes on two cores with the JAX backend, the seeds of an arm trained together).
+# The main job: every arm of bn-placement on Fashion-MNIST at the seeds' 10 epochs, 3 seeds (the
+# seeds of an arm trained together); it says first how long it expects (bnlab.lab.estimate).
 DEMO = {"experiment": "bn-placement", "seeds": 3, "epochs": 10}
 MAX_SEEDS = 1000  # a sweep's seeds; more is a typo, and each is one trial per arm in the store
 FEW_TEST_IMAGES = 100  # below this, one image moves the test accuracy by more than a percent

@@ -6,8 +6,8 @@ r is this host's float32 rate for the MLP's first product (32×784 @ 784×300, N
 of a few tries: about 0.1 s), the training FLOPs are 6 × the Dense and Conv2D multiply-adds of an
 example × examples × epochs × seeds × arms, and OVERHEAD is what a whole training step costs
 beyond its products at that rate. OVERHEAD and COMPILE come from one measured run, the demo on a
-2-core AMD EPYC host: 6 min 20 s of training at r = 56 GFLOP/s for 10,560 GFLOP (docs/
-performance.md). An estimate, not a promise: a shared host is slower by its load.
+2-core AMD EPYC host: 6 min 20 s of training at r = 56 GFLOP/s for 10,560 GFLOP
+(bench/tried.md). An estimate, not a promise: a shared host is slower by its load.
 """
 
 import math
