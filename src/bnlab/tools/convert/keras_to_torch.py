@@ -70,7 +70,7 @@ class _Graph:
     def __init__(self, model):
         self.model = model
         self.nodes = findings.graph_nodes(model)
-        self.steps, self.bn_buffers, self.done, self.layout = [], [], {}, {}
+        self.steps, self.bn_buffers, self.done, self.layout, self.frozen = [], [], {}, {}, []
         self.module = Converted(self.steps, None)
         inputs = model.inputs
         if len(inputs) != 1 or len(model.outputs) != 1:
@@ -82,8 +82,6 @@ class _Graph:
             layer.train()
         for name in self.frozen:
             self.module.layers[name].eval()
-
-    frozen = ()
 
     def tensor(self, t):
         """The step that computes Keras tensor ``t`` (converting what it depends on first)."""
@@ -210,7 +208,7 @@ def _batch_norm(g, layer, node, rank, layout, where):
     if not forced:
         g.bn_buffers.append((layer, f"layers.{key}"))
     if not layer.trainable:
-        g.frozen = (*g.frozen, key)
+        g.frozen.append(key)
     return (lambda self, x: self.layers[key](x)), layout
 
 

@@ -308,14 +308,15 @@ def _softmax(c, node):
 def _pool(kind):
     def handler(c, node):
         x = c.image(node, node.args[0])
-        args = list(node.args) + [None] * (6 - len(node.args))
+        args = list(node.args) + [None] * (7 - len(node.args))
         size = _pairs(args[1])
         stride = _pairs(args[2]) if args[2] else size
-        if args[3] and _pairs(args[3]) != (0, 0) or (len(args) > 4 and args[4] is True
-                                                     and kind == "avg"):
-            raise c.unsupported(node, "pooling with padding or ceil_mode")
+        if args[3] and _pairs(args[3]) != (0, 0):
+            raise c.unsupported(node, "pooling with padding")
         if kind == "max" and (args[4] and _pairs(args[4]) != (1, 1) or args[5]):
             raise c.unsupported(node, "max pooling with dilation or ceil_mode")
+        if kind == "avg" and (args[4] or args[6] is not None):
+            raise c.unsupported(node, "average pooling with ceil_mode or divisor_override")
         layer = (c.L.MaxPooling2D if kind == "max" else c.L.AveragePooling2D)(
             size, stride, name=c.name(node))
         return layer(x), "nchw"
