@@ -151,7 +151,7 @@ def test_path_together_times_the_seeds_together_path_of_a_conv_arm():
     x = np.random.default_rng(0).random((64, 28, 28, 1), dtype="float32")
     y = np.arange(64) % 10
     assert steps.bnlab_block(config, x, y)[0] == "keras-fit"  # bnlab run's default for LeNet
-    study = experiments.get("batch-size")
+    study = experiments.get("study-cnn-batches")
     config = experiments.trial_config(study, study.arm("bn-b8"), 1, epochs=1)
     path, block = steps.bnlab_block(config, x[:16], y[:16], "together")
     assert path == "jax-scan"
@@ -161,5 +161,5 @@ def test_path_together_times_the_seeds_together_path_of_a_conv_arm():
 def test_the_bnlab_side_times_each_kind_of_experiment_in_its_own_process():
     import steps
 
-    assert steps.by_kind(["bn-placement", "lenet-bn", "deep-mlp", "batch-size"]) == [
-        (False, ["bn-placement", "deep-mlp"]), (True, ["lenet-bn", "batch-size"])]
+    assert steps.by_kind(["bn-placement", "lenet-bn", "deep-mlp", "study-cnn-batches"]) == [
+        (False, ["bn-placement", "deep-mlp"]), (True, ["lenet-bn", "study-cnn-batches"])]

@@ -175,7 +175,7 @@ def test_trains_convolutions_reads_the_model_names():
 
     assert not trains_convolutions([config("bn-placement"), config("ioffe-fig1")])
     assert trains_convolutions([config("bn-placement"), config("lenet-bn")])
-    assert trains_convolutions([config("batch-size")]) and trains_convolutions([config("deep-cnn")])
+    assert trains_convolutions([config("study-cnn-batches")]) and trains_convolutions([config("deep-cnn")])
 
 
 def test_validation_is_due_where_a_chunk_reaches_a_multiple_of_its_interval():

@@ -81,14 +81,21 @@ OWN_PLACEMENT = {"mlp": "after", "deep-mlp": "after", "lenet": "before", "deep-c
                  "study-cnn": "before", "sigmoid-mlp": "before"}
 
 
+# ``init`` of the sigmoid MLP: Keras's default, or Ioffe & Szegedy's "small random Gaussian"
+INITS = {"glorot": "glorot_uniform", "gaussian": {"class_name": "RandomNormal",
+                                                  "config": {"stddev": 0.01}}}
+
+
 def build(name, *, norm="keras", placement=None, activation=None, momentum=None, epsilon=None,
-          norm_options=None, seed=None):
+          norm_options=None, seed=None, init=None):
     """Build one of the models; see the module docstring for the arguments.
 
     ``activation`` overrides the model's own (seed 000's BN-before MLP uses ``"elu"``);
     ``momentum`` and ``epsilon`` go to every norm layer that takes them (seed 001's custom
     layer: 0.9 and 1e-5; Keras's defaults 0.99 and 1e-3 otherwise); ``seed`` seeds the weight
-    initializers, so the same seed builds the same weights.
+    initializers, so the same seed builds the same weights. ``init`` (the sigmoid MLP only):
+    its Dense kernels' initializer, ``INITS``: "glorot" (Keras's default) or "gaussian"
+    (N(0, 0.01²), the paper's "small random Gaussian").
     """
     if name not in BUILDERS:
         raise UserError(f"unknown model {name!r}; known models: {', '.join(BUILDERS)}")
@@ -97,11 +104,15 @@ def build(name, *, norm="keras", placement=None, activation=None, momentum=None,
     if placement is not None and placement not in PLACEMENTS:
         raise UserError(f"unknown placement {placement!r}; choose one of {', '.join(PLACEMENTS)}")
     options = check_norm_options(norm, momentum, epsilon, norm_options)
+    if init is not None and (name != "sigmoid-mlp" or init not in INITS):
+        raise ValueError(f"init {init!r}: only the sigmoid-mlp takes one, among "
+                         f"{', '.join(INITS)}")
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
     norms = _Norms(norm, options)
+    extra = {"init": INITS[init]} if init else {}
     model = BUILDERS[name](norms if norm != "none" else None,
-                           placement or OWN_PLACEMENT[name], activation)
+                           placement or OWN_PLACEMENT[name], activation, **extra)
     norms.check(name)
     return model
 
@@ -279,7 +290,7 @@ def _study_cnn(make_norm, placement, activation):
     return keras.Sequential(layers, name=_model_name("study_cnn", make_norm, placement))
 
 
-def _sigmoid_mlp(make_norm, placement, activation):
+def _sigmoid_mlp(make_norm, placement, activation, init="glorot_uniform"):
     """Ioffe & Szegedy (2015) §4.1's net: Flatten → 3 × (Dense 100 → norm → sigmoid) → Dense 10
     softmax. The Dense layers keep no bias where a norm follows them directly (placement
     "before", the paper's)."""
@@ -287,9 +298,11 @@ def _sigmoid_mlp(make_norm, placement, activation):
     use_bias = make_norm is None or placement == "after"
     layers = [keras.Input(INPUT_SHAPE), keras.layers.Flatten()]
     for _ in range(3):
-        layers += _norm_block(keras.layers.Dense(100, use_bias=use_bias), 100, make_norm,
-                              placement, activation)
-    layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax"))
+        dense = keras.layers.Dense(100, use_bias=use_bias,
+                                   kernel_initializer=keras.initializers.get(init))
+        layers += _norm_block(dense, 100, make_norm, placement, activation)
+    layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax",
+                                     kernel_initializer=keras.initializers.get(init)))
     return keras.Sequential(layers, name=_model_name("sigmoid_mlp", make_norm, placement))
 
 

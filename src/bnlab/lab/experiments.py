@@ -144,6 +144,7 @@ _register(Experiment(
 
 for _study in studies.STUDIES:
     _register(_study)
+_register(studies.CNN_BATCHES)
 
 
 def get(name):
@@ -203,7 +204,30 @@ def trial_config(experiment, arm, seed, *, dataset=None, epochs=None, steps=None
     config["extras"] = list(experiment.extras)
     if experiment.probe:  # only then: the ids of trials without a probe stay as they were
         config["probe"] = dict(experiment.probe)
+    schedule = arm.schedule or experiment.schedule
+    if schedule:  # likewise
+        config["schedule"] = dict(schedule)
+    if experiment.precise_samples:
+        config["precise_samples"] = list(experiment.precise_samples)
     return config
+
+
+# What an experiment's definition fixes in a trial's config; the rest (dataset, epochs or steps,
+# limit, backend) the command line may change.
+DEFINED_KEYS = ("model", "optimizer", "batch_size", "split", "preprocessing", "extras", "probe")
+
+
+def same_configuration(experiment, config):
+    """Whether ``config`` is a trial of ``experiment`` as defined now: its arm is one of the
+    experiment's and every key of :data:`DEFINED_KEYS` is what ``trial_config`` gives it. Two
+    files with one name and an arm ``a`` of another model are two experiments, never pooled."""
+    arm = next((a for a in experiment.arms if a.name == config.get("arm")), None)
+    if arm is None or not isinstance(config.get("seed"), int):
+        return False
+    expected = trial_config(experiment, arm, config["seed"], dataset=config.get("dataset"),
+                            epochs=config.get("epochs"), limit=config.get("limit"),
+                            backend=config.get("backend"))
+    return all(expected.get(k) == config.get(k) for k in DEFINED_KEYS)
 
 
 def command_line(experiment, config, seeds):

@@ -12,8 +12,9 @@ import keras
 import numpy as np
 
 from bnlab import data as bndata
-from bnlab import models
+from bnlab import models, paths
 from bnlab.errors import UserError
+from bnlab.results.store import Store
 
 EVAL_BATCH_SIZE = 500  # inference-mode BN makes evaluation independent of the batch size
 
@@ -61,12 +62,32 @@ def loss_and_metric(config):
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
 
 
+def learning_rate(config):
+    """The trial's learning rate: a float, or with ``config["schedule"]`` (step trials) a Keras
+    schedule over its ``steps``:
+
+        {"name": "steps", "at": [f₁, f₂, ...], "factor": γ}   η₀ · γ^k after the fraction f_k of
+                                                               the steps (the papers' step decay)
+        {"name": "cosine"}                                     η₀ · (1 + cos(π t / steps)) / 2
+    """
+    rate, schedule = config["optimizer"]["learning_rate"], config.get("schedule")
+    if not schedule:
+        return rate
+    steps = config["steps"]
+    if schedule["name"] == "cosine":
+        return keras.optimizers.schedules.CosineDecay(rate, decay_steps=steps)
+    boundaries = [max(1, round(f * steps)) for f in schedule["at"]]
+    values = [rate * schedule["factor"] ** k for k in range(len(boundaries) + 1)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
 def compile_model(config):
     """Build (seeded: the seed fixes the initial weights) and compile the trial's model."""
     spec = dict(config["model"])
     name = spec.pop("name")
     model = models.build(name, seed=config["seed"], **spec)
     opt = dict(config["optimizer"])  # the class name, then its arguments (learning_rate, ...)
+    opt["learning_rate"] = learning_rate(config)
     optimizer = getattr(keras.optimizers, opt.pop("name"))(**opt)
     loss, metric = loss_and_metric(config)
     model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
@@ -130,19 +151,26 @@ def single_sample_accuracy(predict, x, y, count=100):
 
 
 def model_path(folder, config):
-    """Where ``bnlab run --save-models`` keeps a trial's model: ``folder/ARM-sSEED.keras``."""
-    return Path(folder) / f"{config['arm']}-s{config['seed']}.keras"
+    """Where ``bnlab run --save-models`` keeps a trial's model: ``folder/ARM-sSEED-ID.keras``, ID
+    the trial's id (``Store.trial_id``), so trials of one arm and seed at other settings keep a
+    model each; resolved, so the path the store records is found from any working folder."""
+    name = f"{paths.check_name(config['arm'], 'arm name')}-s{config['seed']}-" \
+           f"{Store.trial_id(config)}.keras"
+    return paths.inside(folder, name)
 
 
 def save_model(model, path):
-    """Save ``model`` as a ``.keras`` file, whole or not at all (a temporary file, then renamed);
-    returns the path as a string."""
+    """Save ``model`` as a ``.keras`` file, whole or not at all (a temporary file, then renamed),
+    where its folder's manifest allows (``bnlab.paths.Manifest``); returns the path as a string."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    owned = paths.Manifest(path.parent)
+    path = owned.target(path.name)
     partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.keras")
     try:
         model.save(partial)
         os.replace(partial, path)
+        owned.wrote(path.name)
     finally:
         partial.unlink(missing_ok=True)
     return str(path)
