@@ -188,7 +188,7 @@ def measure(k, steps, quick):
 
     from bnlab.layers import BatchNorm
 
-    rates = host_rates(quick=True)
+    rates = host_rates()
     copy = rates["copy_gbps_cache"] * 1e9
     rows = []
 
