@@ -6,7 +6,7 @@ a length (epochs, or steps for seed 003), and names its *arms*: the model varian
 overrides) into the plain dict that describes a trial completely and is stored with its results.
 """
 
-from bnlab.lab import seed_figures, studies
+from bnlab.lab import literature, seed_figures, studies
 from bnlab.lab.spec import Arm, Experiment  # noqa: F401  (the names others import from here)
 
 
@@ -140,7 +140,7 @@ _register(Experiment(
 
 
 
-for _study in studies.STUDIES:
+for _study in studies.STUDIES + literature.STUDIES:
     _register(_study)
 
 

@@ -13,8 +13,10 @@ moving ones, ``bnlab.tools.precise.staleness`` gives, at worst over the channels
 |μ̂ − μ| / √(σ² + ε) and |σ̂² − σ²| / (σ² + ε); the results keep the worst layer. It changes the
 model's moving statistics, so it runs last; ``after_wanted(config)`` says whether it measures
 anything (the seeds-together path then puts each seed's state into a Keras model for it).
+The literature studies' extras (``bnlab.lab.literature.extras``) run through the same ``after``.
 """
 
+from bnlab.lab.literature import extras as literature
 from bnlab.tools import precise
 
 PRECISE_BATCHES = 100  # PreciseBN's batches of the trial's batch size (3,200 images at 32)
@@ -30,12 +32,19 @@ def scores_test_curve(config):
 
 
 def after_wanted(config):
-    return "precise_bn" in config.get("extras", ())
+    return any(extra in AFTER for extra in config.get("extras", ()))
 
 
 def after(model, config, arrays):
-    if not after_wanted(config):
-        return {}
+    """Every after-training extra of ``config`` (``AFTER``), in the config's order."""
+    results = {}
+    for extra in config.get("extras", ()):
+        if extra in AFTER:
+            results.update(AFTER[extra](model, config, arrays))
+    return results
+
+
+def _precise_bn(model, config, arrays):
     x, _ = arrays["train"]
     batches = min(PRECISE_BATCHES, len(x) // config["batch_size"])
     found = precise.precise_bn(model, x, batch_size=config["batch_size"], num_batches=batches,
@@ -44,3 +53,8 @@ def after(model, config, arrays):
             "ema_variance_error": max(f["variance_error"] for f in found),
             "precise_batches": batches,
             "precise_test_accuracy": _accuracy(model, *arrays["test"])}
+
+
+# extra -> fn(model, config, arrays) -> results; the literature studies' own are in
+# bnlab.lab.literature.extras
+AFTER = {"precise_bn": _precise_bn, **literature.AFTER}
