@@ -10,7 +10,7 @@ also scored with their statistics recomputed by PreciseBN with dropout off (Li e
 remedy), and with dropout on (which separates the EMA's staleness from dropout's shift).
 """
 
-from bnlab.lab.spec import Arm, Experiment
+from bnlab.lab.spec import Arm, Claim, Experiment
 
 RATE = 0.5
 
@@ -40,5 +40,20 @@ STUDY = Experiment(
     epochs=3,
     comparisons=({"a": "after-bn", "b": "before-bn", "question": "dropout after vs before BN"},),
     extras=("variance_shift",),
+    claims=(
+        Claim("Dropout before BN: the variance BN learns in training exceeds the test-time one "
+              "(log σ²_train/σ²_test > 0)", a="before-bn", metric="log_variance_shift",
+              direction="greater", paper="variance shift ≠ 1 (their Fig. 2-4)"),
+        Claim("The shift is larger with dropout before BN than with dropout after the last BN",
+              a="before-bn", b="after-bn", metric="log_variance_shift", direction="greater",
+              paper="no shift when no dropout precedes a BN"),
+        Claim("Accuracy drops with dropout before BN: dropout after the last BN tests better",
+              a="after-bn", b="before-bn", direction="greater",
+              paper="dropout before BN hurts test accuracy; moving it after the last BN recovers"),
+        Claim("Statistics recomputed with dropout off recover the accuracy (same weights)",
+              a="before-bn", b="before-bn", metric="precise_nodrop_test_accuracy",
+              metric_b="test_accuracy", direction="greater",
+              paper="recomputing BN's statistics in inference-dropout mode helps"),
+    ),
     quick={"limit": 3000, "seeds": 2},
 )

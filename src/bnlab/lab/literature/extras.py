@@ -16,6 +16,7 @@ trained Keras model (the seeds-together path puts each seed's state into one fir
 ``gamma`` (only-bn-trainable; Frankle et al. 2021):
     ``gamma_near_zero``       the share of all BN layers' γ with |γ| < ``GAMMA_NEAR_ZERO``
     ``gamma_abs_median``      the median |γ|
+    ``gamma_abs``             every |γ| (for the report's histogram)
 """
 
 import math
@@ -63,7 +64,8 @@ def measure_gamma(model, config, arrays):
     gammas = np.concatenate([np.abs(np.asarray(layer.gamma)).ravel()
                              for layer in precise.bn_layers(model)])
     return {"gamma_near_zero": float(np.mean(gammas < GAMMA_NEAR_ZERO)),
-            "gamma_abs_median": float(np.median(gammas))}
+            "gamma_abs_median": float(np.median(gammas)),
+            "gamma_abs": [round(float(g), 4) for g in gammas]}
 
 
 AFTER = {"variance_shift": measure_variance_shift, "gamma": measure_gamma}

@@ -16,7 +16,7 @@ scaled with the batch, as many images at both). Every arm of a seed starts from 
 pretrained weights and the same fresh head, and sees the same batches at its batch size.
 """
 
-from bnlab.lab.spec import Arm, Experiment
+from bnlab.lab.spec import Arm, Claim, Experiment
 
 SOURCE_CLASSES = (0, 1, 2, 3, 4)
 TARGET_CLASSES = (5, 6, 7, 8, 9)
@@ -35,7 +35,8 @@ POLICIES = (
 def _arm(policy, label, features, batch):
     init = {**PRETRAIN, "restatistics": policy == "restats"}
     return Arm(f"{policy}-b{batch}", f"{label}, batch {batch}",
-               {"norm": "scratch", **features, "init": init}, batch_size=batch)
+               {"norm": "scratch", **features, "init": init}, batch_size=batch, group=policy,
+               x=batch)
 
 
 STUDY = Experiment(
@@ -63,5 +64,19 @@ STUDY = Experiment(
         {"a": "frozen-b32", "b": "train-mode-b32", "question": "frozen vs training-mode BN, b32"},
     ),
     log_every={"batch": 40, "validation": 80},
+    claims=(
+        Claim("Frozen (inference-mode) BN beats training-mode BN at a small fine-tuning batch",
+              a="frozen-b4", b="train-mode-b4", direction="greater",
+              paper="the guides: set trainable=False on BN when fine-tuning (keras#9214)"),
+        Claim("BN on its source statistics with γ, β trained (PyTorch eval()) beats training "
+              "mode at a small batch", a="moving-b4", b="train-mode-b4", direction="greater",
+              paper="pytorch/vision#5443: keep BN in eval mode at small batches"),
+        Claim("Re-estimating the statistics on the target data helps (classes 5-9 differ from "
+              "0-4)", a="restats-b4", b="frozen-b4", direction="greater",
+              paper="re-estimate BN statistics when the domains differ"),
+        Claim("Frozen BN's advantage over training mode is larger at batch 4 than at 32",
+              a=("frozen-b4", "train-mode-b4"), b=("frozen-b32", "train-mode-b32"),
+              direction="greater", paper="batch statistics hurt most at small batches"),
+    ),
     quick={"steps": 16, "limit": 1000, "seeds": 2},
 )
