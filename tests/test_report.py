@@ -155,8 +155,8 @@ def check_files(paths, *names):
 def test_epoch_report(store, tmp_path):
     paths = write_report(store, EPOCH_EXPERIMENT, tmp_path / "out")
     check_files(paths, "markdown", "html", "curves", "final_accuracy")
-    assert [p.name for p in paths.values()] == ["curves.png", "final_accuracy.png", "report.md",
-                                                "report.html"]
+    assert [p.name for p in paths.values()] == ["curves.png", "final_accuracy.png", "trials.csv",
+                                                "report.md", "report.html"]
     md = paths["markdown"].read_text()
     for arm in ("baseline", "bn-after", "bn-before"):
         assert arm in md
@@ -190,7 +190,8 @@ def test_empty_experiment(store, tmp_path):
     empty = {"name": "nothing-yet", "arms": [{"name": "a"}, {"name": "b"}],
              "comparisons": [{"a": "a", "b": "b"}]}
     paths = write_report(store, empty, tmp_path)
-    assert set(paths) == {"markdown", "html"} and not (tmp_path / "curves.png").exists()
+    assert set(paths) == {"markdown", "html", "csv"} and not (tmp_path / "curves.png").exists()
+    assert paths["csv"].read_text() == "trial,arm,seed\n"  # the header: no trials yet
     md = paths["markdown"].read_text()
     assert "no finished trials" in md and "curves.png" not in md
     assert "no finished trials" in paths["html"].read_text()

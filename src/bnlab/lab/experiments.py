@@ -8,6 +8,7 @@ overrides) into the plain dict that describes a trial completely and is stored w
 
 from bnlab.lab import seed_figures, studies
 from bnlab.lab.spec import Arm, Experiment  # noqa: F401  (the names others import from here)
+from bnlab.results import claims
 
 
 EXPERIMENTS = {}
@@ -231,8 +232,10 @@ def as_report_spec(experiment, command=None):
         "title": experiment.title,
         "description": experiment.description,
         "seed_source": experiment.seed_source,
-        "arms": [{"name": a.name, "label": a.label} for a in experiment.arms],
+        "arms": [{"name": a.name, "label": a.label, "group": a.group, "x": a.x}
+                 for a in experiment.arms],
         "comparisons": [dict(c) for c in experiment.comparisons],
+        "claims": [claims.as_dict(c) for c in experiment.claims],
         "x_axis": experiment.x_axis,
         "command": command,
         "seed_figures": seed_figures.for_report(experiment.name),

@@ -16,7 +16,7 @@ Full settings are sized for ``make studies`` (about 30-40 minutes on two cores);
 ``bnlab run NAME --quick`` uses (under 3 minutes on two idle cores, a few thousand images).
 """
 
-from bnlab.lab.spec import Arm, Experiment
+from bnlab.lab.spec import Arm, Claim, Experiment
 
 BATCH_SIZES = (2, 4, 8, 16, 32)
 RUN_ORDER = (2, 32, 8, 16, 4)
@@ -62,6 +62,11 @@ IOFFE_FIG1 = Experiment(
     comparisons=({"a": "bn", "b": "none", "question": "BN vs none"},),
     log_every={"batch": 100, "validation": 200},
     extras=("test_curve",),
+    claims=(
+        Claim("BN reaches 80 % test accuracy in fewer steps", a="bn", b="none",
+              metric="steps_to:test_accuracy:0.8", direction="less",
+              paper="BN reaches the accuracy without BN in far fewer steps (Fig. 1a)"),
+    ),
     # unit 0 of the last hidden layer's sigmoid (the third Activation layer), at the validation
     # points (every 200 steps)
     probe={"layers": ["activation:-1"], "unit": 0, "mode": "inference", "split": "test",
@@ -84,7 +89,8 @@ BATCH_SIZE = Experiment(
     dataset="fashion_mnist",
     model="study-cnn",
     # the ends first, so that an interrupted run has the paper's two extremes to show
-    arms=tuple(Arm(batch_arm_name(name, b), f"{label}, batch {b}", model, batch_size=b)
+    arms=tuple(Arm(batch_arm_name(name, b), f"{label}, batch {b}", model, batch_size=b,
+                   group=name, x=b)
                for b in RUN_ORDER for name, model, label, smallest in BATCH_NORMS
                if b >= smallest),
     optimizer={"name": "SGD", "learning_rate": 0.02, "momentum": 0.9},
@@ -103,6 +109,13 @@ BATCH_SIZE = Experiment(
         {"a": "group-b32", "b": "group-b2", "question": "GN: batch 32 vs 2"},
     ),
     log_every={"batch": 85, "validation": 170},
+    claims=(
+        Claim("BN's error rises from batch 32 to batch 2", a="bn-b2", b="bn-b32",
+              metric="error:test_accuracy", direction="greater", paper="23.6 % → 34.7 %"),
+        Claim("GN's error does not depend on the batch size (within ±1.5 pt)", a="group-b2",
+              b="group-b32", metric="error:test_accuracy", direction="equal", margin=1.5,
+              paper="about 24 % at every batch size"),
+    ),
     quick={"steps": 50, "limit": 2000, "seeds": 2,
            "arms": [batch_arm_name(n, b) for n in ("bn", "renorm", "group") for b in (2, 32)]},
 )
@@ -123,11 +136,15 @@ PRECISE_BN = Experiment(
     model="study-cnn",
     arms=(
         Arm("ema0.99-short", "momentum 0.99, short", {"norm": "scratch", "momentum": 0.99},
+            group="0.99", x="short",
             length=0.1),
         Arm("ema0.9-short", "momentum 0.9, short", {"norm": "scratch", "momentum": 0.9},
+            group="0.9", x="short",
             length=0.1),
-        Arm("ema0.99-long", "momentum 0.99, long", {"norm": "scratch", "momentum": 0.99}),
-        Arm("ema0.9-long", "momentum 0.9, long", {"norm": "scratch", "momentum": 0.9}),
+        Arm("ema0.99-long", "momentum 0.99, long", {"norm": "scratch", "momentum": 0.99},
+            group="0.99", x="long"),
+        Arm("ema0.9-long", "momentum 0.9, long", {"norm": "scratch", "momentum": 0.9},
+            group="0.9", x="long"),
     ),
     optimizer={"name": "SGD", "learning_rate": 0.02, "momentum": 0.9},
     batch_size=32,
@@ -139,6 +156,11 @@ PRECISE_BN = Experiment(
         {"a": "ema0.9-long", "b": "ema0.99-long", "question": "EMA 0.9 vs 0.99, long"},
     ),
     extras=("precise_bn",),
+    claims=(
+        Claim("PreciseBN beats the EMA (0.99) after short training", a="ema0.99-short",
+              b="ema0.99-short", metric="precise_test_accuracy", metric_b="test_accuracy",
+              direction="greater", paper="EMA statistics are inaccurate after short training"),
+    ),
     log_every={"batch": 50, "validation": 250},
     quick={"steps": 300, "limit": 3000},
 )

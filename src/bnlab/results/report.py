@@ -26,7 +26,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bnlab.results import beside  # noqa: E402
+from bnlab.results import beside, claims as claim_verdicts, per_trial  # noqa: E402
 from bnlab.results.stats import NO_TRIALS, diff_ci, fmt_ci, mean_ci, verdict  # noqa: E402,F401
 from bnlab.results.store import Store, Trial  # noqa: E402
 ACCURACY_KEYS = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy")
@@ -53,6 +53,9 @@ class Arm:
     label: str
     trials: list[Trial] = field(default_factory=list)
     histories: list[list[dict]] = field(default_factory=list)
+    # the spec's ``group`` and ``x`` (what a study's figures plot the arm as), when it has them
+    group: str | None = None
+    x: Any = None
 
     def final(self, key: str) -> list[float]:
         """Per seed that has it: ``results[key]``, else the last value of ``key`` in the history."""
@@ -67,7 +70,8 @@ def _arms(store: Store, experiment: Any, trials: Sequence[Trial] | None = None) 
     """The experiment's arms in spec order (plus any stored arm the spec lacks), with trials:
     ``trials`` when given (a selection, e.g. one run's settings), else every finished one."""
     specs = [{"name": a} if isinstance(a, str) else a for a in _field(experiment, "arms") or []]
-    arms = {_field(a, "name"): Arm(_field(a, "name"), _field(a, "label") or _field(a, "name"))
+    arms = {_field(a, "name"): Arm(_field(a, "name"), _field(a, "label") or _field(a, "name"),
+                                   group=_field(a, "group"), x=_field(a, "x"))
             for a in specs}
     if trials is None:
         trials = store.trials(_field(experiment, "name"))
@@ -423,7 +427,9 @@ def _blocks(store: Store, experiment: Any, arms: list[Arm], figures: dict[str, s
             confidence: float, study: Sequence[tuple] = ()) -> list[tuple]:
     """The report as a list of blocks (h1, h2, p, list, table, img, code) for _md and _html;
     ``study``: a study's own blocks (bnlab.results.studies), right after the header."""
-    out = _header(store, experiment, arms) + list(study)
+    header = _header(store, experiment, arms)
+    opening = [b for b in header if b[0] != "list"]
+    out = opening + _claims_blocks(experiment, arms) + header[len(opening):] + list(study)
     if "curves" in figures:
         out += [("h2", "Learning curves"), ("img", figures["curves"], "learning curves per arm")]
     out += [("h2", "Per-arm results"), _arm_table(arms, confidence)]
@@ -453,6 +459,17 @@ def _blocks(store: Store, experiment: Any, arms: list[Arm], figures: dict[str, s
     command = _field(experiment, "command")
     return out + [("h2", "Reproduce"), ("code", command) if command else
                   ("p", "The command was not recorded; each trial's config is in the store.")]
+
+
+def _claims_blocks(experiment: Any, arms: list[Arm]) -> list[tuple]:
+    """"Did the paper's shape appear?": each claim's verdict on paired seeds (results.claims)."""
+    declared = _field(experiment, "claims") or []
+    if not declared or not any(arm.trials for arm in arms):
+        return []
+    head, rows = claim_verdicts.table(claim_verdicts.judge_arms(declared, arms))
+    return [("h2", "Did the paper's shape appear?"), ("table", head, rows),
+            ("p", claim_verdicts.TEST_TEXT + " Every trial's final metrics are in trials.csv "
+                  "beside this report.")]
 
 
 def _md(blocks: list[tuple]) -> str:
@@ -512,12 +529,15 @@ def _save_figure(fig, path: Path) -> Path:
 
 
 def write_report(store: Store, experiment: Any, out_dir: str | Path,
-                 confidence: float = 0.95, trials: Sequence[Trial] | None = None
-                 ) -> dict[str, Path]:
-    """Write report.md, report.html, curves.png and final_accuracy.png for ``experiment`` into
-    ``out_dir``; return {"markdown", "html", "curves", "final_accuracy"} → path (the figures only
-    when there is at least one finished trial; stale figures are then removed). ``trials``
-    selects the finished trials to report (default: all of the experiment's)."""
+                 confidence: float = 0.95, trials: Sequence[Trial] | None = None,
+                 sections: Any = None) -> dict[str, Path]:
+    """Write report.md, report.html, trials.csv, curves.png and final_accuracy.png for
+    ``experiment`` into ``out_dir``; return {"markdown", "html", "csv", "curves",
+    "final_accuracy"} → path (the figures only when there is at least one finished trial; stale
+    figures are then removed). ``trials`` selects the finished trials to report (default: all of
+    the experiment's). ``sections(arms, save, confidence) -> [blocks]``: a study's own tables
+    and figures (``bnlab.results.studies.sections``), put after the header; ``save(fig, name)``
+    writes a figure beside the report and returns its file name."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     arms = _arms(store, experiment, trials)
@@ -536,10 +556,11 @@ def write_report(store: Store, experiment: Any, out_dir: str | Path,
             with contextlib.suppress(FileNotFoundError):
                 (out / name).unlink()
         figures = {}
-    from bnlab.results import studies
-
-    study = studies.sections(_field(experiment, "name"), arms,
-                             lambda fig, name: _save_figure(fig, out / name).name, confidence)
+    study = sections(arms, lambda fig, name: _save_figure(fig, out / name).name,
+                     confidence) if sections else []
+    metrics = claim_verdicts.metrics_of(_field(experiment, "claims") or [])
+    written["csv"] = _write_atomic(out / "trials.csv",
+                                   per_trial.csv_text(arms, metrics).encode("utf-8"))
     blocks = _blocks(store, experiment, arms, figures, confidence, study)
     title = _field(experiment, "title") or _field(experiment, "name")
     written["markdown"] = _write_atomic(out / "report.md", _md(blocks).encode("utf-8"))

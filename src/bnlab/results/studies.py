@@ -1,8 +1,11 @@
 """The studies' own report sections: the paper-shaped tables and figures, the paper's numbers
 beside ours, and the differences of setting (issue 10 §2; the studies are bnlab.lab.studies).
 
-    sections(name, arms, save, confidence) -> [blocks]
+    for_experiment(spec) -> sections(arms, save, confidence) -> [blocks]   (None: not a study)
 
+The caller (``bnlab.cli``) passes the sections to ``bnlab.results.report.write_report``; this
+module imports the report, never the other way. What a section plots comes from the study's
+declaration: an arm's ``group`` (its curve) and ``x`` (its place on the axis), never its name.
 ``arms``: ``bnlab.results.report.Arm`` (trials and histories per arm); ``save(fig, file name)``
 writes a figure next to the report and returns its name. Every number is mean ± the 95% t
 interval over seeds (``bnlab.results.stats.mean_ci``); an arm's curve is the mean over seeds with
@@ -131,19 +134,14 @@ def ioffe_fig1(arms, save, confidence):
 
 
 # ------------------------------------------------------------------------------ batch-size
-def _split_arm(name):
-    norm, batch = name.rsplit("-b", 1)
-    return norm, int(batch)
-
-
 def batch_size(arms, save, confidence):
     arms = _by_name(arms)
     if not arms:
         return []
-    grid = {}
+    grid = {}  # the arms' declared group (the norm) and x (the batch size)
     for name, arm in arms.items():
-        norm, batch = _split_arm(name)
-        grid.setdefault(norm, {})[batch] = arm
+        if arm.group is not None and arm.x is not None:
+            grid.setdefault(arm.group, {})[int(arm.x)] = arm
     batches = sorted({b for per in grid.values() for b in per}, reverse=True)
     rows = []
     for b in batches:
@@ -203,24 +201,20 @@ def batch_size(arms, save, confidence):
 
 # ------------------------------------------------------------------------------ precise-bn
 def precise_bn(arms, save, confidence):
-    arms = _by_name(arms)
     rows, bars = [], []
-    for length in ("short", "long"):
-        for momentum in ("0.99", "0.9"):
-            arm = arms.get(f"ema{momentum}-{length}")
-            if arm is None:
-                continue
-            steps = arm.trials[0].config.get("steps")
-            for label, key, errors in (
-                    (f"EMA, momentum {momentum}", "test_accuracy", True),
-                    (f"PreciseBN on the momentum-{momentum} weights", "precise_test_accuracy",
-                     False)):
-                accuracy = mean_ci(_values(arm, key), confidence)
-                rows.append([length, str(steps), label, fmt_ci(*accuracy)]
-                            + ([fmt_ci(*mean_ci(_values(arm, k), confidence), 3)
-                                for k in ("ema_mean_error", "ema_variance_error")]
-                               if errors else ["0 (the reference)", "0 (the reference)"]))
-                bars.append((f"{length}\n{label.replace(' on the ', chr(10))}", accuracy))
+    for arm in _by_name(arms).values():  # group: the momentum; x: the training's length
+        momentum, length = arm.group, arm.x
+        steps = arm.trials[0].config.get("steps")
+        for label, key, errors in (
+                (f"EMA, momentum {momentum}", "test_accuracy", True),
+                (f"PreciseBN on the momentum-{momentum} weights", "precise_test_accuracy",
+                 False)):
+            accuracy = mean_ci(_values(arm, key), confidence)
+            rows.append([length, str(steps), label, fmt_ci(*accuracy)]
+                        + ([fmt_ci(*mean_ci(_values(arm, k), confidence), 3)
+                            for k in ("ema_mean_error", "ema_variance_error")]
+                           if errors else ["0 (the reference)", "0 (the reference)"]))
+            bars.append((f"{length}\n{label.replace(' on the ', chr(10))}", accuracy))
     if not rows:
         return []
     fig, ax = plt.subplots(figsize=(11, 4.5))
@@ -250,7 +244,8 @@ def precise_bn(arms, save, confidence):
 SECTIONS = {"ioffe-fig1": ioffe_fig1, "batch-size": batch_size, "precise-bn": precise_bn}
 
 
-def sections(name, arms, save, confidence=0.95):
-    """The study's blocks (none for the other experiments)."""
-    build = SECTIONS.get(name)
-    return build(arms, save, confidence) if build else []
+def for_experiment(spec):
+    """The study sections of the experiment ``spec`` describes (a report spec: its name), as
+    ``bnlab.results.report.write_report``'s ``sections``; None for an experiment without any."""
+    name = spec["name"] if isinstance(spec, dict) else spec.name
+    return SECTIONS.get(name)
