@@ -4,8 +4,9 @@
 
 ``name``       ``"mlp"`` (seeds 000, 004), ``"deep-mlp"`` (seed 002), ``"lenet"`` (seed 001),
                ``"deep-cnn"`` (seed 003), ``"study-cnn"`` (the batch-size study's small CNN),
-               ``"sigmoid-mlp"`` (the ioffe-fig1 study's net), ``"dropout-mlp"`` (the
-               dropout-variance-shift study's net).
+               ``"sigmoid-mlp"`` (the ioffe-fig1 study's net), ``"relu-mlp"`` (the depth-at-init
+               study's net, ``depth`` hidden layers of ``units``: ``SIZED``), ``"dropout-mlp"``
+               (the dropout-variance-shift study's net).
 ``norm``       the normalization after each hidden layer (``NORMS``):
 
     none     no normalization (the seeds' baselines)
@@ -95,22 +96,26 @@ LOSSES = {
     "deep-cnn": "sigmoid_cross_entropy",  # seed 003: sigmoid cross-entropy on one-hot labels
     "study-cnn": "sparse_categorical_crossentropy",
     "sigmoid-mlp": "sparse_categorical_crossentropy",
+    "relu-mlp": "sparse_categorical_crossentropy",
     "dropout-mlp": "sparse_categorical_crossentropy",
 }
 # Where each model puts the norm when placement=None: the seed's own choice.
 OWN_PLACEMENT = {"mlp": "after", "deep-mlp": "after", "lenet": "before", "deep-cnn": "before",
-                 "study-cnn": "before", "sigmoid-mlp": "before",
+                 "study-cnn": "before", "sigmoid-mlp": "before", "relu-mlp": "before",
                  "dropout-mlp": "before"}
+# The models built at any depth and width: build(name, depth=, units=) (their defaults).
+SIZED = {"relu-mlp": {"depth": 20, "units": 256}}
 
 
 def build(name, *, norm="keras", placement=None, activation=None, momentum=None, epsilon=None,
-          norm_options=None, seed=None, **features):
+          norm_options=None, seed=None, depth=None, units=None, **features):
     """Build one of the models; see the module docstring for the arguments.
 
     ``activation`` overrides the model's own (seed 000's BN-before MLP uses ``"elu"``);
     ``momentum`` and ``epsilon`` go to every norm layer that takes them (seed 001's custom
     layer: 0.9 and 1e-5; Keras's defaults 0.99 and 1e-3 otherwise); ``seed`` seeds the weight
-    initializers, so the same seed builds the same weights.
+    initializers, so the same seed builds the same weights. ``depth`` and ``units``: the size of
+    a ``SIZED`` model (hidden layers, units per layer).
     """
     if name not in BUILDERS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(BUILDERS)}")
@@ -119,6 +124,7 @@ def build(name, *, norm="keras", placement=None, activation=None, momentum=None,
     if placement is not None and placement not in PLACEMENTS:
         raise ValueError(f"unknown placement {placement!r}; choose one of {', '.join(PLACEMENTS)}")
     options = check_norm_options(norm, momentum, epsilon, norm_options)
+    sizes = _check_sizes(name, depth=depth, units=units)
     features = check_features(name, norm, features)
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
@@ -127,10 +133,23 @@ def build(name, *, norm="keras", placement=None, activation=None, momentum=None,
     if name == "study-cnn":
         own["tuned"] = features["train"] == "two-per-channel"
     model = BUILDERS[name](norms if norm != "none" else None,
-                           placement or OWN_PLACEMENT[name], activation, **own)
+                           placement or OWN_PLACEMENT[name], activation, **sizes, **own)
     norms.check(name)
     _set_trainable(model, features["train"], features["bn_mode"])
     return model
+
+
+def _check_sizes(name, **sizes):
+    given = {k: v for k, v in sizes.items() if v is not None}
+    if name not in SIZED:
+        if given:
+            raise ValueError(f"model {name!r} has a fixed size; depth and units are for "
+                             f"{', '.join(SIZED)}")
+        return {}
+    for key, value in given.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{key} must be a positive int, got {value!r}")
+    return {**SIZED[name], **given}
 
 
 def check_features(name, norm, features):
@@ -392,6 +411,21 @@ def _dropout_mlp(make_norm, placement, activation, dropout="before-bn", dropout_
     return keras.Sequential(layers, name=_model_name("dropout_mlp", make_norm, placement))
 
 
+def _relu_mlp(make_norm, placement, activation, depth, units):
+    """Yang et al. (2019)'s fully connected net: Flatten → depth × (Dense units → norm → relu)
+    → Dense 10 softmax, no skip connections, He-normal kernels (the variance that keeps a ReLU
+    net without BN at the edge of chaos, so its gradients neither vanish nor explode with depth;
+    BN makes the kernels' scale irrelevant). No bias where a norm follows directly."""
+    activation = activation or "relu"
+    use_bias = make_norm is None or placement == "after"
+    layers = [keras.Input(INPUT_SHAPE), keras.layers.Flatten()]
+    for _ in range(depth):
+        dense = keras.layers.Dense(units, use_bias=use_bias, kernel_initializer="he_normal")
+        layers += _norm_block(dense, units, make_norm, placement, activation)
+    layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax"))
+    return keras.Sequential(layers, name=_model_name("relu_mlp", make_norm, placement))
+
+
 def _norm_block(layer, channels, make_norm, placement, activation, spatial=False):
     """A conv or Dense ``layer`` (no activation of its own) with its norm and activation: layer →
     activation without a norm; layer → norm → activation "before"; layer → activation → norm
@@ -425,5 +459,6 @@ def count_params(model):
 
 
 BUILDERS = {"mlp": _mlp, "deep-mlp": _deep_mlp, "lenet": _lenet, "deep-cnn": _deep_cnn,
-            "study-cnn": _study_cnn, "sigmoid-mlp": _sigmoid_mlp, "dropout-mlp": _dropout_mlp}
+            "study-cnn": _study_cnn, "sigmoid-mlp": _sigmoid_mlp, "relu-mlp": _relu_mlp,
+            "dropout-mlp": _dropout_mlp}
 CONVOLUTIONAL = ("lenet", "deep-cnn", "study-cnn")  # the models with convolutions

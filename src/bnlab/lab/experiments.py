@@ -177,8 +177,8 @@ def trial_config(experiment, arm, seed, *, dataset=None, epochs=None, steps=None
     optimizer = dict(experiment.optimizer)
     if ratio != 1:
         optimizer["learning_rate"] = experiment.optimizer["learning_rate"] * ratio
-    if "learning_rate" in arm.training:
-        optimizer["learning_rate"] = arm.training["learning_rate"]
+    # the arm's own optimizer arguments (learning_rate, and the studies' weight_decay, ...)
+    optimizer.update({k: v for k, v in arm.training.items() if k != "batch_size"})
     config = {
         "experiment": experiment.name,
         "arm": arm.name,

@@ -13,10 +13,12 @@ moving ones, ``bnlab.tools.precise.staleness`` gives, at worst over the channels
 |μ̂ − μ| / √(σ² + ε) and |σ̂² − σ²| / (σ² + ε); the results keep the worst layer. It changes the
 model's moving statistics, so it runs last; ``after_wanted(config)`` says whether it measures
 anything (the seeds-together path then puts each seed's state into a Keras model for it).
-The literature studies' extras (``bnlab.lab.literature.extras``) run through the same ``after``.
+The literature studies' extras (``bnlab.lab.literature.measures`` and ``.extras``) run through
+the same ``after``.
 """
 
-from bnlab.lab.literature import extras as literature
+from bnlab.lab.literature import extras as literature_extras
+from bnlab.lab.literature import measures as literature_measures
 from bnlab.tools import precise
 
 PRECISE_BATCHES = 100  # PreciseBN's batches of the trial's batch size (3,200 images at 32)
@@ -36,7 +38,7 @@ def after_wanted(config):
 
 
 def after(model, config, arrays):
-    """Every after-training extra of ``config`` (``AFTER``), in the config's order."""
+    """Every ``AFTER`` measurement the config's extras name, in their order."""
     results = {}
     for extra in config.get("extras", ()):
         if extra in AFTER:
@@ -55,6 +57,7 @@ def _precise_bn(model, config, arrays):
             "precise_test_accuracy": _accuracy(model, *arrays["test"])}
 
 
+
 # extra -> fn(model, config, arrays) -> results; the literature studies' own are in
-# bnlab.lab.literature.extras
-AFTER = {"precise_bn": _precise_bn, **literature.AFTER}
+# bnlab.lab.literature.measures and bnlab.lab.literature.extras
+AFTER = {"precise_bn": _precise_bn, **literature_measures.AFTER, **literature_extras.AFTER}

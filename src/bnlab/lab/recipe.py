@@ -14,6 +14,7 @@ import numpy as np
 
 from bnlab import data as bndata
 from bnlab import models
+from bnlab.tools import scale_invariance
 
 CONV_MODELS = ("lenet", "deep-cnn", "study-cnn")
 
@@ -78,11 +79,24 @@ def compile_model(config):
         from bnlab.lab import pretrain  # it trains through this module: imported when needed
 
         pretrain.initialize(model, config)
-    opt = dict(config["optimizer"])  # the class name, then its arguments (learning_rate, ...)
-    optimizer = getattr(keras.optimizers, opt.pop("name"))(**opt)
+    optimizer = make_optimizer(config, model)
     loss, metric = loss_and_metric(config)
     model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
     return model
+
+
+# bnlab's own optimizers: made for one trial's model (``for_trial(config, model, **arguments)``)
+OPTIMIZERS = {"TracedSGD": scale_invariance.TracedSGD}
+
+
+def make_optimizer(config, model):
+    """The trial's optimizer: its class name (Keras's, or one of ``OPTIMIZERS``), then its
+    arguments (learning_rate, ...)."""
+    opt = dict(config["optimizer"])
+    name = opt.pop("name")
+    if name in OPTIMIZERS:
+        return OPTIMIZERS[name].for_trial(config, model, **opt)
+    return getattr(keras.optimizers, name)(**opt)
 
 
 def epoch_order(seed, epoch, n):
