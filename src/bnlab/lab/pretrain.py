@@ -4,7 +4,7 @@ A trial's model spec may carry ``init`` (``bnlab.lab.recipe.compile_model`` call
 ``initialize``)::
 
     {"name": "study-cnn", "norm": "scratch", "bn_mode": "frozen",
-     "init": {"classes": [0, 1, 2, 3, 4], "epochs": 2, "batch_size": 32,
+     "init": {"classes": [0, 1, 2, 3, 4], "epochs": 1, "batch_size": 32,
               "optimizer": {"name": "SGD", "learning_rate": 0.02, "momentum": 0.9},
               "restatistics": False}}
 

@@ -2,7 +2,7 @@
 pytorch/vision#5443; Keras's transfer-learning guide).
 
 The study CNN is pretrained once per seed on Fashion-MNIST's classes 0-4 (``bnlab.lab.pretrain``:
-2 epochs, batch 32, cached), then fine-tuned on the first 500 training images of classes 5-9
+1 epoch, batch 32, cached), then fine-tuned on the first 500 training images of classes 5-9
 (a new head) under the BN policies people argue about:
 
     train-mode   BN in training mode: batch statistics, moving ones updated, all trained
@@ -20,7 +20,7 @@ from bnlab.lab.spec import Arm, Claim, Experiment
 
 SOURCE_CLASSES = (0, 1, 2, 3, 4)
 TARGET_CLASSES = (5, 6, 7, 8, 9)
-PRETRAIN = {"classes": list(SOURCE_CLASSES), "epochs": 2, "batch_size": 32,
+PRETRAIN = {"classes": list(SOURCE_CLASSES), "epochs": 1, "batch_size": 32,
             "optimizer": {"name": "SGD", "learning_rate": 0.02, "momentum": 0.9}}
 SMALL, LARGE = 4, 32
 POLICIES = (
@@ -44,7 +44,7 @@ STUDY = Experiment(
     title="BN policies for fine-tuning with few labels (Keras guide; keras#9214)",
     seed_source="study",
     description=(
-        "The study CNN pretrained on classes 0-4 of Fashion-MNIST (2 epochs, batch 32, SGD "
+        "The study CNN pretrained on classes 0-4 of Fashion-MNIST (1 epoch, batch 32, SGD "
         "momentum 0.9 at 0.02, once per seed), then fine-tuned with a new head on the first 500 "
         "training images of classes 5-9, SGD momentum 0.9 at 0.01 · B/32, as many images at "
         "every batch size B; test accuracy on the test images of classes 5-9."

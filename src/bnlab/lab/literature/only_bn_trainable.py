@@ -42,7 +42,7 @@ STUDY = Experiment(
     batch_size=32,
     split={"validation": 5000},
     preprocessing="scale",
-    steps=800,
+    steps=600,
     comparisons=(
         {"a": "bn-only", "b": "two-per-channel", "question": "γβ vs two random weights a channel"},
         {"a": "all", "b": "bn-only", "question": "everything vs γβ only"},
