@@ -13,9 +13,11 @@ moving ones, ``bnlab.tools.precise.staleness`` gives, at worst over the channels
 |μ̂ − μ| / √(σ² + ε) and |σ̂² − σ²| / (σ² + ε); the results keep the worst layer. It changes the
 model's moving statistics, so it runs last; ``after_wanted(config)`` says whether it measures
 anything (the seeds-together path then puts each seed's state into a Keras model for it).
-The literature studies' extras (``bnlab.lab.literature.measures``) run through the same ``after``.
+The literature studies' extras (``bnlab.lab.literature.measures`` and ``.extras``) run through
+the same ``after``.
 """
 
+from bnlab.lab.literature import extras as literature_extras
 from bnlab.lab.literature import measures as literature_measures
 from bnlab.tools import precise
 
@@ -57,5 +59,5 @@ def _precise_bn(model, config, arrays):
 
 
 # extra -> fn(model, config, arrays) -> results; the literature studies' own are in
-# bnlab.lab.literature.measures
-AFTER = {"precise_bn": _precise_bn, **literature_measures.AFTER}
+# bnlab.lab.literature.measures and bnlab.lab.literature.extras
+AFTER = {"precise_bn": _precise_bn, **literature_measures.AFTER, **literature_extras.AFTER}

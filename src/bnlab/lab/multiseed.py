@@ -42,7 +42,7 @@ EVAL_BATCH_SIZE = 500
 # against 0.80 ms a step with fit; three seeds together, 1.56-1.58 ms a step, 0.52 a seed). Five
 # LeNet seeds together cost 4.0 times one seed with fit, and the deep CNN's unrolled program would
 # compile for minutes: those two stay on fit (bench/tried.md).
-VECTORIZED_MODELS = ("mlp", "deep-mlp", "sigmoid-mlp", "study-cnn", "relu-mlp")
+VECTORIZED_MODELS = ("mlp", "deep-mlp", "sigmoid-mlp", "study-cnn", "relu-mlp", "dropout-mlp")
 
 # Conv models' seed-steps per compiled call (``SeedGroup._unrolled``): UNROLL // K steps of the K
 # seeds, written out one after the other, so no while loop slows the convolutions and Python is

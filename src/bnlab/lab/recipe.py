@@ -5,6 +5,7 @@ as one vectorized JAX program). Keeping these here is what makes the two paths t
 thing: the same initial weights for a seed, the same loss, and the same batch order.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -23,15 +24,22 @@ def load_data(config, data_dir=None):
     """The trial's dataset: loaded, split, preprocessed, limited, shaped for its model.
 
     Returns ({"train": (x, y), "val": (x, y), "test": (x, y)}, class_names) with integer labels;
-    ``--limit N`` keeps the first N images of each split.
+    ``--limit N`` keeps the first N images of each split. Two keys of ``split`` choose a subset
+    first (the fine-tuning study): ``classes``, only the images of those classes (labels kept),
+    and ``train``, only the first N training images of those.
     """
-    ds = bndata.load(config["dataset"], data_dir, preprocessing=config["preprocessing"],
-                     **config["split"])
+    split = dict(config["split"])
+    classes, train_images = split.pop("classes", None), split.pop("train", None)
+    ds = bndata.load(config["dataset"], data_dir, preprocessing=config["preprocessing"], **split)
     limit = config.get("limit")
     channel = config["model"]["name"] in CONV_MODELS
     arrays = {}
     for split in ("train", "val", "test"):
         x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
+        if classes is not None:
+            x, y = x[np.isin(y, classes)], y[np.isin(y, classes)]
+        if split == "train" and train_images:
+            x, y = x[:train_images], y[:train_images]
         if limit:
             x, y = x[:limit], y[:limit]
         arrays[split] = (x[..., None] if channel else x, y)
@@ -40,8 +48,8 @@ def load_data(config, data_dir=None):
 
 def data_key(config):
     """Configs with equal keys share one loaded dataset."""
-    return (config["dataset"], tuple(sorted(config["split"].items())), config["preprocessing"],
-            config.get("limit"), config["model"]["name"] in CONV_MODELS)
+    return (config["dataset"], json.dumps(config["split"], sort_keys=True),
+            config["preprocessing"], config.get("limit"), config["model"]["name"] in CONV_MODELS)
 
 
 def one_hot_labels(config):
@@ -63,10 +71,15 @@ def loss_and_metric(config):
 
 
 def compile_model(config):
-    """Build (seeded: the seed fixes the initial weights) and compile the trial's model."""
+    """Build (seeded: the seed fixes the initial weights) and compile the trial's model. A model
+    spec with ``init`` starts from pretrained weights instead (``bnlab.lab.pretrain``)."""
     spec = dict(config["model"])
-    name = spec.pop("name")
+    name, init = spec.pop("name"), spec.pop("init", None)
     model = models.build(name, seed=config["seed"], **spec)
+    if init is not None:
+        from bnlab.lab import pretrain  # it trains through this module: imported when needed
+
+        pretrain.initialize(model, config)
     optimizer = make_optimizer(config, model)
     loss, metric = loss_and_metric(config)
     model.compile(optimizer=optimizer, loss=loss, metrics=[metric])

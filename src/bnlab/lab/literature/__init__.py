@@ -5,10 +5,14 @@ with the study's ``Experiment`` (its arms, settings, ``--quick`` form and the pa
 registers them beside the seed experiments and the first studies.
 """
 
-from bnlab.lab.literature import depth_at_init, learning_rate_range, scale_invariance
+from bnlab.lab.literature import (depth_at_init, dropout_variance_shift, fine_tuning_bn,
+                                  learning_rate_range, only_bn_trainable, scale_invariance)
 
 STUDIES = (
     scale_invariance.STUDY,
     depth_at_init.STUDY,
     learning_rate_range.STUDY,
+    dropout_variance_shift.STUDY,
+    only_bn_trainable.STUDY,
+    fine_tuning_bn.STUDY,
 )
