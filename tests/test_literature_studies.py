@@ -20,8 +20,8 @@ def main(*argv):
 
 
 def test_the_studies_are_registered_with_quick_forms_and_claims():
-    for study in literature.STUDIES:
-        assert experiments.get(study.name) is study
+    for study in (scale_invariance.STUDY, depth_at_init.STUDY, learning_rate_range.STUDY):
+        assert study in literature.STUDIES and experiments.get(study.name) is study
         assert study.quick and study.claims
         assert set(study.quick["arms"]) <= {a.name for a in study.arms}
 
@@ -130,3 +130,17 @@ def test_learning_rate_range_quick_end_to_end(tmp_path, fashion_mnist):
 def test_scale_invariance_claims_name_its_arms():
     names = {a.name for a in scale_invariance.STUDY.arms}
     assert all(set(c.arms()) <= names for c in scale_invariance.CLAIMS)
+
+
+def test_relu_mlp_takes_depth_and_units_and_others_refuse_them():
+    from bnlab import models
+    from bnlab.errors import UserError
+
+    model = models.build("relu-mlp", norm="keras", depth=3, units=16, seed=0)
+    dense = [layer for layer in model.layers if hasattr(layer, "kernel")]
+    assert [d.units for d in dense] == [16, 16, 16, 10]
+    assert not any(d.use_bias for d in dense[:3])  # a norm follows each
+    with pytest.raises(UserError, match="fixed size"):
+        models.build("mlp", depth=3)
+    with pytest.raises(UserError, match="positive int"):
+        models.build("relu-mlp", depth=0)

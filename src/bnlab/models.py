@@ -145,12 +145,12 @@ def _check_sizes(name, **sizes):
     given = {k: v for k, v in sizes.items() if v is not None}
     if name not in SIZED:
         if given:
-            raise ValueError(f"model {name!r} has a fixed size; depth and units are for "
+            raise UserError(f"model {name!r} has a fixed size; depth and units are for "
                              f"{', '.join(SIZED)}")
         return {}
     for key, value in given.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{key} must be a positive int, got {value!r}")
+            raise UserError(f"{key} must be a positive int, got {value!r}")
     return {**SIZED[name], **given}
 
 
