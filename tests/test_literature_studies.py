@@ -116,6 +116,8 @@ def test_depth_at_init_quick_end_to_end(tmp_path, fashion_mnist):
     assert f"{depth_at_init.RATE:.3f}" in report
     assert {r["arm"] for r in rows} == {"bn-d5", "none-d5"}
     assert all(math.isfinite(float(r["log_init_gradient_first_d5"])) for r in rows)
+    # measured on each seed's own net (the seeds train together; each is rebuilt from its seed)
+    assert len({r["log_init_gradient_first_d5"] for r in rows if r["arm"] == "bn-d5"}) == 2
 
 
 @pytest.mark.slow
