@@ -80,6 +80,55 @@ def test_renorm_matches_keras_over_several_steps(shape, axis, clipping):
     assert_close(to_numpy(ours(x, training=False)), to_numpy(theirs(x, training=False)))
 
 
+RELAXED = {"hold": 2, "rmax_at": 6, "dmax_at": 4}
+
+
+@pytest.mark.backend
+def test_renorm_relaxation_follows_the_reference_schedule_step_by_step():
+    """``renorm_relaxation`` (beyond Keras): plain BN for ``hold`` steps, then rmax 1 → 3 and
+    dmax 0 → 5 opened linearly, each step's output equal to bnlab.reference's renorm with the
+    reference schedule's clipping at that step; the step counter is the layer's last weight."""
+    rng = np.random.default_rng(3)
+    shape, clipping = (8, 4), {"rmax": 3.0, "dmax": 5.0}
+    layer = BatchNorm(renorm=True, renorm_clipping=clipping, renorm_relaxation=RELAXED,
+                      momentum=0.9, renorm_momentum=0.8)
+    layer.build(shape)
+    assert [w.path.split("/")[-1] for w in layer.weights] == RENORM_NAMES + ["renorm_steps"]
+    state = reference.renorm_state(np.zeros(4), np.ones(4))
+    seen = []
+    for step in range(8):
+        x = (rng.standard_normal(shape) * 3.0 + 2.0).astype("float32")  # r, d far from (1, 0)
+        at = reference.relaxed_clipping(step, **clipping, **RELAXED)
+        want, state = reference.batch_renorm(x, np.ones(4), np.zeros(4), state, momentum=0.9,
+                                             renorm_momentum=0.8, **at)
+        assert_close(to_numpy(layer(x, training=True)), want, what=f"output at step {step}")
+        seen.append(at)
+        if step < RELAXED["hold"]:  # pure BN
+            bn, _ = reference.forward(x, np.ones(4), np.zeros(4), training=True)
+            assert_close(want, bn, what="BN while held")
+    assert [a["rmax"] for a in seen] == pytest.approx([1, 1, 1, 1.5, 2, 2.5, 3, 3])
+    assert [a["dmax"] for a in seen] == pytest.approx([0, 0, 0, 2.5, 5, 5, 5, 5])
+    assert [a["rmin"] for a in seen] == pytest.approx([1, 1, 1, 1 / 1.5, 0.5, 0.4, 1 / 3, 1 / 3])
+    assert int(to_numpy(layer.renorm_steps)) == 8
+    layer(x, training=False)  # inference does not count a step
+    assert int(to_numpy(layer.renorm_steps)) == 8
+    clone = BatchNorm.from_config(layer.get_config())
+    assert clone.renorm_relaxation == RELAXED
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"renorm_relaxation": RELAXED}, "needs renorm=True"),
+    ({"renorm": True, "renorm_relaxation": RELAXED}, "give both"),
+    ({"renorm": True, "renorm_clipping": {"rmax": 3.0, "dmax": 5.0},
+      "renorm_relaxation": {"hold": 5, "rmax_at": 4, "dmax_at": 9}}, "hold < rmax_at"),
+    ({"renorm": True, "renorm_clipping": {"rmax": 3.0, "dmax": 5.0},
+      "renorm_relaxation": {"hold": 1}}, "the keys"),
+])
+def test_a_bad_renorm_relaxation_is_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        BatchNorm(**kwargs)
+
+
 @pytest.mark.parametrize("kwargs", [{}, {"renorm": True}], ids=["bn", "renorm"])
 @pytest.mark.parametrize("shape", [(4, 6, 3), (3, 4, 2, 5)], ids=["sequence", "image"])
 def test_mask_matches_keras(shape, kwargs):

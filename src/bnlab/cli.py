@@ -6,11 +6,12 @@
     bnlab export tensorboard EXPERIMENT DIR   its trials' scalars as TensorBoard event files
     bnlab export mlflow EXPERIMENT     its trials as MLflow runs (--tracking-uri)
     bnlab summary MODEL [options]      model.summary() and each BN layer's variables
-    bnlab check MODEL.keras [options]  diagnose a trained model's BN (bnlab.tools.check)
+    bnlab check MODEL [--data DATA]    diagnose a trained model's BN (.keras or .pt2; own data)
     bnlab demo                         the main job: bn-placement on Fashion-MNIST, ~3 minutes
     (EXPERIMENT: a built-in experiment's name, or a TOML file: bnlab.lab.experiment_file)
 
-User errors (unknown names, bad or missing data, a broken store) print one line and exit 2.
+User errors (``bnlab.errors.UserError``: unknown names, bad options, bad or missing data, a
+broken store) print one line and exit 2; any other exception is a bug and shows its traceback.
 """
 
 import argparse
@@ -19,6 +20,7 @@ import sys
 from pathlib import Path
 
 import bnlab  # noqa: F401  (chooses the default Keras backend before anything imports Keras)
+from bnlab.errors import UserError, one_line
 
 DEFAULT_STORE = Path("runs") / "bnlab.sqlite"
 LIST_FOLDER = Path("experiments")  # where `bnlab list` looks for TOML experiments by default
@@ -27,23 +29,16 @@ LIST_FOLDER = Path("experiments")  # where `bnlab list` looks for TOML experimen
 DEMO = {"experiment": "bn-placement", "seeds": 3, "epochs": 10}
 
 
-class UserError(Exception):
-    """A mistake in what the user asked for: reported in one line, exit code 2."""
-
-
 def main(argv=None):
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    from bnlab.data import DatasetError
-    from bnlab.results.store import StoreError
-
     try:
         return args.func(args) or 0
-    except (UserError, DatasetError, StoreError, ValueError) as exc:
-        print(f"bnlab: error: {exc}", file=sys.stderr)
+    except UserError as exc:
+        print(f"bnlab: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nbnlab: interrupted; finished trials are stored, run the same command again to "
@@ -100,13 +95,18 @@ def _parser():
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("check", help="diagnose a trained model's BN layers on data")
-    p.add_argument("model", type=Path, help="a .keras file (e.g. from bnlab run --save-models)")
-    p.add_argument("--data", default="fashion_mnist", help="fashion_mnist or mnist")
-    p.add_argument("--data-dir", type=Path, help="where the dataset files are")
-    p.add_argument("--preprocessing", default="scale", choices=("scale", "standardize"),
-                   help="as the model was trained (default scale)")
+    p.add_argument("model", type=Path, help="a .keras file (e.g. from bnlab run --save-models) or "
+                                            "a PyTorch .pt2 (torch.export.save)")
+    p.add_argument("--data", default="fashion_mnist",
+                   help="fashion_mnist, mnist, a .npz (x_train/x_test[/y_train/y_test], or x[/y]), "
+                        "a .npy of inputs, or a folder of images in class subfolders")
+    p.add_argument("--data-dir", type=Path, help="where the built-in dataset files are")
+    p.add_argument("--preprocessing", choices=("none", "scale", "standardize"),
+                   help="as the model was trained: scale divides by 255, standardize uses the "
+                        "training part's mean and std (default scale for built-in datasets, none "
+                        "for one's own)")
     p.add_argument("--limit", type=_positive, default=5000,
-                   help="training images for the population and test images scored (default 5000)")
+                   help="training inputs for the population and test inputs scored (default 5000)")
     p.add_argument("--batch-size", type=_positive, default=32,
                    help="training-mode batch size (default 32)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -321,25 +321,42 @@ def cmd_summary(args):
 def cmd_check(args):
     import json
 
-    import keras
+    from bnlab.tools import check, load_model
 
-    from bnlab import data as bndata
-    from bnlab.tools import check
-
-    if not args.model.is_file():
+    if not args.model.exists():
         raise UserError(f"no model file at {args.model}")
-    if args.data not in bndata.DATASETS:
-        raise UserError(f"unknown dataset {args.data!r}; known: {', '.join(bndata.DATASETS)}")
-    try:
-        model = keras.saving.load_model(args.model)
-    except Exception as exc:  # any failure to read it means: not a Keras model file bnlab reads
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{args.model} is not a Keras model file ({reason})") from None
-    ds = bndata.load(args.data, args.data_dir, preprocessing=args.preprocessing)
-    limit = args.limit
-    result = check.check(model, ds.x_train[:limit], ds.x_test[:limit], ds.y_test[:limit],
-                         batch_size=args.batch_size)
-    print(json.dumps(result, indent=1) if args.json else check.format_table(result))
+    model, names, layout = load_model.load(args.model)
+    data = _check_data(args, model, layout)
+    result = check.check(model, data.x_train, data.x_test, data.y_test,
+                         batch_size=args.batch_size, names=names)
+    result["data"] = data.notes
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print("\n".join(f"data: {note}" for note in data.notes) + "\n")
+        print(check.format_table(result))
+
+
+def _check_data(args, model, layout):
+    """A built-in dataset by name, or one's own file or folder (bnlab.data.arrays)."""
+    from bnlab import data as bndata
+    from bnlab.data import arrays
+
+    input_shape = tuple(model.inputs[0].shape[1:])
+    classes = model.outputs[0].shape[-1]
+    if args.data in bndata.DATASETS:
+        how = args.preprocessing or "scale"
+        ds = bndata.load(args.data, args.data_dir, preprocessing=None if how == "none" else how)
+        x_train, x_test = ds.x_train[:args.limit], ds.x_test[:args.limit]
+        notes = [f"{args.data}: the first {len(x_train)} training images as the population, the "
+                 f"first {len(x_test)} test images scored", f"preprocessing: {how}"]
+        return arrays.UserData(x_train, None, x_test, ds.y_test[:args.limit], notes)
+    if not any(ch in args.data for ch in "./\\") and not Path(args.data).exists():
+        raise UserError(f"unknown dataset {args.data!r}: give {', '.join(bndata.DATASETS)}, a "
+                        ".npz, a .npy or a folder of images in class subfolders")
+    return arrays.load_user_data(Path(args.data), input_shape, num_classes=classes,
+                                 preprocessing=args.preprocessing or "none", limit=args.limit,
+                                 layout=layout)
 
 
 def cmd_demo(args):
@@ -357,12 +374,9 @@ def _experiment(name):
     """A built-in experiment by name, or the one a TOML file describes."""
     from bnlab.lab import experiment_file, experiments
 
-    try:
-        if experiment_file.is_file_name(name):
-            return experiment_file.load(name)
-        return experiments.get(name)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    if experiment_file.is_file_name(name):
+        return experiment_file.load(name)
+    return experiments.get(name)
 
 
 def _norm_options(items):

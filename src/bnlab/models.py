@@ -29,9 +29,9 @@
                (Dense(use_bias=False) → norm → Activation), as seeds 000 and 004 compare them;
                ``None`` (the default) is the model's own: after in the MLPs, before in the CNNs.
 ``norm_options``  the norm's own arguments, checked when the model is built (``NORM_OPTIONS``):
-               ``momentum``, ``epsilon`` (BN kinds), ``renorm_clipping``, ``renorm_momentum``
-               (renorm), ``virtual_batch_size`` (ghost), ``groups`` (group), ``epsilon`` (group,
-               layer). ``momentum=``/``epsilon=`` given to ``build`` itself are shorthands for them.
+               ``momentum``, ``epsilon`` (BN kinds), ``renorm_clipping``, ``renorm_momentum``,
+               ``renorm_relaxation`` (renorm's schedule), ``virtual_batch_size`` (ghost, and
+               renorm over groups), ``groups`` (group), ``epsilon`` (group, layer). ``momentum=``/``epsilon=`` given to ``build`` itself are shorthands for them.
 
 The literature studies' features (``FEATURES``: which models take each; a ValueError otherwise):
 
@@ -60,6 +60,7 @@ import math
 
 import keras
 
+from bnlab.errors import UserError
 from bnlab.layers.fast_conv import Conv2D, MaxPooling2D
 from bnlab.layers import BatchNorm, ChannelTunedConv2D, MovingStatisticsBN, ghost, renorm
 
@@ -70,7 +71,8 @@ NORM_OPTIONS = {
     "none": (),
     "keras": ("momentum", "epsilon"),
     "scratch": ("momentum", "epsilon"),
-    "renorm": ("momentum", "epsilon", "renorm_clipping", "renorm_momentum"),
+    "renorm": ("momentum", "epsilon", "renorm_clipping", "renorm_momentum", "renorm_relaxation",
+               "virtual_batch_size"),
     "ghost": ("momentum", "epsilon", "virtual_batch_size"),
     "group": ("groups", "epsilon"),
     "layer": ("epsilon",),
@@ -118,11 +120,11 @@ def build(name, *, norm="keras", placement=None, activation=None, momentum=None,
     a ``SIZED`` model (hidden layers, units per layer).
     """
     if name not in BUILDERS:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(BUILDERS)}")
+        raise UserError(f"unknown model {name!r}; known models: {', '.join(BUILDERS)}")
     if norm not in NORMS:
-        raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
+        raise UserError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
     if placement is not None and placement not in PLACEMENTS:
-        raise ValueError(f"unknown placement {placement!r}; choose one of {', '.join(PLACEMENTS)}")
+        raise UserError(f"unknown placement {placement!r}; choose one of {', '.join(PLACEMENTS)}")
     options = check_norm_options(norm, momentum, epsilon, norm_options)
     sizes = _check_sizes(name, depth=depth, units=units)
     features = check_features(name, norm, features)
@@ -143,12 +145,12 @@ def _check_sizes(name, **sizes):
     given = {k: v for k, v in sizes.items() if v is not None}
     if name not in SIZED:
         if given:
-            raise ValueError(f"model {name!r} has a fixed size; depth and units are for "
+            raise UserError(f"model {name!r} has a fixed size; depth and units are for "
                              f"{', '.join(SIZED)}")
         return {}
     for key, value in given.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{key} must be a positive int, got {value!r}")
+            raise UserError(f"{key} must be a positive int, got {value!r}")
     return {**SIZED[name], **given}
 
 
@@ -212,15 +214,17 @@ def check_norm_options(norm, momentum=None, epsilon=None, norm_options=None):
     allowed = NORM_OPTIONS[norm]
     for key in options:
         if key not in allowed:
-            raise ValueError(f"norm {norm!r} takes no option {key!r}; its norm_options: "
+            raise UserError(f"norm {norm!r} takes no option {key!r}; its norm_options: "
                              f"{', '.join(allowed) or 'none'}")
     if "renorm_clipping" in options:
         renorm.check_clipping(options["renorm_clipping"])
+    if "renorm_relaxation" in options:
+        renorm.check_relaxation(options["renorm_relaxation"], options.get("renorm_clipping"))
     if "virtual_batch_size" in options:
         ghost.check_size(options["virtual_batch_size"])
     groups = options.get("groups", 1)
     if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-        raise ValueError(f"norm_options groups must be a positive int, got {groups!r}")
+        raise UserError(f"norm_options groups must be a positive int, got {groups!r}")
     return options
 
 
@@ -255,7 +259,7 @@ class _Norms:
 
     def check(self, model_name):
         if self.undivided:
-            raise ValueError(
+            raise UserError(
                 f"norm_options groups={self.options['groups']} must divide the channels of every "
                 f"norm layer of {model_name}; its channel counts are "
                 f"{', '.join(map(str, self.channels))}, and {self.options['groups']} does not "

@@ -30,6 +30,8 @@ import traceback
 from collections import deque
 from pathlib import Path
 
+from bnlab.errors import UserError
+
 
 class InProcess:
     """Trains units one at a time in this process, when the driver asks for the next result."""
@@ -78,7 +80,7 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise ValueError("--executor ray needs Ray: pip install 'bnlab[ray]'") from None
+            raise UserError("--executor ray needs Ray: pip install 'bnlab[ray]'") from None
         self.ray = ray
         if not ray.is_initialized():
             if address:  # a cluster's workers get the driver's backend; local ones inherit it
@@ -125,8 +127,8 @@ def make(name, *, address=None, data_dir=None, progress=True, datasets=None, sav
     """The executor called ``name`` (one of :data:`EXECUTORS`)."""
     if name == "process":
         if address is not None:
-            raise ValueError("--address is for --executor ray")
+            raise UserError("--address is for --executor ray")
         return InProcess(data_dir, progress=progress, datasets=datasets, save_models=save_models)
     if name == "ray":
         return RayExecutor(address, data_dir, save_models=save_models)
-    raise ValueError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
+    raise UserError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")

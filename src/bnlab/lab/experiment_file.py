@@ -48,11 +48,12 @@ from pathlib import Path
 
 from bnlab import data as bndata
 from bnlab import models
+from bnlab.errors import UserError
 from bnlab.lab.experiments import EXPERIMENTS, Arm, Experiment
 from bnlab.results import claims as claim_spec
 
 
-class FileError(ValueError):
+class FileError(UserError):
     """A mistake in an experiment file: one line, naming the file and the key."""
 
 
@@ -208,7 +209,7 @@ class _Checker:
         try:
             models.check_norm_options(norm, model.get("momentum"), model.get("epsilon"),
                                 model.get("norm_options"))
-        except ValueError as exc:
+        except UserError as exc:
             self.fail(f"{where}norm_options", str(exc))
         for key in ("batch_size", "learning_rate"):
             if key in options:

@@ -6,6 +6,7 @@ a length (epochs, or steps for seed 003), and names its *arms*: the model varian
 overrides) into the plain dict that describes a trial completely and is stored with its results.
 """
 
+from bnlab.errors import UserError
 from bnlab.lab import literature, seed_figures, studies
 from bnlab.lab.spec import Arm, Experiment  # noqa: F401  (the names others import from here)
 from bnlab.results import claims
@@ -146,9 +147,9 @@ for _study in studies.STUDIES + literature.STUDIES:
 
 
 def get(name):
-    """The experiment called ``name``; a ValueError that lists the known ones otherwise."""
+    """The experiment called ``name``; a UserError that lists the known ones otherwise."""
     if name not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
+        raise UserError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
     return EXPERIMENTS[name]
 
 
@@ -159,7 +160,7 @@ def select_arms(experiment, names=None):
     known = [arm.name for arm in experiment.arms]
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"unknown arm {unknown[0]!r} for experiment {experiment.name}; known: {', '.join(known)}"
         )
     return [arm for arm in experiment.arms if arm.name in names]

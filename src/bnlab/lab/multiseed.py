@@ -337,7 +337,7 @@ def run_group(configs, arrays, class_names, bar=None, save_models=None):
             results[i]["model_path"] = recipe.save_model(
                 group.keras_model(i), recipe.model_path(save_models, configs[i]))
         if measure.after_wanted(config):  # last: it changes the model's moving statistics
-            results[i].update(measure.after(group.keras_model(i), config, labelled))
+            results[i].update(measure.after(group.keras_model(i), configs[i], labelled))
     return list(zip(histories, results))
 
 

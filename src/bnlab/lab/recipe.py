@@ -14,6 +14,7 @@ import numpy as np
 
 from bnlab import data as bndata
 from bnlab import models
+from bnlab.errors import UserError
 from bnlab.tools import scale_invariance
 
 CONV_MODELS = ("lenet", "deep-cnn", "study-cnn")
@@ -109,7 +110,7 @@ def step_order(n, batch_size, steps, seed):
     """(steps, batch_size) indices: a fresh permutation each pass over the data, as seed 003's
     ``mnist.train.next_batch`` draws them; the last incomplete batch of a pass is dropped."""
     if n < batch_size:
-        raise ValueError(f"{n} training images are fewer than one batch of {batch_size}")
+        raise UserError(f"{n} training images are fewer than one batch of {batch_size}")
     per_pass = n // batch_size
     passes = -(-steps // per_pass)
     order = [epoch_order(seed, p, n)[: per_pass * batch_size] for p in range(passes)]

@@ -16,6 +16,7 @@ import traceback
 
 from tqdm.auto import tqdm
 
+from bnlab.errors import UserError
 from bnlab.lab import executors
 from bnlab.lab.train import (PATHS, configure_xla, enable_compilation_cache, trains_convolutions,
                              trains_together, work_units)
@@ -45,7 +46,7 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
     the default executor (an executor given here was made with its own ``save_models``).
     """
     if path not in PATHS:
-        raise ValueError(f"unknown path {path!r}; choose one of {', '.join(PATHS)}")
+        raise UserError(f"unknown path {path!r}; choose one of {', '.join(PATHS)}")
     executor = executor or executors.InProcess(data_dir, progress=progress, datasets=datasets,
                                                save_models=save_models)
     enable_compilation_cache()

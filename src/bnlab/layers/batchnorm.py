@@ -40,13 +40,15 @@ arguments, the same weights in the same order with the same trainability for eve
 combination (``gamma``, ``beta`` trainable; ``moving_mean``, ``moving_variance`` and, with
 ``renorm=True``, ``moving_stddev``, ``renorm_mean``, ``renorm_stddev`` not), so
 ``set_weights``/``get_weights`` work both ways, and the same ``trainable=False`` rule (a frozen BN
-layer runs in inference mode). Only ``momentum=None`` adds a weight (its counter, last).
+layer runs in inference mode). Only ``momentum=None`` and ``renorm_relaxation`` (beyond Keras:
+the renorm paper's schedule of the clipping) add a weight (a step counter, last).
 ``bnlab.reference`` is the NumPy specification the tests hold this layer against.
 """
 
 import keras
 from keras import ops
 
+from bnlab.errors import UserError
 from bnlab.layers import ghost, statistics
 from bnlab.layers import renorm as batch_renorm
 
@@ -66,6 +68,10 @@ class BatchNorm(keras.layers.Layer):
         The initializers, regularizers and constraints are those of Keras's layer.
         renorm, renorm_clipping, renorm_momentum: Batch Renormalization (``renorm.py``);
             ``renorm_clipping`` takes the keys ``rmax``, ``rmin``, ``dmax``.
+        renorm_relaxation: beyond Keras: the renorm paper's schedule, ``{"hold": H, "rmax_at":
+            R, "dmax_at": D}`` (steps): plain BN (r = 1, d = 0) for H steps, then rmax and dmax
+            opened linearly to ``renorm_clipping``'s by steps R and D (``renorm.py``). It adds
+            one non-trainable weight, ``renorm_steps`` (last).
         synchronized: TensorFlow only: statistics of the global batch of a ``tf.distribute`` step.
         virtual_batch_size: Ghost BN (``ghost.py``): statistics per group of this many examples
             in training; it must divide the batch size.
@@ -102,6 +108,7 @@ class BatchNorm(keras.layers.Layer):
         renorm=False,
         renorm_clipping=None,
         renorm_momentum=0.99,
+        renorm_relaxation=None,
         synchronized=False,
         virtual_batch_size=None,
         axis_name=None,
@@ -111,12 +118,16 @@ class BatchNorm(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         if momentum is not None and not 0.0 <= float(momentum) <= 1.0:
-            raise ValueError(f"BatchNorm momentum must be in [0, 1] or None, got {momentum}")
+            raise UserError(f"BatchNorm momentum must be in [0, 1] or None, got {momentum}")
         if float(epsilon) <= 0.0:
-            raise ValueError(f"BatchNorm epsilon must be > 0, got {epsilon}")
+            raise UserError(f"BatchNorm epsilon must be > 0, got {epsilon}")
         if not 0.0 <= float(renorm_momentum) <= 1.0:
-            raise ValueError(f"BatchNorm renorm_momentum must be in [0, 1], got {renorm_momentum}")
+            raise UserError(f"BatchNorm renorm_momentum must be in [0, 1], got {renorm_momentum}")
         batch_renorm.check_clipping(renorm_clipping)
+        if renorm_relaxation is not None:
+            if not renorm:
+                raise ValueError("renorm_relaxation needs renorm=True")
+            batch_renorm.check_relaxation(renorm_relaxation, renorm_clipping)
         ghost.check_size(virtual_batch_size)
         statistics.check_replica_arguments(
             axis_name, axis_index_groups, synchronized, keras.backend.backend()
@@ -137,6 +148,7 @@ class BatchNorm(keras.layers.Layer):
         self.renorm = bool(renorm)
         self.renorm_clipping = renorm_clipping
         self.renorm_momentum = float(renorm_momentum)
+        self.renorm_relaxation = None if renorm_relaxation is None else dict(renorm_relaxation)
         self.synchronized = bool(synchronized)
         self.virtual_batch_size = virtual_batch_size
         self.axis_name = axis_name
@@ -151,19 +163,19 @@ class BatchNorm(keras.layers.Layer):
     def build(self, input_shape):
         rank = len(input_shape)
         if not -rank <= self.axis < rank:
-            raise ValueError(
+            raise UserError(
                 f"BatchNorm axis={self.axis} is out of range for inputs of rank {rank} "
                 f"(shape {tuple(input_shape)})"
             )
         channel_axis = self.axis % rank
         channels = input_shape[channel_axis]
         if channels is None:
-            raise ValueError(
+            raise UserError(
                 f"BatchNorm needs a known size on its channel axis {self.axis}; "
                 f"got input shape {tuple(input_shape)}"
             )
         if self.virtual_batch_size is not None and channel_axis == 0:
-            raise ValueError(
+            raise UserError(
                 f"virtual_batch_size={self.virtual_batch_size} splits axis 0 (the batch), which "
                 f"cannot be the channel axis (axis={self.axis}); allowed: an axis other than 0."
             )
@@ -194,6 +206,8 @@ class BatchNorm(keras.layers.Layer):
             self.num_batches_tracked = self._weight(
                 "num_batches_tracked", (), "zeros", dtype="int32"
             )
+        if self.renorm_relaxation is not None:
+            self.renorm_steps = self._weight("renorm_steps", (), "zeros", dtype="int32")
         self.input_spec = keras.layers.InputSpec(ndim=rank, axes={channel_axis: channels})
         self._reduction_axes = tuple(a for a in range(rank) if a != channel_axis)
         # Parameters of shape (C,) broadcast against x as (1, .., C, .., 1).
@@ -208,7 +222,7 @@ class BatchNorm(keras.layers.Layer):
 
     def call(self, inputs, training=None, mask=None):
         if mask is not None and len(mask.shape) != len(inputs.shape) - 1:
-            raise ValueError(
+            raise UserError(
                 "The mask provided should be one dimension less than the inputs. "
                 f"Received: mask.shape={mask.shape}, inputs.shape={inputs.shape}"
             )
@@ -236,9 +250,14 @@ class BatchNorm(keras.layers.Layer):
         mean, variance, count = statistics.moments(x, axes, mask, replica_sum)
         r = d = None
         if self.renorm:
+            clipping = self.renorm_clipping
+            if self.renorm_relaxation is not None:
+                clipping = batch_renorm.relaxed_clipping(self.renorm_steps, clipping,
+                                                         self.renorm_relaxation)
+                self.renorm_steps.assign(self.renorm_steps + 1)
             r, d = batch_renorm.correction(
                 mean, variance, self._param(self.renorm_mean, x),
-                self._param(self.renorm_stddev, x), self.epsilon, self.renorm_clipping,
+                self._param(self.renorm_stddev, x), self.epsilon, clipping,
             )
         self._update_moving_statistics(mean, variance, count)
         outputs = self._normalize(x, mean, variance, r, d)
@@ -322,6 +341,7 @@ class BatchNorm(keras.layers.Layer):
             "renorm": self.renorm,
             "renorm_clipping": self.renorm_clipping,
             "renorm_momentum": self.renorm_momentum,
+            "renorm_relaxation": self.renorm_relaxation,
             "synchronized": self.synchronized,
             "virtual_batch_size": self.virtual_batch_size,
             "axis_name": self.axis_name,

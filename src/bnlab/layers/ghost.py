@@ -22,19 +22,21 @@ statistics count its own unmasked steps (a fully masked group has μ_g = σ²_g 
 import keras
 from keras import ops
 
+from bnlab.errors import UserError
+
 
 def check_size(virtual_batch_size):
-    """ValueError naming ``virtual_batch_size`` unless it is None or a positive int."""
+    """UserError naming ``virtual_batch_size`` unless it is None or a positive int."""
     k = virtual_batch_size
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-        raise ValueError(
+        raise UserError(
             f"virtual_batch_size must be None (no ghost batches) or a positive int that divides "
             f"the batch size; got virtual_batch_size={k!r}."
         )
 
 
 def check_divides(x, virtual_batch_size):
-    """ValueError naming ``virtual_batch_size`` when it does not divide the batch size of ``x``.
+    """UserError naming ``virtual_batch_size`` when it does not divide the batch size of ``x``.
 
     A batch size unknown while tracing (TensorFlow graphs with a ``None`` batch axis) is checked
     when the graph runs, with the same message (TensorFlow raises it as InvalidArgumentError).
@@ -42,7 +44,7 @@ def check_divides(x, virtual_batch_size):
     batch, k = x.shape[0], virtual_batch_size
     if batch is not None:
         if batch % k:
-            raise ValueError(_not_a_divisor(k, batch))
+            raise UserError(_not_a_divisor(k, batch))
     elif keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 

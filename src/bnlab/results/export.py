@@ -33,6 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+from bnlab.errors import UserError
 from bnlab.results.store import INDEX_KEYS, Store, Trial
 
 TRIAL_TAG = "bnlab.trial_id"
@@ -140,7 +141,7 @@ def export_mlflow(store: Store, trials: Iterable[Trial], tracking_uri: str = DEF
                   figures: Sequence[str | Path] = ()) -> dict[str, list[str]]:
     """Write each trial as an MLflow run at ``tracking_uri``; return {"created": [...],
     "unchanged": [...]} run ids. ``figures`` (the report's PNGs) are logged to every run under
-    ``report/``. Bad URIs raise ValueError."""
+    ``report/``. Bad URIs raise UserError."""
     _need("mlflow")
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
@@ -191,6 +192,6 @@ def export_mlflow(store: Store, trials: Iterable[Trial], tracking_uri: str = DEF
             done["created"].append(rid)
     except MlflowException as exc:
         message = " ".join(str(exc).split())
-        raise ValueError(f"tracking_uri {tracking_uri!r}: {message[:300]}") from None
+        raise UserError(f"tracking_uri {tracking_uri!r}: {message[:300]}") from None
     return done
 

@@ -62,7 +62,7 @@ def section(arms, save, confidence=0.95):
     out = [("h2", "Study: the weight norm in front of BN"),
            ("list", ["papers: " + PAPERS,
                      "ours: Fashion-MNIST, the seeds' 300-100 MLP with BN before each relu, "
-                     "plain SGD, batch 64; Δ‖w‖² measured at every step from the weights before "
+                     "plain SGD, batch 32; Δ‖w‖² measured at every step from the weights before "
                      "and after it, as ⟨w_(t+1) − w_t, w_(t+1) + w_t⟩ (no float32 cancellation); "
                      "time and load of the committed run: docs/studies/RUN.txt"]),
            ("img", save(fig, "weight_norms.png"), "weight norm and identity error per arm"),

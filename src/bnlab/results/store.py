@@ -41,6 +41,8 @@ from typing import Any, Iterable
 
 import psutil
 
+from bnlab.errors import UserError
+
 SCHEMA_VERSION = 2
 LEASE_SECONDS = 120.0  # how long a claim holds without renewal, for owners on another host
 STATUSES = ("running", "finished", "failed")
@@ -82,7 +84,7 @@ _MIGRATIONS = {  # from version k to k + 1
 _EMPTY_ROW = ""  # metric name of a placeholder that keeps a history row with no metrics
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """A store that cannot be opened or used; the message is one line and names the file."""
 
 

@@ -50,6 +50,7 @@ def kernels(model):
     return found
 
 
+@keras.saving.register_keras_serializable(package="bnlab")
 class TracedSGD(keras.optimizers.SGD):
     """Plain SGD (no momentum) that records its kernels' norms each step (module docstring).
 

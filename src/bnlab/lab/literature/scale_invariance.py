@@ -71,7 +71,7 @@ STUDY = Experiment(
     description=(
         "Seeds 000/004's MLP with BN before each relu, plain SGD (bnlab.tools.scale_invariance's "
         "TracedSGD: Keras's SGD that records ‖w‖², ‖g‖² and the change of ‖w‖² of every kernel "
-        "at every step), batch 64, 2,000 steps, at η = 0.01, 0.1 and 1, each without and with "
+        "at every step), batch 32, 2,000 steps, at η = 0.01, 0.1 and 1, each without and with "
         "weight decay 5e-4 (Keras's decoupled form, w ← (1 − ηλ)·w before the step); and the "
         "arm (√10·w₀, 10·η) on the two scale-invariant kernels against (w₀, η = 0.1)."
     ),
@@ -79,7 +79,7 @@ STUDY = Experiment(
     model="mlp",
     arms=ARMS,
     optimizer={"name": "TracedSGD", "learning_rate": 0.1},
-    batch_size=64,
+    batch_size=32,
     split={"validation": 5000},
     preprocessing="scale",
     steps=2000,

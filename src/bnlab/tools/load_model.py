@@ -1,0 +1,28 @@
+"""A model file for the tools: a Keras ``.keras``, or a PyTorch ``.pt2`` (``torch.export.save``)
+converted in memory (``bnlab.tools.convert``).
+
+``load(path)`` returns ``(model, names, layout)``: the Keras model; {Keras layer name: PyTorch
+module} for a converted model (empty for a Keras file), so that findings name what the user wrote;
+and the layout of the user's image arrays, ``"nchw"`` for PyTorch, ``"nhwc"`` for Keras.
+"""
+
+from pathlib import Path
+
+from bnlab.errors import UserError
+
+
+def load(path):
+    path = Path(path)
+    if path.suffix == ".pt2":
+        from bnlab.tools.convert import torch_to_keras
+
+        model, names = torch_to_keras.load_pt2(path)
+        return model, names, "nchw"
+    import keras
+
+    try:
+        model = keras.saving.load_model(path)
+    except Exception as exc:  # any failure to read it means: not a Keras model file bnlab reads
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path} is not a Keras model file ({reason})") from None
+    return model, {}, "nhwc"
