@@ -9,10 +9,7 @@ Counting (per training example):
   The counts do not depend on the arm (BN or not, before or after). ``torch_models.py --check``
   holds them against the built modules' shapes.
 
-Peak:
-  * measured "matrix-product rate": a jitted float32 2048×2048 @ 2048×2048 in JAX (XLA's CPU
-    matmul, all cores), median of several calls: 2·n³ / seconds. Also a batch-32 product of the
-    MLP's first layer (32×784 @ 784×300), to show what one small training step can reach.
+Peak (the measured rates are ``common.host_rates``, the host's BLAS):
   * theoretical: cores × clock × FP32 FLOP/cycle/core, where FLOP/cycle = FMA pipes × lanes × 2
     (an FMA is 2 FLOPs), lanes = vector datapath width / 32 bits, read from /proc/cpuinfo:
     AMD family 0x19 (Zen 3/Zen 4): 2 FMA pipes, 256-bit datapath (Zen 4 runs AVX-512 as two
@@ -21,14 +18,13 @@ Peak:
     else the TSC's = BogoMIPS / 2): a virtual machine does not show the boost clock, so the true
     peak can be higher — the measured matrix-product rate is the reference the goals use.
 
-    python bench/flops.py --peak [--n 2048] [--reps 7]    # (JAX) prints the measured rates as JSON
+    python bench/flops.py [--peak]    # the counts; --peak: the theoretical peak as JSON
 """
 
 import os
 import sys
-import time
 
-from common import cpuinfo, emit, log, median
+from common import cpuinfo, emit
 
 EPOCH_EXAMPLES = 55000  # Fashion-MNIST training split of the epoch experiments (60000 − 5000 val)
 
@@ -87,29 +83,6 @@ def theoretical_peak():
             "derivation": derivation}
 
 
-def measure_matmul(n, reps):
-    """JAX: GFLOP/s of a jitted float32 n×n @ n×n and of the 32×784 @ 784×300 product."""
-    import jax
-    import jax.numpy as jnp
-
-    matmul = jax.jit(jnp.matmul)
-    out = {"backend": jax.default_backend(), "n": n}
-    for label, (m, k, p), count in (("square", (n, n, n), reps), ("batch32", (32, 784, 300), 200)):
-        a = jax.random.normal(jax.random.PRNGKey(0), (m, k), jnp.float32)
-        b = jax.random.normal(jax.random.PRNGKey(1), (k, p), jnp.float32)
-        matmul(a, b).block_until_ready()
-        times = []
-        for _ in range(count):
-            t0 = time.perf_counter()
-            matmul(a, b).block_until_ready()
-            times.append(time.perf_counter() - t0)
-        seconds = median(times)
-        out[label] = {"shape": [m, k, p], "seconds": seconds,
-                      "gflops": 2 * m * k * p / seconds / 1e9}
-        log(f"matmul {m}×{k} @ {k}×{p}: {out[label]['gflops']:.1f} GFLOP/s")
-    return out
-
-
 def main(argv):
     if "--peak" not in argv:
         print(__doc__)
@@ -118,9 +91,7 @@ def main(argv):
                   f"{train_flops(name) / 1e6:.2f} MFLOP per training example")
         print(theoretical_peak()["derivation"])
         return 0
-    n = int(argv[argv.index("--n") + 1]) if "--n" in argv else 2048
-    reps = int(argv[argv.index("--reps") + 1]) if "--reps" in argv else 7
-    emit({"measured": measure_matmul(n, reps), "theoretical": theoretical_peak()})
+    emit({"theoretical": theoretical_peak()})
     return 0
 
 

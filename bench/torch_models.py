@@ -27,7 +27,6 @@ Different on purpose or by nature:
 
 import math
 import sys
-import time
 
 import numpy as np
 import torch
@@ -192,46 +191,6 @@ def _step(model, opt, loss_fn, xb, yb):
     opt.zero_grad(set_to_none=True)
     loss_fn(model(xb), yb).backward()
     opt.step()
-
-
-def train_epochs(model, opt, loss_fn, x, y, batch_size, epochs, seed=0):
-    """Wall seconds of each epoch: a fresh shuffle, then every batch including the last partial
-    one (as Keras ``fit(shuffle=True)``)."""
-    model.train()
-    gen = torch.Generator().manual_seed(seed)
-    n, times = len(x), []
-    for _ in range(epochs):
-        t0 = time.perf_counter()
-        order = torch.randperm(n, generator=gen)
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            _step(model, opt, loss_fn, x[idx], y[idx])
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def train_steps(model, opt, loss_fn, x, y, batch_size, chunks, seed=0):
-    """Wall seconds of each chunk of steps (``chunks``: a list of step counts). Batches are
-    drawn as bnlab's step loop draws them: a fresh permutation per pass, last partial dropped."""
-    model.train()
-    rng = np.random.default_rng(seed)
-    per_pass = len(x) // batch_size
-    passes = -(-sum(chunks) // per_pass)
-    order = np.concatenate([rng.permutation(len(x))[: per_pass * batch_size]
-                            for _ in range(passes)]).reshape(-1, batch_size)
-    order = torch.from_numpy(order)
-    times, at = [], 0
-    for count in chunks:
-        t0 = time.perf_counter()
-        for idx in order[at:at + count]:
-            _step(model, opt, loss_fn, x[idx], y[idx])
-        at += count
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-# ----------------------------------------------------------------------------------------------
-# self-check: parameter counts against Keras, analytic FLOPs against the built modules
 
 
 def forward_macs_by_hooks(model, name):

@@ -7,7 +7,8 @@
     bnlab export mlflow EXPERIMENT     its trials as MLflow runs (--tracking-uri)
     bnlab summary MODEL [options]      model.summary() and each BN layer's variables
     bnlab check MODEL [--data DATA]    diagnose a trained model's BN (.keras or .pt2; own data)
-    bnlab demo                         the main job: bn-placement on Fashion-MNIST, ~3 minutes
+    bnlab convert IN OUT               a PyTorch .pt2 to a Keras .keras or back, BN's conventions
+    bnlab demo                         the main job: bn-placement on Fashion-MNIST (says how long first)
     (EXPERIMENT: a built-in experiment's name, or a TOML file: bnlab.lab.experiment_file)
 
 User errors (``bnlab.errors.UserError``: unknown names, bad options, bad or missing data, a
@@ -112,6 +113,12 @@ def _parser():
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_check)
 
+    p = sub.add_parser("convert", help="a PyTorch .pt2 (torch.export.save) to a Keras .keras, "
+                                       "or back; checked on a random batch")
+    p.add_argument("source", type=Path, help="IN.pt2 or IN.keras")
+    p.add_argument("target", type=Path, help="OUT.keras or OUT.pt2 (must not exist)")
+    p.set_defaults(func=cmd_convert)
+
     p = sub.add_parser("demo", help="the main job: bn-placement on Fashion-MNIST, then its report")
     p.add_argument("--store", type=Path, default=DEFAULT_STORE, help="results store (SQLite)")
     p.add_argument("--data-dir", type=Path, help="where the dataset files are")
@@ -200,7 +207,7 @@ def cmd_run(args):
         raise UserError(f"{experiment.name} has no --quick form; the studies have one: "
                         f"{', '.join(s.name for s in experiments.studies.STUDIES)}")
     quick = experiment.quick if args.quick else {}
-    args.seeds = args.seeds or quick.get("seeds", 3)
+    args.seeds = args.seeds or quick.get("seeds") or experiment.seeds or 3
     args.steps = args.steps or quick.get("steps")
     args.limit = args.limit or quick.get("limit")
     if args.data_dir is not None and not args.data_dir.is_dir():
@@ -359,7 +366,27 @@ def _check_data(args, model, layout):
                                  layout=layout)
 
 
+def cmd_convert(args):
+    try:
+        from bnlab.tools.convert import files
+    except ImportError as exc:  # torch is an extra
+        raise UserError(f"bnlab convert needs PyTorch: pip install 'bnlab[torch]' ({exc})") from None
+    print("\n".join(files.convert_file(args.source, args.target)))
+
+
 def cmd_demo(args):
+    from bnlab import models
+    from bnlab.lab import estimate, experiments
+
+    experiment = experiments.get(DEMO["experiment"])
+    arms = len(experiment.arms)
+    examples = 60_000 - experiment.split.get("validation", 0)
+    expected, rate = estimate.seconds(models.build(experiment.model, norm="none"), examples,
+                                      DEMO["epochs"], DEMO["seeds"], arms)
+    print(f"bnlab demo: {experiment.name}, {arms} arms × {DEMO['seeds']} seeds × "
+          f"{DEMO['epochs']} epochs; this host multiplies at {rate:.0f} GFLOP/s, so expect about "
+          f"{expected / 60:.0f} minutes (longer while other work shares the cores)",
+          file=sys.stderr, flush=True)
     run_args = _parser().parse_args([
         "run", DEMO["experiment"], "--seeds", str(DEMO["seeds"]), "--epochs", str(DEMO["epochs"]),
         "--store", str(args.store),

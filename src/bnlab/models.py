@@ -14,7 +14,8 @@
     scratch  ``bnlab.layers.BatchNorm``, the from-scratch BN
     renorm   ``bnlab.layers.BatchNorm(renorm=True)``: Batch Renormalization (Ioffe, 2017)
     ghost    ``bnlab.layers.BatchNorm(virtual_batch_size=k)``: Ghost BN, statistics per group of
-             k examples (default k = 8, ``GHOST_VIRTUAL_BATCH_SIZE``; k must divide the batch)
+             k examples (default k = 8, ``GHOST_VIRTUAL_BATCH_SIZE``; the last group is smaller
+             when k does not divide the batch)
     group    ``keras.layers.GroupNormalization`` (Wu & He, 2018): per example, statistics over
              the spatial positions and the C/G channels of each of G groups. Default G: the
              largest divisor of the layer's C channels that is at most 32 (the paper's G) and
@@ -109,14 +110,21 @@ OWN_PLACEMENT = {"mlp": "after", "deep-mlp": "after", "lenet": "before", "deep-c
 SIZED = {"relu-mlp": {"depth": 20, "units": 256}}
 
 
+# ``init`` of the sigmoid MLP: Keras's default, or Ioffe & Szegedy's "small random Gaussian"
+INITS = {"glorot": "glorot_uniform", "gaussian": {"class_name": "RandomNormal",
+                                                  "config": {"stddev": 0.01}}}
+
+
 def build(name, *, norm="keras", placement=None, activation=None, momentum=None, epsilon=None,
-          norm_options=None, seed=None, depth=None, units=None, **features):
+          norm_options=None, seed=None, init=None, depth=None, units=None, **features):
     """Build one of the models; see the module docstring for the arguments.
 
     ``activation`` overrides the model's own (seed 000's BN-before MLP uses ``"elu"``);
     ``momentum`` and ``epsilon`` go to every norm layer that takes them (seed 001's custom
     layer: 0.9 and 1e-5; Keras's defaults 0.99 and 1e-3 otherwise); ``seed`` seeds the weight
-    initializers, so the same seed builds the same weights. ``depth`` and ``units``: the size of
+    initializers, so the same seed builds the same weights. ``init`` (the sigmoid MLP only):
+    its Dense kernels' initializer, ``INITS``: "glorot" (Keras's default) or "gaussian"
+    (N(0, 0.01²), the paper's "small random Gaussian"). ``depth`` and ``units``: the size of
     a ``SIZED`` model (hidden layers, units per layer).
     """
     if name not in BUILDERS:
@@ -126,6 +134,9 @@ def build(name, *, norm="keras", placement=None, activation=None, momentum=None,
     if placement is not None and placement not in PLACEMENTS:
         raise UserError(f"unknown placement {placement!r}; choose one of {', '.join(PLACEMENTS)}")
     options = check_norm_options(norm, momentum, epsilon, norm_options)
+    if init is not None and (name != "sigmoid-mlp" or init not in INITS):
+        raise ValueError(f"init {init!r}: only the sigmoid-mlp takes one, among "
+                         f"{', '.join(INITS)}")
     sizes = _check_sizes(name, depth=depth, units=units)
     features = check_features(name, norm, features)
     if seed is not None:
@@ -134,6 +145,8 @@ def build(name, *, norm="keras", placement=None, activation=None, momentum=None,
     own = {k: v for k, v in features.items() if FEATURES[k][0] is not None}
     if name == "study-cnn":
         own["tuned"] = features["train"] == "two-per-channel"
+    if init:
+        own["init"] = INITS[init]
     model = BUILDERS[name](norms if norm != "none" else None,
                            placement or OWN_PLACEMENT[name], activation, **sizes, **own)
     norms.check(name)
@@ -382,7 +395,7 @@ def _study_cnn(make_norm, placement, activation, width=1, tuned=False):
     return keras.Sequential(layers, name=_model_name("study_cnn", make_norm, placement))
 
 
-def _sigmoid_mlp(make_norm, placement, activation):
+def _sigmoid_mlp(make_norm, placement, activation, init="glorot_uniform"):
     """Ioffe & Szegedy (2015) §4.1's net: Flatten → 3 × (Dense 100 → norm → sigmoid) → Dense 10
     softmax. The Dense layers keep no bias where a norm follows them directly (placement
     "before", the paper's)."""
@@ -390,9 +403,11 @@ def _sigmoid_mlp(make_norm, placement, activation):
     use_bias = make_norm is None or placement == "after"
     layers = [keras.Input(INPUT_SHAPE), keras.layers.Flatten()]
     for _ in range(3):
-        layers += _norm_block(keras.layers.Dense(100, use_bias=use_bias), 100, make_norm,
-                              placement, activation)
-    layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax"))
+        dense = keras.layers.Dense(100, use_bias=use_bias,
+                                   kernel_initializer=keras.initializers.get(init))
+        layers += _norm_block(dense, 100, make_norm, placement, activation)
+    layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax",
+                                     kernel_initializer=keras.initializers.get(init)))
     return keras.Sequential(layers, name=_model_name("sigmoid_mlp", make_norm, placement))
 
 

@@ -63,10 +63,10 @@ _WORKER_DATASETS = {}  # a Ray worker's loaded datasets, kept for its next tasks
 
 
 def _train_on_worker(group, together, data_dir, save_models):
-    from bnlab.lab import train
+    from bnlab.lab import runtime, train
 
-    train.configure_xla(vectorized=together, convolutional=train.trains_convolutions(group))
-    train.enable_compilation_cache()
+    runtime.configure_xla(vectorized=together, convolutional=runtime.trains_convolutions(group))
+    runtime.enable_compilation_cache()
     return train.train_unit(group, together, _WORKER_DATASETS, data_dir, progress=False,
                             save_models=save_models)
 

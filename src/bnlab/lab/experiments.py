@@ -144,6 +144,7 @@ _register(Experiment(
 
 for _study in studies.STUDIES + literature.STUDIES:
     _register(_study)
+_register(studies.CNN_BATCHES)
 
 
 def get(name):
@@ -203,6 +204,11 @@ def trial_config(experiment, arm, seed, *, dataset=None, epochs=None, steps=None
     config["extras"] = list(experiment.extras)
     if experiment.probe:  # only then: the ids of trials without a probe stay as they were
         config["probe"] = dict(experiment.probe)
+    schedule = arm.schedule or experiment.schedule
+    if schedule:  # likewise
+        config["schedule"] = dict(schedule)
+    if experiment.precise_samples:
+        config["precise_samples"] = list(experiment.precise_samples)
     return config
 
 

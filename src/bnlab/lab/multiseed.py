@@ -32,9 +32,6 @@ from bnlab.lab import measure, recipe
 from bnlab.tools import precise
 from bnlab.tools import probe as probe_tools
 
-EVAL_BATCH_SIZE = 500
-
-
 # Models ``bnlab run`` trains together by default: those for which it is faster than K fit runs.
 # Any model and norm can be trained together (``--path together``; the tests hold every norm, the
 # conv models included, against fit). Of the conv models only the batch-size study's small CNN
@@ -273,8 +270,8 @@ class SeedGroup:
             return np.full(self.k, np.nan), np.full(self.k, np.nan)
         trainable, non_trainable, _ = self.state
         loss_sum, correct = np.zeros(self.k), np.zeros(self.k)
-        for start in range(0, len(x), EVAL_BATCH_SIZE):
-            xb, yb = x[start:start + EVAL_BATCH_SIZE], y[start:start + EVAL_BATCH_SIZE]
+        for start in range(0, len(x), recipe.EVAL_BATCH_SIZE):
+            xb, yb = x[start:start + recipe.EVAL_BATCH_SIZE], y[start:start + recipe.EVAL_BATCH_SIZE]
             loss, right = self._eval_shared(trainable, non_trainable, xb, yb)
             loss_sum += np.asarray(loss)
             correct += np.asarray(right)

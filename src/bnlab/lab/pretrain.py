@@ -1,10 +1,10 @@
 """Pretrained initial weights for the fine-tuning study, trained once per seed and cached.
 
-A trial's model spec may carry ``init`` (``bnlab.lab.recipe.compile_model`` calls
+A trial's model spec may carry ``pretrained`` (``bnlab.lab.recipe.compile_model`` calls
 ``initialize``)::
 
     {"name": "study-cnn", "norm": "scratch", "bn_mode": "frozen",
-     "init": {"classes": [0, 1, 2, 3, 4], "epochs": 1, "batch_size": 32,
+     "pretrained": {"classes": [0, 1, 2, 3, 4], "epochs": 1, "batch_size": 32,
               "optimizer": {"name": "SGD", "learning_rate": 0.02, "momentum": 0.9},
               "restatistics": False}}
 
@@ -37,9 +37,9 @@ RESTATISTICS_BATCH = 50
 
 def source_config(config):
     """The config of the source network that a fine-tuning trial ``config`` starts from."""
-    init = config["model"]["init"]
+    init = config["model"]["pretrained"]
     model = {k: v for k, v in config["model"].items()
-             if k not in ("init", "train", "bn_mode")}
+             if k not in ("pretrained", "train", "bn_mode")}
     split = {k: v for k, v in config["split"].items() if k not in ("classes", "train")}
     return {"dataset": config["dataset"], "split": {**split, "classes": list(init["classes"])},
             "preprocessing": config["preprocessing"], "limit": config.get("limit"),
@@ -100,7 +100,7 @@ def initialize(model, config):
                          f"{len(model.layers)}")
     for layer, values in zip(model.layers[:-1], weights[:-1]):
         layer.set_weights(values)
-    if config["model"]["init"].get("restatistics"):
+    if config["model"]["pretrained"].get("restatistics"):
         restatistics(model, recipe.load_data(config)[0]["train"][0])
 
 

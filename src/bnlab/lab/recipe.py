@@ -17,7 +17,7 @@ from bnlab import models
 from bnlab.errors import UserError
 from bnlab.tools import scale_invariance
 
-CONV_MODELS = ("lenet", "deep-cnn", "study-cnn")
+EVAL_BATCH_SIZE = 500  # inference-mode BN makes evaluation independent of the batch size
 
 
 def load_data(config, data_dir=None):
@@ -32,7 +32,7 @@ def load_data(config, data_dir=None):
     classes, train_images = split.pop("classes", None), split.pop("train", None)
     ds = bndata.load(config["dataset"], data_dir, preprocessing=config["preprocessing"], **split)
     limit = config.get("limit")
-    channel = config["model"]["name"] in CONV_MODELS
+    channel = config["model"]["name"] in models.CONVOLUTIONAL
     arrays = {}
     for split in ("train", "val", "test"):
         x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
@@ -49,7 +49,8 @@ def load_data(config, data_dir=None):
 def data_key(config):
     """Configs with equal keys share one loaded dataset."""
     return (config["dataset"], json.dumps(config["split"], sort_keys=True),
-            config["preprocessing"], config.get("limit"), config["model"]["name"] in CONV_MODELS)
+            config["preprocessing"], config.get("limit"),
+            config["model"]["name"] in models.CONVOLUTIONAL)
 
 
 def one_hot_labels(config):
@@ -70,13 +71,32 @@ def loss_and_metric(config):
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
 
 
+def learning_rate(config):
+    """The trial's learning rate: a float, or with ``config["schedule"]`` (step trials) a Keras
+    schedule over its ``steps``:
+
+        {"name": "steps", "at": [f₁, f₂, ...], "factor": γ}   η₀ · γ^k after the fraction f_k of
+                                                               the steps (the papers' step decay)
+        {"name": "cosine"}                                     η₀ · (1 + cos(π t / steps)) / 2
+    """
+    rate, schedule = config["optimizer"]["learning_rate"], config.get("schedule")
+    if not schedule:
+        return rate
+    steps = config["steps"]
+    if schedule["name"] == "cosine":
+        return keras.optimizers.schedules.CosineDecay(rate, decay_steps=steps)
+    boundaries = [max(1, round(f * steps)) for f in schedule["at"]]
+    values = [rate * schedule["factor"] ** k for k in range(len(boundaries) + 1)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
 def compile_model(config):
     """Build (seeded: the seed fixes the initial weights) and compile the trial's model. A model
-    spec with ``init`` starts from pretrained weights instead (``bnlab.lab.pretrain``)."""
+    spec with ``pretrained`` starts from pretrained weights instead (``bnlab.lab.pretrain``)."""
     spec = dict(config["model"])
-    name, init = spec.pop("name"), spec.pop("init", None)
+    name, pretrained = spec.pop("name"), spec.pop("pretrained", None)
     model = models.build(name, seed=config["seed"], **spec)
-    if init is not None:
+    if pretrained is not None:
         from bnlab.lab import pretrain  # it trains through this module: imported when needed
 
         pretrain.initialize(model, config)
@@ -92,11 +112,12 @@ OPTIMIZERS = {"TracedSGD": scale_invariance.TracedSGD}
 
 def make_optimizer(config, model):
     """The trial's optimizer: its class name (Keras's, or one of ``OPTIMIZERS``), then its
-    arguments (learning_rate, ...)."""
+    arguments (learning_rate, a schedule for Keras's: ``learning_rate(config)``, ...)."""
     opt = dict(config["optimizer"])
     name = opt.pop("name")
     if name in OPTIMIZERS:
         return OPTIMIZERS[name].for_trial(config, model, **opt)
+    opt["learning_rate"] = learning_rate(config)
     return getattr(keras.optimizers, name)(**opt)
 
 

@@ -27,6 +27,7 @@ class Arm:
     # on the x axis (``x``, e.g. the batch size); the report reads these, never the arm's name.
     group: str | None = None
     x: float | str | None = None
+    schedule: dict | None = None  # this arm's own learning-rate schedule (Experiment.schedule)
 
     def scaling(self, experiment):
         """B/B₀ of an arm with a scaled batch size of its own (1 for every other arm)."""
@@ -56,6 +57,11 @@ class Experiment:
     source: str | None = None  # the TOML file of an experiment read from one
     probe: dict | None = None  # bnlab.tools.probe's spec: {"layers": ["bn"], "every": 50, ...}
     quick: dict = field(default_factory=dict)  # --quick: {"steps", "limit", "seeds", "arms"}
+    seeds: int | None = None  # how many seeds ``bnlab run`` trains by default (3 when None)
+    # step trials: a decaying learning rate (bnlab.lab.recipe.learning_rate), e.g.
+    # {"name": "steps", "at": [0.5, 0.75], "factor": 0.1}
+    schedule: dict | None = None
+    precise_samples: tuple[int, ...] = ()  # extra "precise_bn": PreciseBN also from these many
     # The paper's claims (bnlab.results.claims.Claim), judged on paired seeds in the report.
     claims: tuple[Claim, ...] = ()
 

@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 
 from bnlab.errors import UserError
 from bnlab.lab import executors
-from bnlab.lab.train import (PATHS, configure_xla, enable_compilation_cache, trains_convolutions,
-                             trains_together, work_units)
+from bnlab.lab.runtime import configure_xla, enable_compilation_cache, trains_convolutions
+from bnlab.lab.train import PATHS, trains_together, work_units
 
 POLL_SECONDS = 2.0  # how often a run waiting on other processes' trials looks at the store again
 

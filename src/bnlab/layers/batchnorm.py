@@ -49,10 +49,11 @@ import keras
 from keras import ops
 
 from bnlab.errors import UserError
-from bnlab.layers import ghost, statistics
+from bnlab.layers import closed_form, ghost, statistics
 from bnlab.layers import renorm as batch_renorm
 
 _LOW_PRECISION = ("float16", "bfloat16")
+GRADIENTS = ("autodiff", "closed-form")
 
 
 @keras.saving.register_keras_serializable(package="bnlab")
@@ -74,12 +75,15 @@ class BatchNorm(keras.layers.Layer):
             one non-trainable weight, ``renorm_steps`` (last).
         synchronized: TensorFlow only: statistics of the global batch of a ``tf.distribute`` step.
         virtual_batch_size: Ghost BN (``ghost.py``): statistics per group of this many examples
-            in training; it must divide the batch size.
+            in training (the last group smaller when it does not divide the batch size).
         axis_name: JAX only: the name of the mapped axis (``pmap``/``vmap``/``shard_map``) whose
             replicas share the statistics of their global batch.
         axis_index_groups: with ``axis_name``, groups of replica indices that share statistics
             (a partition into equal groups, as ``jax.lax.psum`` takes it).
         unbiased_moving_variance: store n/(n−1)·σ²_B in the moving variance (PyTorch's convention).
+        gradient: ``"autodiff"`` (the backend differentiates the code above) or ``"closed-form"``
+            (``closed_form.py``: the same normalization with its gradient written from x̂ and two
+            sums; renorm keeps autodiff).
 
     Call arguments:
         inputs: a tensor of any rank ≥ 2.
@@ -114,6 +118,7 @@ class BatchNorm(keras.layers.Layer):
         axis_name=None,
         axis_index_groups=None,
         unbiased_moving_variance=False,
+        gradient="autodiff",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -126,8 +131,10 @@ class BatchNorm(keras.layers.Layer):
         batch_renorm.check_clipping(renorm_clipping)
         if renorm_relaxation is not None:
             if not renorm:
-                raise ValueError("renorm_relaxation needs renorm=True")
+                raise UserError("renorm_relaxation needs renorm=True")
             batch_renorm.check_relaxation(renorm_relaxation, renorm_clipping)
+        if gradient not in GRADIENTS:
+            raise UserError(f"BatchNorm gradient must be one of {GRADIENTS}, got {gradient!r}")
         ghost.check_size(virtual_batch_size)
         statistics.check_replica_arguments(
             axis_name, axis_index_groups, synchronized, keras.backend.backend()
@@ -156,6 +163,7 @@ class BatchNorm(keras.layers.Layer):
             None if axis_index_groups is None else [list(g) for g in axis_index_groups]
         )
         self.unbiased_moving_variance = bool(unbiased_moving_variance)
+        self.gradient = gradient
         self.supports_masking = True
         self.gamma = None
         self.beta = None
@@ -238,10 +246,9 @@ class BatchNorm(keras.layers.Layer):
         if mask is not None:
             mask = ops.broadcast_to(ops.expand_dims(ops.cast(mask, "bool"), -1), ops.shape(x))
         shape, axes, ghosts = ops.shape(x), self._reduction_axes, self.virtual_batch_size
+        shares = None
         if ghosts is not None:
-            ghost.check_divides(x, ghosts)
-            x = ghost.split(x, ghosts)
-            mask = None if mask is None else ghost.split(mask, ghosts)
+            x, mask, shares = ghost.split(x, ghosts, mask)
             axes = tuple(a + 1 for a in axes)
 
         replica_sum = statistics.replica_sum(
@@ -259,8 +266,14 @@ class BatchNorm(keras.layers.Layer):
                 mean, variance, self._param(self.renorm_mean, x),
                 self._param(self.renorm_stddev, x), self.epsilon, clipping,
             )
-        self._update_moving_statistics(mean, variance, count)
-        outputs = self._normalize(x, mean, variance, r, d)
+        self._update_moving_statistics(mean, variance, count, shares)
+        if self.gradient == "closed-form" and not self.renorm:
+            weights = None if mask is None else ops.cast(mask, x.dtype)
+            outputs = closed_form.normalize(
+                x, mean, variance, count, self._scale_or(self.gamma, 1.0, x),
+                self._scale_or(self.beta, 0.0, x), self.epsilon, axes, weights, replica_sum)
+        else:
+            outputs = self._normalize(x, mean, variance, r, d)
         if ghosts is not None:
             outputs = ghost.merge(outputs, shape)
         return ops.cast(outputs, self.compute_dtype)
@@ -269,6 +282,13 @@ class BatchNorm(keras.layers.Layer):
         """A (C,) weight as x's dtype, shaped to broadcast against x (grouped or not)."""
         shape = (1,) * (len(x.shape) - len(self._broadcast_shape)) + self._broadcast_shape
         return ops.reshape(ops.cast(weight, x.dtype), shape)
+
+    def _scale_or(self, weight, value, x):
+        """γ or β as ``_param`` gives it, or the constant ``value`` when the layer has none."""
+        if weight is None:
+            shape = (1,) * (len(x.shape) - len(self._broadcast_shape)) + self._broadcast_shape
+            return ops.full(shape, value, dtype=x.dtype)
+        return self._param(weight, x)
 
     def _normalize(self, x, mean, variance, r=None, d=None):
         """y = γ · (r · (x − μ) / √(σ² + ε) + d) + β, with r = 1, d = 0 outside renorm.
@@ -289,12 +309,13 @@ class BatchNorm(keras.layers.Layer):
             b = b + self._param(self.beta, x)
         return x * a + b
 
-    def _update_moving_statistics(self, mean, variance, count):
-        """Moving averages of the batch statistics; Ghost BN's groups are averaged first."""
+    def _update_moving_statistics(self, mean, variance, count, shares=None):
+        """Moving averages of the batch statistics; Ghost BN's groups are averaged first
+        (weighted by their ``shares`` of the batch when they differ in size)."""
         if self.unbiased_moving_variance:
             variance = variance * count / ops.maximum(count - 1.0, 1.0)
         if self.virtual_batch_size is not None:
-            mean, variance = ghost.pool(mean), ghost.pool(variance)
+            mean, variance = ghost.pool(mean, shares), ghost.pool(variance, shares)
         mean, variance = ops.reshape(mean, (-1,)), ops.reshape(variance, (-1,))
         momentum = self.momentum
         if momentum is None:  # cumulative average: the n-th batch has weight 1/n
@@ -347,6 +368,7 @@ class BatchNorm(keras.layers.Layer):
             "axis_name": self.axis_name,
             "axis_index_groups": self.axis_index_groups,
             "unbiased_moving_variance": self.unbiased_moving_variance,
+            "gradient": self.gradient,
         })
         return config
 

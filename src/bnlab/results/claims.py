@@ -14,7 +14,9 @@ same seed, so a difference of differences is written as it is said::
           a=("bn-b2", "bn-b32"), b=("group-b2", "group-b32"), metric="error:test_accuracy")
 
 ``b=None`` compares term a against 0; ``metric_b`` (default: ``metric``) lets the two terms read
-different metrics of the same trials (PreciseBN's accuracy against the EMA's, one arm).
+different metrics of the same trials (PreciseBN's accuracy against the EMA's, one arm). A pair
+term may also take a pair of metrics, x's and y's: ``a=("short", "short"),
+metric=("debiased_test_accuracy", "test_accuracy")`` is what bias correction gains, per seed.
 
 Metrics (``metric_values``): a trial's final value of a results key or history key
 (``test_accuracy``, ``precise_test_accuracy``, ...), or a metric derived from the trial:
@@ -24,7 +26,8 @@ Metrics (``metric_values``): a trial's final value of a results key or history k
     steps_to:KEY:T         the first logged step at which KEY ≥ T (its last logged step when it
                            never gets there: censored, and the verdict says how many were)
 
-and any function added to ``DERIVED`` (name → fn(results, history) → float).
+and any function in ``DERIVED`` (name → fn(results, history) → float; ``median_drift``: the
+activation probe's mean over units of the range of each unit's median), to which a study may add.
 
 Verdicts. With seeds s = 1..n present in every arm of the claim, the paired differences
 dᵢ = term_a(sᵢ) − term_b(sᵢ) have mean d̄ and standard deviation s_d; Student's t interval
@@ -66,8 +69,20 @@ CONFIDENCE = 0.95  # directional claims: a two-sided 95% interval
 EQUIVALENCE_CONFIDENCE = 0.90  # equivalence claims: TOST at 5 % per side
 PREFIXES = ("error", "points", "steps_to")
 
+def median_drift(results: Mapping, history: Sequence[Mapping]) -> float | None:
+    """The activation probe's (``bnlab.tools.probe``, ``per_unit``) drift of the median: for each
+    unit of the first probed layer, the range (max − min) of its median over the logged steps;
+    the mean over the units."""
+    units = (results.get("probe") or {}).get("units")
+    if not units:
+        return None
+    per_step = np.asarray(next(iter(units.values())), dtype=float)  # (steps, units, 3)
+    medians = per_step[:, :, 1]
+    return float(np.mean(medians.max(axis=0) - medians.min(axis=0)))
+
+
 # name -> fn(results, history) -> float | None: metrics the studies derive from a trial
-DERIVED: dict[str, Callable[[Mapping, list], float | None]] = {}
+DERIVED: dict[str, Callable[[Mapping, list], float | None]] = {"median_drift": median_drift}
 
 
 @dataclass(frozen=True)
@@ -77,11 +92,11 @@ class Claim:
     statement: str
     a: str | tuple[str, str]
     b: str | tuple[str, str] | None = None
-    metric: str = "test_accuracy"
+    metric: str | tuple[str, str] = "test_accuracy"
     direction: str = "greater"
     margin: float | None = None  # δ of an equivalence claim, in the metric's units
     paper: str = ""  # the paper's own figure, as text
-    metric_b: str | None = None  # term b's metric, when it is not ``metric``
+    metric_b: str | tuple[str, str] | None = None  # term b's, when it is not ``metric``
 
     def __post_init__(self):
         check(self)
@@ -92,8 +107,18 @@ class Claim:
 
     def terms(self) -> list[tuple[float, str, str]]:
         """The claim's difference as Σ weight · metric(arm): [(weight, arm, metric)]."""
-        out = [(w, arm, self.metric) for w, arm in _weighted(self.a)]
-        return out + [(-w, arm, self.metric_b or self.metric) for w, arm in _weighted(self.b)]
+        out = [(w, arm, m) for w, arm, m in _weighted(self.a, self.metric)]
+        return out + [(-w, arm, m) for w, arm, m in _weighted(self.b, self.metric_b
+                                                             or self.metric)]
+
+    def metrics(self) -> list[str]:
+        """Every metric the claim reads, each once."""
+        return list(dict.fromkeys(m for _, _, m in self.terms()))
+
+    @property
+    def unit_metric(self) -> str:
+        """The metric whose units the claim's difference is in (the first it reads)."""
+        return _arms_of(self.metric)[0]
 
 
 def _arms_of(term) -> list[str]:
@@ -102,9 +127,10 @@ def _arms_of(term) -> list[str]:
     return [term] if isinstance(term, str) else list(term)
 
 
-def _weighted(term) -> list[tuple[float, str]]:
-    arms = _arms_of(term)
-    return list(zip((1.0, -1.0), arms))
+def _weighted(term, metric) -> list[tuple[float, str, str]]:
+    arms, metrics = _arms_of(term), _arms_of(metric)
+    return [(w, arm, metrics[i % len(metrics)]) for i, (w, arm) in enumerate(zip((1.0, -1.0),
+                                                                                  arms))]
 
 
 def check(claim: Claim, arm_names: Sequence[str] | None = None) -> Claim:
@@ -131,9 +157,13 @@ def check(claim: Claim, arm_names: Sequence[str] | None = None) -> Claim:
                              f"{claim.margin!r}")
     elif claim.margin is not None:
         raise ValueError("margin: only an equivalence claim (direction = \"equal\") has one")
-    for field in ("metric", "metric_b"):
-        name = getattr(claim, field)
-        if name is not None:
+    for field, term in (("metric", claim.a), ("metric_b", claim.b)):
+        names = getattr(claim, field)
+        if isinstance(names, tuple):
+            if not (isinstance(term, tuple) and len(names) == 2):
+                raise ValueError(f"{field}: a pair of metrics goes with a pair of arms, got "
+                                 f"{names!r}")
+        for name in _arms_of(names):
             check_metric(name, field)
     if arm_names is not None:
         for arm in claim.arms():
@@ -316,7 +346,7 @@ def as_claim(obj: Any) -> Claim:
     if isinstance(obj, Claim):
         return obj
     fields = {k: _field(obj, k) for k in Claim.__dataclass_fields__ if _field(obj, k) is not None}
-    for key in ("a", "b"):
+    for key in ("a", "b", "metric", "metric_b"):
         if isinstance(fields.get(key), list):
             fields[key] = tuple(fields[key])
     return Claim(**fields)
@@ -331,7 +361,7 @@ def metrics_of(claims: Sequence[Any]) -> list[str]:
     """The metrics the claims read, in order, each once."""
     out = []
     for claim in map(as_claim, claims):
-        out += [m for m in (claim.metric, claim.metric_b) if m and m not in out]
+        out += [m for m in claim.metrics() if m not in out]
     return out
 
 
@@ -348,17 +378,16 @@ def units(metric: str) -> tuple[float, str]:
     return 1.0, ""
 
 
-def describe_term(term, metric: str) -> str:
+def describe_term(term, metric) -> str:
     if term is None:
         return "0"
-    arms = _arms_of(term)
-    return f"{metric}({arms[0]})" if len(arms) == 1 else \
-        f"[{metric}({arms[0]}) − {metric}({arms[1]})]"
+    parts = [f"{m}({arm})" for _, arm, m in _weighted(term, metric)]
+    return parts[0] if len(parts) == 1 else f"[{parts[0]} − {parts[1]}]"
 
 
 def fmt_verdict(v: Verdict) -> str:
     """'+3.1 ± 1.2 pt (95% CI)' for the table."""
-    scale, unit = units(v.claim.metric)
+    scale, unit = units(v.claim.unit_metric)
     if math.isnan(v.mean):
         return "no paired seeds"
     if math.isnan(v.low):
@@ -381,19 +410,19 @@ TEST_TEXT = (
 
 def table(verdicts: Sequence[Verdict]) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of "Did the paper's shape appear?"."""
-    head = ["claim", "paper's figure", "ours: paired difference (a − b)", "verdict", "seeds",
-            "test"]
+    head = ["claim", "paper's figure", "ours: paired difference", "verdict", "seeds", "test",
+            "difference (a − b, per seed)"]
     rows = []
     for v in verdicts:
         c = v.claim
-        scale, unit = units(c.metric)
+        scale, unit = units(c.unit_metric)
         if c.direction == "equal":
             test = f"TOST, |d| < δ = {scale * c.margin:g}{unit}, p = {v.p_value:.3g}"
         else:
             side = ">" if c.direction == "greater" else "<"
             test = f"t, paper: d {side} 0, p = {v.p_value:.3g}"
-        diff = (f"{describe_term(c.a, c.metric)} − {describe_term(c.b, c.metric_b or c.metric)}"
-                f": {fmt_verdict(v)}")
-        rows.append([c.statement, c.paper or "—", diff + (f" ({v.note})" if v.note else ""),
-                     v.verdict, str(v.n), test])
+        diff = f"{describe_term(c.a, c.metric)} − {describe_term(c.b, c.metric_b or c.metric)}"
+        rows.append([c.statement, c.paper or "—",
+                     fmt_verdict(v) + (f" ({v.note})" if v.note else ""), v.verdict, str(v.n),
+                     test, diff])
     return head, rows

@@ -55,5 +55,6 @@ STUDY = Experiment(
               metric_b="test_accuracy", direction="greater",
               paper="recomputing BN's statistics in inference-dropout mode helps"),
     ),
+    seeds=5,
     quick={"limit": 3000, "seeds": 2},
 )

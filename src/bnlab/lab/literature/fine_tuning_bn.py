@@ -35,7 +35,7 @@ POLICIES = (
 def _arm(policy, label, features, batch):
     init = {**PRETRAIN, "restatistics": policy == "restats"}
     return Arm(f"{policy}-b{batch}", f"{label}, batch {batch}",
-               {"norm": "scratch", **features, "init": init}, batch_size=batch, group=policy,
+               {"norm": "scratch", **features, "pretrained": init}, batch_size=batch, group=policy,
                x=batch)
 
 
@@ -78,5 +78,6 @@ STUDY = Experiment(
               a=("frozen-b4", "train-mode-b4"), b=("frozen-b32", "train-mode-b32"),
               direction="greater", paper="batch statistics hurt most at small batches"),
     ),
+    seeds=5,
     quick={"steps": 16, "limit": 1000, "seeds": 2},
 )

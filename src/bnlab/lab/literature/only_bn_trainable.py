@@ -60,5 +60,6 @@ STUDY = Experiment(
               paper="many γ near 0: features switched off"),
     ),
     log_every={"batch": 100, "validation": 200},
+    seeds=5,
     quick={"steps": 60, "limit": 2000, "seeds": 2},
 )

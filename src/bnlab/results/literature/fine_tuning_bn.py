@@ -16,6 +16,8 @@ GUIDES = ("Keras's transfer-learning guide and keras#9214/#20285, pytorch/vision
           "noisy and differ from the pretrained ones; re-estimate the statistics on the target "
           "data when its distribution differs from the source's.")
 
+SAYS = {"appeared": "better", "contradicted": "worse", "inconclusive": "not distinguishable"}
+
 
 def _seeds(arm):
     return {t.seed: t.results["test_accuracy"] for t in arm.trials}
@@ -89,7 +91,7 @@ def section(arms, save, confidence):
                       f"({cell(best.final('test_accuracy'), confidence)}). Its paired "
                       "difference to each other policy (same seed, same pretrained weights; "
                       "95% t interval, in points):"),
-                ("table", ["against", "paired difference (pt)", "verdict"],
-                 [[o.group, f"{100 * m:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]", v]
+                ("table", ["against", "paired difference (pt)", "the recommended policy is"],
+                 [[o.group, f"{100 * m:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]", SAYS[v]]
                   for o, m, lo, hi, v in rows])]
     return out
