@@ -7,7 +7,7 @@ overrides) into the plain dict that describes a trial completely and is stored w
 """
 
 from bnlab.errors import UserError
-from bnlab.lab import seed_figures, studies
+from bnlab.lab import literature, seed_figures, studies
 from bnlab.lab.spec import Arm, Experiment  # noqa: F401  (the names others import from here)
 from bnlab.results import claims
 
@@ -142,7 +142,7 @@ _register(Experiment(
 
 
 
-for _study in studies.STUDIES:
+for _study in studies.STUDIES + literature.STUDIES:
     _register(_study)
 _register(studies.CNN_BATCHES)
 
@@ -179,8 +179,8 @@ def trial_config(experiment, arm, seed, *, dataset=None, epochs=None, steps=None
     optimizer = dict(experiment.optimizer)
     if ratio != 1:
         optimizer["learning_rate"] = experiment.optimizer["learning_rate"] * ratio
-    if "learning_rate" in arm.training:
-        optimizer["learning_rate"] = arm.training["learning_rate"]
+    # the arm's own optimizer arguments (learning_rate, and the studies' weight_decay, ...)
+    optimizer.update({k: v for k, v in arm.training.items() if k != "batch_size"})
     config = {
         "experiment": experiment.name,
         "arm": arm.name,

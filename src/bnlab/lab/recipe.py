@@ -5,6 +5,7 @@ as one vectorized JAX program). Keeping these here is what makes the two paths t
 thing: the same initial weights for a seed, the same loss, and the same batch order.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from bnlab import data as bndata
 from bnlab import models, paths
 from bnlab.errors import UserError
 from bnlab.results.store import Store
+from bnlab.tools import scale_invariance
 
 EVAL_BATCH_SIZE = 500  # inference-mode BN makes evaluation independent of the batch size
 
@@ -23,15 +25,22 @@ def load_data(config, data_dir=None):
     """The trial's dataset: loaded, split, preprocessed, limited, shaped for its model.
 
     Returns ({"train": (x, y), "val": (x, y), "test": (x, y)}, class_names) with integer labels;
-    ``--limit N`` keeps the first N images of each split.
+    ``--limit N`` keeps the first N images of each split. Two keys of ``split`` choose a subset
+    first (the fine-tuning study): ``classes``, only the images of those classes (labels kept),
+    and ``train``, only the first N training images of those.
     """
-    ds = bndata.load(config["dataset"], data_dir, preprocessing=config["preprocessing"],
-                     **config["split"])
+    split = dict(config["split"])
+    classes, train_images = split.pop("classes", None), split.pop("train", None)
+    ds = bndata.load(config["dataset"], data_dir, preprocessing=config["preprocessing"], **split)
     limit = config.get("limit")
     channel = config["model"]["name"] in models.CONVOLUTIONAL
     arrays = {}
     for split in ("train", "val", "test"):
         x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
+        if classes is not None:
+            x, y = x[np.isin(y, classes)], y[np.isin(y, classes)]
+        if split == "train" and train_images:
+            x, y = x[:train_images], y[:train_images]
         if limit:
             x, y = x[:limit], y[:limit]
         arrays[split] = (x[..., None] if channel else x, y)
@@ -40,8 +49,9 @@ def load_data(config, data_dir=None):
 
 def data_key(config):
     """Configs with equal keys share one loaded dataset."""
-    return (config["dataset"], tuple(sorted(config["split"].items())), config["preprocessing"],
-            config.get("limit"), config["model"]["name"] in models.CONVOLUTIONAL)
+    return (config["dataset"], json.dumps(config["split"], sort_keys=True),
+            config["preprocessing"], config.get("limit"),
+            config["model"]["name"] in models.CONVOLUTIONAL)
 
 
 def one_hot_labels(config):
@@ -82,16 +92,34 @@ def learning_rate(config):
 
 
 def compile_model(config):
-    """Build (seeded: the seed fixes the initial weights) and compile the trial's model."""
+    """Build (seeded: the seed fixes the initial weights) and compile the trial's model. A model
+    spec with ``pretrained`` starts from pretrained weights instead (``bnlab.lab.pretrain``)."""
     spec = dict(config["model"])
-    name = spec.pop("name")
+    name, pretrained = spec.pop("name"), spec.pop("pretrained", None)
     model = models.build(name, seed=config["seed"], **spec)
-    opt = dict(config["optimizer"])  # the class name, then its arguments (learning_rate, ...)
-    opt["learning_rate"] = learning_rate(config)
-    optimizer = getattr(keras.optimizers, opt.pop("name"))(**opt)
+    if pretrained is not None:
+        from bnlab.lab import pretrain  # it trains through this module: imported when needed
+
+        pretrain.initialize(model, config)
+    optimizer = make_optimizer(config, model)
     loss, metric = loss_and_metric(config)
     model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
     return model
+
+
+# bnlab's own optimizers: made for one trial's model (``for_trial(config, model, **arguments)``)
+OPTIMIZERS = {"TracedSGD": scale_invariance.TracedSGD}
+
+
+def make_optimizer(config, model):
+    """The trial's optimizer: its class name (Keras's, or one of ``OPTIMIZERS``), then its
+    arguments (learning_rate, a schedule for Keras's: ``learning_rate(config)``, ...)."""
+    opt = dict(config["optimizer"])
+    name = opt.pop("name")
+    if name in OPTIMIZERS:
+        return OPTIMIZERS[name].for_trial(config, model, **opt)
+    opt["learning_rate"] = learning_rate(config)
+    return getattr(keras.optimizers, name)(**opt)
 
 
 def epoch_order(seed, epoch, n):
