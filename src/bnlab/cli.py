@@ -12,7 +12,9 @@
     (EXPERIMENT: a built-in experiment's name, or a TOML file: bnlab.lab.experiment_file)
 
 User errors (``bnlab.errors.UserError``: unknown names, bad options, bad or missing data, a
-broken store) print one line and exit 2; any other exception is a bug and shows its traceback.
+broken store) print one line and exit 2, and so do the machine's refusals (a full disk, a
+read-only folder); any other exception is a bug and shows its traceback. Ctrl-C and SIGTERM end a
+command with one line and 130 or 143 (``bnlab.signals``); a run whose trials failed exits 1.
 """
 
 import argparse
@@ -36,7 +38,11 @@ FEW_TEST_IMAGES = 100  # below this, one image moves the test accuracy by more t
 def main(argv=None):
     from bnlab import signals
 
-    signals.install()  # Ctrl-C or SIGTERM: one line and 130/143, whenever it comes
+    with signals.handling():  # Ctrl-C or SIGTERM: one line and 130/143, whenever it comes
+        return _main(argv, signals)
+
+
+def _main(argv, signals):
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -1,6 +1,6 @@
 """Ctrl-C (SIGINT) and SIGTERM end a bnlab command the same way, at any moment.
 
-    install()            first thing in a command: a signal ends the process at once
+    handling()           around a command: a signal ends the process at once
     writing()            a block that may write: a signal raises KeyboardInterrupt instead
     received() -> int    the signal received (0 if none); exit_code(signum), message(signum)
 
@@ -53,13 +53,21 @@ def _handler(signum, frame):
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
-def install() -> None:
-    """Handle SIGINT and SIGTERM: from now on until :func:`writing`, by exiting at once."""
+@contextlib.contextmanager
+def handling():
+    """Handle SIGINT and SIGTERM within the block (a command): until :func:`writing`, by exiting at
+    once. The handlers before it come back after, so a caller of ``bnlab.cli.main`` keeps its own."""
     if threading.current_thread() is not threading.main_thread():
+        yield
         return
+    previous = {s: signal.signal(s, _handler) for s in HANDLED}
     _state["immediate"] = True
-    for signum in HANDLED:
-        signal.signal(signum, _handler)
+    try:
+        yield
+    finally:
+        _state["immediate"] = False
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextlib.contextmanager
