@@ -39,11 +39,12 @@ clean:
 reproduce: $(VENV)/.installed-demo data
 	scripts/reproduce.sh
 
-# The three studies (issue 10) at their committed settings, 3 seeds each, into docs/studies/
-# (about 40 minutes on 2 cores).
+# The three studies at their committed settings (8 seeds each), into docs/studies/ (scripts/studies.sh)
+# (each study within 15 minutes on two idle cores; docs/studies/RUN.txt records each run).
 studies: $(VENV)/.installed-demo data
 	PY=$(PY) scripts/studies.sh
 
-# Speed benchmarks, side by side in one run (10-12 minutes on 2 cores; run it on an idle machine).
+# Speed benchmarks, side by side in one run: sized to the host, at most about 15 minutes
+# (bench/run.py --budget); run it on an idle machine.
 bench: $(VENV)/.installed-test data
 	$(PY) bench/run.py --out docs/performance.md

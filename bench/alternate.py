@@ -1,87 +1,127 @@
-"""Head to head: bnlab's default path against its peers, whole processes alternated.
+"""Whole processes alternated, the bench's one timing method: sides in turn, the order reversed
+every round.
 
-    python bench/alternate.py [--sides bnlab,keras-jax,torch] [--rounds 3]
-        [--experiments a,b] [--arms a,b] [--blocks 3] [--quick] [--path auto|together]
-        (prints JSON on its last line; --path: bnlab's, see bench/steps.py)
+    python bench/alternate.py --sides bnlab,keras-jax,torch [--rounds 3] [--experiments a,b]
+        [--arms a,b] [--blocks 3] [--scale 1.0] [--quick] [--budget SECONDS]
+        (prints JSON on its last line)
 
-Each round runs one fresh process per side (bench/steps.py), one after another, so that each
-framework has the cores to itself: no second runtime's threads in the process (what slowed
-PyTorch 2.1x in the old one-process pairing, bench/tried.md). The order of the sides reverses
-every round (ABC CBA ABC ...), so a drift of the machine's speed falls on both sides of a
-round's ratio. Each process times ``--blocks`` blocks of the same batches per arm after a
-warm-up block and reports the median block (bench/steps.py).
+A side is a name with options after colons: ``bnlab``, ``keras-jax``, ``keras-tf``, ``torch``
+(bench/steps.py's sides, with ``norm=``, ``gradient=``, ``seeds=``, ``path=``: e.g.
+``bnlab:norm=scratch:gradient=closed-form``, ``bnlab:seeds=5``) or ``fold:folded`` /
+``fold:unfolded`` (bench/fold.py). Each round runs one fresh process per side, one after another,
+so each has the cores to itself; the order reverses every round (ABC CBA ABC ...), so a drift of
+the machine's speed falls on both sides of a round's ratio.
 
-For every arm and every peer the answer gives the R per-round ratios bnlab ÷ peer, their
-median and min-max (the method's spread), and each side's ms/step in every round, so that each
-side can be checked against itself measured alone in the other rounds. A win is claimed only
-where the whole min-max range of the ratios lies below 1.
+For every row (experiment, arm) the answer gives each side's ms per round and the first side ÷
+each other side per round, with the median and min-max over the rounds (the method's spread).
+``--budget``: the rounds stop where the next would pass it (at least two are needed for a spread;
+fewer is reported as a failure with its reason).
 """
 
 import argparse
 import sys
+import time
 
 from common import child_env, emit, log, median, run_child
 from steps import EXPERIMENTS, KERAS_BACKEND, SIDES
 
 
-def run_rounds(sides, rounds, child_args, run=run_child):
-    """{side: [answer of each round]}; the order of ``sides`` reverses every round."""
-    answers = {side: [] for side in sides}
+def command(side):
+    """(script, args, backend) of a side ``name[:key=value...]``."""
+    name, *options = side.split(":")
+    if name == "fold":
+        return "fold.py", ["--which", *options], None
+    if name not in SIDES:
+        raise ValueError(f"unknown side {side!r}: one of {', '.join(SIDES)} or fold:folded|unfolded")
+    args = ["--side", name]
+    for option in options:
+        key, _, value = option.partition("=")
+        args += [f"--{key}", value]
+    return "steps.py", args, KERAS_BACKEND[name]
+
+
+def run_rounds(sides, rounds, child_args, run=run_child, budget=None, clock=time.monotonic):
+    """({side: [answer of each round]}, why it stopped early or None); the order of ``sides``
+    reverses every round; with a ``budget`` (seconds) no round starts that would pass it."""
+    answers, start, stopped = {side: [] for side in sides}, clock(), None
     for r in range(rounds):
+        elapsed = clock() - start
+        if budget is not None and r and elapsed / r * (r + 1) > budget:
+            stopped = f"stopped after {r} of {rounds} rounds: a round takes {elapsed / r:.0f} s " \
+                      f"and the budget is {budget:.0f} s"
+            break
+        done = {}
         for side in sides if r % 2 == 0 else sides[::-1]:
             log(f"round {r + 1}/{rounds}: {side}")
-            answers[side].append(run("steps.py", ["--side", side, *child_args],
-                                     env=child_env(KERAS_BACKEND[side])))
-    return answers
+            script, args, backend = command(side)
+            timeout = None if budget is None else max(30.0, budget - (clock() - start))
+            try:
+                done[side] = run(script, args + list(child_args), env=child_env(backend),
+                                 **({"timeout": timeout} if timeout else {}))
+            except RuntimeError as exc:  # a round is kept whole or not at all
+                return answers, f"stopped in round {r + 1} of {rounds}: {str(exc).splitlines()[0]}"
+        for side in sides:
+            answers[side].append(done[side])
+    return answers, stopped
 
 
-def summarize(answers, base="bnlab"):
-    """One row per arm: each side's ms/step per round, and bnlab ÷ each peer per round with its
-    median and min-max."""
-    per_side = {side: [{(r["experiment"], r["arm"]): r["ms"] for r in a["rows"]} for a in runs]
+def spread(values):
+    return {"rounds": values, "median": median(values), "min": min(values), "max": max(values)}
+
+
+def summarize(answers):
+    """One row per (experiment, arm) every side measured: each side's ms per round, and the
+    first side ÷ each other side per round, with their median and min-max."""
+    base = next(iter(answers))
+    per_side = {side: [{(r["experiment"], r["arm"]): r for r in a["rows"]} for a in runs]
                 for side, runs in answers.items()}
     rows = []
     for key in per_side[base][0]:
-        ms = {side: [run[key] for run in runs] for side, runs in per_side.items()}
-        row = {"experiment": key[0], "arm": key[1], "rounds": len(ms[base]),
-               "ms": {side: {"rounds": v, "median": median(v), "min": min(v), "max": max(v)}
-                      for side, v in ms.items()}, "ratio": {}}
-        for side in ms:
-            if side != base:
-                ratios = [b / p for b, p in zip(ms[base], ms[side])]
-                row["ratio"][side] = {"rounds": ratios, "median": median(ratios),
-                                      "min": min(ratios), "max": max(ratios)}
-        rows.append(row)
+        if not all(key in run for runs in per_side.values() for run in runs):
+            continue
+        ms = {side: [run[key]["ms"] for run in runs] for side, runs in per_side.items()}
+        rows.append({"experiment": key[0], "arm": key[1], "rounds": len(ms[base]),
+                     **{k: per_side[base][0][key].get(k) for k in ("path", "macs", "batch_size")},
+                     "ms": {side: spread(v) for side, v in ms.items()},
+                     "ratio": {side: spread([b / p for b, p in zip(ms[base], v)])
+                               for side, v in ms.items() if side != base}})
     return rows
 
 
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sides", default="bnlab,keras-jax,torch",
-                        help=f"comma-separated, bnlab first; among {', '.join(SIDES)}")
+                        help="comma-separated sides, the first one the numerator")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--experiments", default=",".join(EXPERIMENTS))
     parser.add_argument("--arms", help="comma-separated arms of the experiments (default all)")
     parser.add_argument("--blocks", type=int, default=3)
+    parser.add_argument("--scale", type=float, default=1.0, help="× the steps of a block")
+    parser.add_argument("--budget", type=float, default=None, help="seconds for all the rounds")
     parser.add_argument("--quick", action="store_true", help="3 steps a block, 2 rounds")
-    parser.add_argument("--path", choices=("auto", "together"), default="auto",
-                        help="bnlab's path (bench/steps.py; default auto)")
     args = parser.parse_args(argv)
     sides = [s for s in args.sides.split(",") if s]
-    if sides[:1] != ["bnlab"] or len(sides) < 2 or not set(sides) <= set(SIDES):
-        parser.error(f"--sides: bnlab first, then one or more of {', '.join(SIDES[1:])}")
-    if args.rounds < 2:
-        parser.error("--rounds must be at least 2 (a spread needs two rounds)")
+    try:
+        [command(s) for s in sides]
+    except ValueError as exc:
+        parser.error(str(exc))
+    if len(sides) < 2 or args.rounds < 2:
+        parser.error("need two sides or more and --rounds ≥ 2 (a spread needs two rounds)")
     rounds = 2 if args.quick else args.rounds
-    child_args = ["--experiments", args.experiments, "--blocks", args.blocks, "--path", args.path]
+    child_args = ["--experiments", args.experiments, "--blocks", args.blocks, "--scale", args.scale]
     child_args += ["--quick"] if args.quick else []
     child_args += ["--arms", args.arms] if args.arms else []
-    rows = summarize(run_rounds(sides, rounds, child_args))
+    answers, stopped = run_rounds(sides, rounds, child_args, budget=args.budget)
+    done = len(answers[sides[0]])
+    if done < 2:
+        print(f"alternate: {done} round(s) done, a spread needs two: {stopped}", file=sys.stderr)
+        return 1
+    rows = summarize(answers)
     for row in rows:
         log(f"{row['experiment']} / {row['arm']}: " + ", ".join(
-            f"bnlab / {side} = {r['median']:.2f} [{r['min']:.2f}-{r['max']:.2f}]"
+            f"{sides[0]} / {side} = {r['median']:.2f} [{r['min']:.2f}-{r['max']:.2f}]"
             for side, r in row["ratio"].items()))
-    emit({"sides": sides, "rounds": rounds, "rows": rows})
+    emit({"sides": sides, "rounds": done, "stopped": stopped, "rows": rows})
     return 0
 
 

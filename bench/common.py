@@ -49,6 +49,23 @@ def time_calls(fn, reps, warmup=3):
     return median(times)
 
 
+def fastest(fns, reps):
+    """The fastest of ``reps`` wall-second timings of each of ``fns``, their calls interleaved
+    (after one untimed call each), as a NumPy array. On a shared machine the fastest call is the
+    one least disturbed by the others' work, and interleaving gives each the same chances."""
+    import numpy as np
+
+    for fn in fns:
+        fn()
+    best = np.full(len(fns), np.inf)
+    for _ in range(reps):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
+
+
 def training_block(config, steps):
     """The first ``steps`` batches of a trial's training split (x, labels as its loss wants)."""
     from bnlab.lab import recipe
@@ -57,42 +74,6 @@ def training_block(config, steps):
     n = steps * config["batch_size"]
     x, y = arrays["train"]
     return x[:n], recipe.labels(config, y[:n])
-
-
-def pair_parser(doc):
-    """The command line of the paired measurements: --reps (pairs) and --quick."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=9, help="pairs of blocks (default 9)")
-    parser.add_argument("--quick", action="store_true", help="a few steps, to check it runs")
-    return parser
-
-
-def time_pairs(blocks, reps, steps, pause=0.0):
-    """Time two block functions in ``reps`` adjacent pairs, in ABBA order.
-
-    blocks: {name: fn} with two entries, each fn running ``steps`` training steps. Each pair's
-    two blocks are adjacent in time and which goes first alternates, so a drift of the machine's
-    speed cancels out of the pair's ratio. Returns ({name: [seconds per step]}, [first / second
-    ratio of each pair]).
-    """
-    (a, run_a), (b, run_b) = blocks.items()
-    times = {a: [], b: []}
-    for rep in range(reps):
-        for name, run in ((a, run_a), (b, run_b)) if rep % 2 == 0 else ((b, run_b), (a, run_a)):
-            time.sleep(pause)
-            start = time.perf_counter()
-            run()
-            times[name].append((time.perf_counter() - start) / steps)
-    return times, [ta / tb for ta, tb in zip(times[a], times[b])]
-
-
-def pair_summary(times, ratios, steps):
-    """The row of a paired measurement: each side's median ms/step, the median ratio, its spread."""
-    summary = {f"{name}_ms": 1000 * median(values) for name, values in times.items()}
-    return {**summary, "steps": steps, "reps": len(ratios),
-            "ratio": statistics.median(ratios), "spread": statistics.pstdev(ratios)}
 
 
 def child_env(backend=None, **extra):
@@ -188,4 +169,31 @@ def machine():
     return {"cpu": info.get("model name", platform.processor() or "unknown"),
             "family": info.get("cpu family"), "model": info.get("model"),
             "cores": os.cpu_count(), "memory_gib": memory_gib(),
+            "load": round(os.getloadavg()[0], 1),
             "kernel": platform.release(), "versions": versions()}
+
+
+def host_rates(quick=False):
+    """This host's speed right now, measured with NumPy in a second or two: the BLAS's float32
+    matrix-product rate (n × n @ n × n, n = 1024, and the MLP's 32×784 @ 784×300) and the copy rate
+    of an array in cache (1 MB) and in main memory (64 MB), counted as read + write. The fastest
+    of several tries: on a shared host that is the try least disturbed by the others' work."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    out = {}
+    for key, (m, k, n), reps in (("matmul_gflops", (1024, 1024, 1024), 5),
+                                 ("matmul32_gflops", (32, 784, 300), 100)):
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        out[key] = 2 * m * k * n / fastest([lambda: a @ b], 3 if quick else reps)[0] / 1e9
+    for key, nbytes in (("copy_gbps_cache", 2**20), ("copy_gbps_memory", 64 * 2**20)):
+        src = np.ones(nbytes // 4, np.float32)
+        dst = np.empty_like(src)
+        repeat = max(1, 2**26 // nbytes)
+
+        def copies():
+            for _ in range(repeat):
+                np.copyto(dst, src)
+        out[key] = 2 * nbytes * repeat / fastest([copies], 3 if quick else 5)[0] / 1e9
+    return out

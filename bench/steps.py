@@ -1,47 +1,31 @@
 """Steady-state milliseconds per training step of the experiments' arms on ONE side, in this process.
 
-    python bench/steps.py --side {bnlab,keras-jax,keras-tf,torch} [--experiments a,b]
-        [--arms a,b] [--blocks 3] [--quick] [--path auto|together] [--torch-threads N]
-        [--jax-first]
+    python bench/steps.py --side {bnlab,keras-jax,keras-tf,torch} [--experiments a,b] [--arms a,b]
+        [--norm NORM] [--gradient closed-form] [--seeds K] [--blocks 3] [--scale 1.0] [--quick]
+        [--path auto|together]
 
-The child of bench/alternate.py: one framework alone in a fresh process, so that no other
-runtime's thread pool shares the cores with it (the flaw of the old one-process pairing; see
-bench/tried.md). For every arm it builds the side's model, trains one untimed warm-up block
-(compilation, allocator, caches), then ``--blocks`` timed blocks of the same STEPS[model]
-batches, and reports the median block's milliseconds per step. Every side trains the same first
-batches of the training split, with the arm's batch size, optimizer and loss.
+The child of bench/alternate.py: one framework alone in a fresh process (a second runtime's
+threads in the process slowed PyTorch 2.1x: bench/tried.md). For every arm: the side's model, one
+untimed warm-up block (compiling, caches), then ``--blocks`` timed blocks of the same
+STEPS[model] × ``--scale`` first batches of the training split, with the arm's batch size,
+optimizer and loss; the answer is the median block's ms per step.
 
-Sides:
-  bnlab      bnlab's default path for one seed, as ``bnlab run --seeds 1`` trains it: the model of
-             ``bnlab.lab.recipe.compile_model`` (bnlab's fast_conv layers, the arm's norm) on the
-             backend bnlab picks (JAX), XLA's options from ``bnlab.lab.train.configure_xla``, and
-             the training loop ``bnlab run`` picks: a block's steps inside one compiled
-             ``lax.scan`` (``bnlab.lab.multiseed``, one seed) where ``train.trains_together``
-             says so, Keras ``fit`` otherwise. Run this process without KERAS_BACKEND. XLA's
-             options differ for conv models, so given both kinds of experiment it times each
-             kind in a child process of its own (``by_kind``) and answers for both.
-  keras-jax  what a Keras user would write first: the same architecture in Keras's own layers
-             (``keras.layers.Conv2D``, ``MaxPooling2D``, ``BatchNormalization`` for every BN arm,
-             bnlab's from-scratch BN included), ``fit`` on Keras 3 on JAX with XLA's default
-             options. KERAS_BACKEND=jax.
-  keras-tf   the same plain Keras model with KERAS_BACKEND=tensorflow.
-  torch      the plain PyTorch twin (bench/torch_models.py), eager, a hand loop.
-Both Keras sides call ``fit`` once per block (``epochs=1, shuffle=False``): the harness is the
-same, only the model and XLA's options differ. JAX's compilation cache is on for both JAX sides
-(it shortens compiling, never a step).
+Sides: ``bnlab``, bnlab's default path as ``bnlab run`` trains it (``recipe.compile_model``, XLA's
+options from ``configure_xla``, the steps in one compiled program where ``trains_together`` says
+so, Keras ``fit`` otherwise; run without KERAS_BACKEND; dense and conv experiments each in a child
+process of their own, since XLA's options are per process); ``keras-jax`` and ``keras-tf``, the
+same architecture in Keras's own layers (``BatchNormalization`` for every BN arm, with its renorm
+arguments), ``fit``, default options; ``torch``, the PyTorch twin (bench/torch_models.py), eager.
+``--norm`` replaces every BN arm's norm; ``--gradient closed-form`` builds bnlab's BatchNorm with
+that gradient; ``--seeds K`` trains K seeds together on bnlab's path (the K seeds' step);
+``--path together`` takes the seeds-together path for every arm.
 
-``--path together`` times bnlab's seeds-together path (``bnlab run --path together``) for every
-arm, the conv models included, instead of the default path's choice; other sides ignore it.
-
-``--jax-first`` and ``--torch-threads`` exist for the experiments of bench/tried.md: with
-``--side torch --jax-first`` the process trains a block of bnlab's model on JAX right before each
-timed PyTorch block (as the old one-process pairing did), to show what a second runtime costs.
-
-The answer (last stdout line) is JSON: {"side", "backend", "rows": [{experiment, arm, model, path,
-batch_size, steps, blocks_ms: [...], ms}]}.
+Answer (last stdout line): {"side", "backend", "rows": [{experiment, arm, model, path, batch_size,
+steps, blocks_ms, ms, macs}]}.
 """
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -49,19 +33,13 @@ import time
 from common import child_env, emit, log, median, run_child, training_block
 
 EXPERIMENTS = ("bn-placement", "lenet-bn", "deep-mlp", "deep-cnn")
-STEPS = {"mlp": 200, "deep-mlp": 200, "lenet": 60, "deep-cnn": 15,  # ≈ 0.2-0.5 s a block
-         "study-cnn": 100}
+STEPS = {"mlp": 200, "deep-mlp": 200, "lenet": 60, "deep-cnn": 15, "study-cnn": 100}
 SIDES = ("bnlab", "keras-jax", "keras-tf", "torch")
 KERAS_BACKEND = {"bnlab": None, "keras-jax": "jax", "keras-tf": "tensorflow", "torch": None}
 
 
 def keras_layer(layer):
-    """``keras.models.clone_model``'s clone function: bnlab's layers → Keras's own.
-
-    bnlab.layers.fast_conv's Conv2D / MaxPooling2D are Keras's layers with other gradients (their
-    config has one extra key); every batch norm of bnlab becomes ``keras.layers.BatchNormalization``
-    with the same momentum and epsilon; all other layers are cloned as they are.
-    """
+    """``keras.models.clone_model``'s clone function: bnlab's layers → Keras's own."""
     import keras
 
     from bnlab.layers import BatchNorm
@@ -74,8 +52,9 @@ def keras_layer(layer):
     if isinstance(layer, fast_conv.MaxPooling2D):
         return keras.layers.MaxPooling2D.from_config(config)
     if isinstance(layer, BatchNorm):
+        renorm = {k: config[k] for k in ("renorm", "renorm_clipping", "renorm_momentum")}
         return keras.layers.BatchNormalization(axis=layer.axis, momentum=layer.momentum,
-                                               epsilon=layer.epsilon, name=layer.name)
+                                               epsilon=layer.epsilon, name=layer.name, **renorm)
     return layer.__class__.from_config(config)
 
 
@@ -102,18 +81,19 @@ def keras_block(config, side, x, y):
     return lambda: model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
 
 
-def scan_block(config, x, y):
-    """bnlab's seeds-together path with one seed: the block's steps in one compiled scan."""
+def scan_block(configs, x, y):
+    """bnlab's seeds-together path: the K seeds' steps of a block in compiled calls."""
     import jax
     import jax.numpy as jnp
     import numpy as np
 
     from bnlab.lab import multiseed
 
-    group = multiseed.SeedGroup([config])
+    group = multiseed.SeedGroup(configs)
     x_dev, y_dev = jnp.asarray(x, dtype="float32"), jnp.asarray(y)
-    batch = config["batch_size"]
-    idx = np.arange(len(x) // batch * batch).reshape(1, -1, batch)  # (seeds, steps, batch)
+    batch = configs[0]["batch_size"]
+    steps = np.arange(len(x) // batch * batch).reshape(-1, batch)
+    idx = np.stack([steps] * len(configs))  # (seeds, steps, batch)
 
     def block():
         group.train_steps(x_dev, y_dev, idx)
@@ -121,12 +101,13 @@ def scan_block(config, x, y):
     return block
 
 
-def bnlab_block(config, x, y, path="auto"):
-    """(path, block) of bnlab's ``path`` ("auto": the default) for one seed of ``config``."""
+def bnlab_block(config, x, y, path="auto", seeds=1):
+    """(path, block) of bnlab's ``path`` ("auto": the default) for ``seeds`` seeds of ``config``."""
     from bnlab.lab import train
 
-    if train.trains_together(config, path):  # the choice `bnlab run --path PATH` makes
-        return "jax-scan", scan_block(config, x, y)
+    configs = [dict(config, seed=s) for s in range(1, seeds + 1)]
+    if train.trains_together(config, "together" if seeds > 1 and path != "fit" else path):
+        return f"jax-scan x{seeds}" if seeds > 1 else "jax-scan", scan_block(configs, x, y)
     return "keras-fit", keras_block(config, "bnlab", x, y)
 
 
@@ -147,14 +128,11 @@ def torch_block(config, x, y):
     return block
 
 
-def time_block(block, blocks, steps, before=None):
-    """Milliseconds per step of each of ``blocks`` timed calls, after one untimed warm-up call;
-    ``before`` (untimed) runs before each call."""
+def time_block(block, blocks, steps):
+    """Milliseconds per step of each of ``blocks`` timed calls, after one untimed warm-up call."""
     block()
     out = []
     for _ in range(blocks):
-        if before:
-            before()
         start = time.perf_counter()
         block()
         out.append(1000 * (time.perf_counter() - start) / steps)
@@ -162,9 +140,8 @@ def time_block(block, blocks, steps, before=None):
 
 
 def by_kind(names):
-    """The experiments ``names`` as [(convolutional, [names])], the MLPs first, no empty group.
-    ``bnlab run`` sets XLA up differently for conv models (``bnlab.lab.train.configure_xla``),
-    once a process, so the bnlab side times each kind in a process of its own."""
+    """The experiments ``names`` as [(convolutional, [names])], the MLPs first, no empty group
+    (``configure_xla`` sets XLA up per process, differently for conv models)."""
     from bnlab.lab import experiments
     from bnlab.models import CONVOLUTIONAL
 
@@ -174,33 +151,58 @@ def by_kind(names):
     return [(conv, group) for conv, group in groups.items() if group]
 
 
-def configs(names, quick, arms=None):
+def configs(names, steps_of, arms=None, norm=None):
+    """(experiment, arm, config, steps) of the arms named ``arms`` (each experiment's own ones;
+    all when None), with ``norm`` in place of the arm's norm (arms without one kept as they are:
+    the baselines)."""
     from bnlab.lab import experiments
 
     for name in names:
         experiment = experiments.get(name)
-        for arm in experiments.select_arms(experiment, arms):
+        for arm in experiment.arms:
+            if arms and arm.name not in arms:
+                continue
             config = experiments.trial_config(
                 experiment, arm, 1, dataset="fashion_mnist",
                 **({"steps": 10} if experiment.steps else {"epochs": 1}))
-            yield experiment.name, arm.name, config, (3 if quick else STEPS[config["model"]["name"]])
+            if norm and config["model"].get("norm", "none") != "none":
+                config["model"] = {**config["model"], "norm": norm}
+            yield experiment.name, arm.name, config, steps_of(config["model"]["name"])
+
+
+@functools.lru_cache
+def multiply_adds(name):
+    """Forward multiply-adds of one example through model ``name`` (its Dense and Conv2D)."""
+    from bnlab import models
+    from bnlab.lab import estimate
+
+    return estimate.multiply_adds(models.build(name, norm="none"))
+
+
+def closed_form_models():
+    """bnlab's models build ``BatchNorm(gradient="closed-form")`` from here on (for ``--gradient``)."""
+    from bnlab import models
+    from bnlab.layers import BatchNorm
+
+    class ClosedForm(BatchNorm):
+        def __init__(self, *args, gradient="closed-form", **kwargs):
+            super().__init__(*args, gradient=gradient, **kwargs)
+
+    models.BatchNorm = ClosedForm
 
 
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--side", choices=SIDES, required=True)
     parser.add_argument("--experiments", default=",".join(EXPERIMENTS))
-    parser.add_argument("--arms", help="comma-separated arms (default: all; e.g. the "
-                        "batch-size study's bn-b2,bn-b8)")
+    parser.add_argument("--arms", help="comma-separated arms (default: all of each experiment)")
+    parser.add_argument("--norm", help="every arm with this norm instead (BN arms only)")
+    parser.add_argument("--gradient", choices=("autodiff", "closed-form"), default="autodiff")
+    parser.add_argument("--seeds", type=int, default=1, help="bnlab: K seeds together")
     parser.add_argument("--blocks", type=int, default=3, help="timed blocks per arm (default 3)")
+    parser.add_argument("--scale", type=float, default=1.0, help="× the steps of a block")
     parser.add_argument("--quick", action="store_true", help="3 steps a block: checks it runs")
-    parser.add_argument("--torch-threads", type=int, default=None,
-                        help="torch.set_num_threads (default: the number of cores)")
-    parser.add_argument("--path", choices=("auto", "together"), default="auto",
-                        help="bnlab's path (default: auto, bnlab run's default)")
-    parser.add_argument("--jax-first", action="store_true",
-                        help="with --side torch: a block of bnlab's model on JAX (untimed) "
-                             "right before each timed PyTorch block, in this process")
+    parser.add_argument("--path", choices=("auto", "together"), default="auto")
     args = parser.parse_args(argv)
     names = [n for n in args.experiments.split(",") if n]
     wanted = KERAS_BACKEND[args.side]
@@ -208,7 +210,7 @@ def main(argv):
         parser.error(f"--side {args.side} needs KERAS_BACKEND={wanted}")
 
     import bnlab  # noqa: F401  (picks the default backend when KERAS_BACKEND is unset)
-    from bnlab.lab import train
+    from bnlab.lab import runtime
 
     kinds = by_kind(names)
     if args.side == "bnlab" and len(kinds) > 1:  # XLA's options differ by kind, once a process
@@ -216,41 +218,41 @@ def main(argv):
         for _, kind_names in kinds:
             rows += run_child("steps.py", [*argv, "--experiments", ",".join(kind_names)],
                               env=child_env())["rows"]
-        rows.sort(key=lambda row: names.index(row["experiment"]))  # stable: arms keep their order
         emit({"side": args.side, "backend": "jax", "rows": rows})
         return 0
     backend = "torch-eager"
-    if args.side != "torch" or args.jax_first:
+    if args.side != "torch":
         import keras
 
-        backend = keras.backend.backend() if args.side != "torch" else "torch-eager"
+        backend = keras.backend.backend()
         if args.side == "bnlab":
-            # one seed, as `bnlab run --seeds 1` sets XLA up for these experiments
-            train.configure_xla(vectorized=False, convolutional=any(conv for conv, _ in kinds))
-        train.enable_compilation_cache()
-    if args.side == "torch":
+            runtime.configure_xla(vectorized=args.seeds > 1,
+                                convolutional=any(conv for conv, _ in kinds))
+        runtime.enable_compilation_cache()
+    else:
         import torch
 
-        torch.set_num_threads(args.torch_threads or os.cpu_count())
+        torch.set_num_threads(os.cpu_count())
+    if args.gradient == "closed-form":
+        closed_form_models()
     rows = []
     arms = [a for a in (args.arms or "").split(",") if a] or None
-    for experiment, arm, config, steps in configs(names, args.quick, arms):
+    steps_of = (lambda model: 3) if args.quick else (
+        lambda model: max(3, round(STEPS[model] * args.scale)))
+    for experiment, arm, config, steps in configs(names, steps_of, arms, args.norm):
         x, y = training_block(config, steps)
-        before, path = None, {"torch": "torch-eager"}.get(args.side, "keras-fit")
+        path = {"torch": "torch-eager"}.get(args.side, "keras-fit")
         if args.side == "torch":
-            if args.jax_first:  # the old paired.py's situation: a JAX block right before
-                before = keras_block(config, "bnlab", x, y)
-                before()  # compiled before the timing
             block = torch_block(config, x, y)
         elif args.side == "bnlab":
-            path, block = bnlab_block(config, x, y, args.path)
+            path, block = bnlab_block(config, x, y, args.path, args.seeds)
         else:
             block = keras_block(config, args.side, x, y)
-        blocks_ms = time_block(block, args.blocks, steps, before)
+        blocks_ms = time_block(block, args.blocks, steps)
         row = {"experiment": experiment, "arm": arm, "model": config["model"]["name"], "path": path,
                "batch_size": config["batch_size"], "steps": steps, "blocks_ms": blocks_ms,
-               "ms": median(blocks_ms)}
-        log(f"{args.side}: {experiment} / {arm}: {row['ms']:.2f} ms/step")
+               "ms": median(blocks_ms), "macs": multiply_adds(config["model"]["name"])}
+        log(f"{args.side}: {experiment} / {arm}: {row['ms']:.2f} ms/step ({path})")
         rows.append(row)
     emit({"side": args.side, "backend": backend, "rows": rows})
     return 0

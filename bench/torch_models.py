@@ -27,7 +27,6 @@ Different on purpose or by nature:
 
 import math
 import sys
-import time
 
 import numpy as np
 import torch
@@ -194,46 +193,6 @@ def _step(model, opt, loss_fn, xb, yb):
     opt.step()
 
 
-def train_epochs(model, opt, loss_fn, x, y, batch_size, epochs, seed=0):
-    """Wall seconds of each epoch: a fresh shuffle, then every batch including the last partial
-    one (as Keras ``fit(shuffle=True)``)."""
-    model.train()
-    gen = torch.Generator().manual_seed(seed)
-    n, times = len(x), []
-    for _ in range(epochs):
-        t0 = time.perf_counter()
-        order = torch.randperm(n, generator=gen)
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            _step(model, opt, loss_fn, x[idx], y[idx])
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def train_steps(model, opt, loss_fn, x, y, batch_size, chunks, seed=0):
-    """Wall seconds of each chunk of steps (``chunks``: a list of step counts). Batches are
-    drawn as bnlab's step loop draws them: a fresh permutation per pass, last partial dropped."""
-    model.train()
-    rng = np.random.default_rng(seed)
-    per_pass = len(x) // batch_size
-    passes = -(-sum(chunks) // per_pass)
-    order = np.concatenate([rng.permutation(len(x))[: per_pass * batch_size]
-                            for _ in range(passes)]).reshape(-1, batch_size)
-    order = torch.from_numpy(order)
-    times, at = [], 0
-    for count in chunks:
-        t0 = time.perf_counter()
-        for idx in order[at:at + count]:
-            _step(model, opt, loss_fn, x[idx], y[idx])
-        at += count
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-# ----------------------------------------------------------------------------------------------
-# self-check: parameter counts against Keras, analytic FLOPs against the built modules
-
-
 def forward_macs_by_hooks(model, name):
     """Multiply-accumulates of one example's forward pass, read from the modules' shapes."""
     macs = []
@@ -257,21 +216,22 @@ def forward_macs_by_hooks(model, name):
 
 def check(variants):
     """Rows (experiment, arm, keras counts, torch counts, ok) for every arm and scratch variant;
-    the analytic FLOPs of bench/flops.py are held against the module shapes at the same time."""
+    the multiply-adds bnlab counts (``bnlab.lab.estimate``) are held against the modules' shapes."""
     import keras  # noqa: F401  (the backend is whatever the environment chose: counts agree)
 
-    import flops
     from bnlab import models
+    from bnlab.lab import estimate
 
     rows = []
     for experiment, arm, spec in variants:
         spec = dict(spec)
         name = spec.pop("name")
-        keras_counts = tuple(int(c) for c in models.count_params(models.build(name, **spec)))
+        keras_model = models.build(name, **spec)
+        keras_counts = tuple(int(c) for c in models.count_params(keras_model))
         tmodel = build(name, **spec)
         torch_counts = count_params(tmodel)
         macs = forward_macs_by_hooks(tmodel, name)
-        ok = keras_counts == torch_counts and macs == flops.forward_macs(name)
+        ok = keras_counts == torch_counts and macs == estimate.multiply_adds(keras_model)
         rows.append({"experiment": experiment, "arm": arm, "keras": keras_counts,
                      "torch": torch_counts, "macs": macs, "ok": ok})
     return rows

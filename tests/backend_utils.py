@@ -5,10 +5,35 @@ L = Σ layer(x) · R for a fixed random R, so dL/dy = R and the results can be h
 ``bnlab.reference.backward(R, cache)``.
 """
 
+import sys
+
 import keras
 import numpy as np
+import pytest
+
+from bnlab.layers import BatchNorm
 
 BACKEND = keras.backend.backend()
+
+
+@keras.saving.register_keras_serializable(package="bnlab_tests")
+class ClosedFormBatchNorm(BatchNorm):
+    """bnlab's BatchNorm with ``gradient="closed-form"`` unless told otherwise: the tests written
+    for the readable layer run on it unchanged."""
+
+    def __init__(self, *args, gradient="closed-form", **kwargs):
+        super().__init__(*args, gradient=gradient, **kwargs)
+
+
+def each_gradient(module_name):
+    """An autouse fixture that runs every test of ``module_name`` once per ``BatchNorm`` gradient:
+    the module's name ``BatchNorm`` is the closed-form layer in the second run."""
+    @pytest.fixture(autouse=True, params=["autodiff", "closed-form"])
+    def gradient(request, monkeypatch):
+        if request.param == "closed-form":
+            monkeypatch.setattr(sys.modules[module_name], "BatchNorm", ClosedFormBatchNorm)
+        return request.param
+    return gradient
 
 
 def grads(layer, x, r, training, **kwargs):

@@ -17,7 +17,7 @@ def _isolated_environment(tmp_path_factory):
     os.environ["BNLAB_CACHE_DIR"] = str(tmp_path_factory.mktemp("bnlab-cache"))
     os.environ["BNLAB_OFFLINE"] = "1"
     os.environ.pop("BNLAB_DATA_DIR", None)
-    from bnlab.lab.train import enable_compilation_cache
+    from bnlab.lab.runtime import enable_compilation_cache
 
     enable_compilation_cache()  # shared by the tests of one session: same shapes compile once
     yield

@@ -1,4 +1,4 @@
-"""bench/alternate.py's bookkeeping: the order of the processes, the per-round ratios, the verdict."""
+"""The bench's bookkeeping: the order of the processes, the per-round ratios, the budget, the goals."""
 
 import sys
 from pathlib import Path
@@ -6,12 +6,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 import alternate  # noqa: E402
-import tables  # noqa: E402
+import report  # noqa: E402
+from goals import GOALS  # noqa: E402
 
 
-def fake_answers(ms_by_side):
+def fake_answers(ms_by_side, arm="a", experiment="e"):
     """{side: [ms of round 0, round 1, ...]} → the answers steps.py would give (one arm)."""
-    return {side: [{"rows": [{"experiment": "e", "arm": "a", "ms": ms}]} for ms in values]
+    row = {"experiment": experiment, "arm": arm, "macs": 250_000, "batch_size": 32}
+    return {side: [{"rows": [{**row, "ms": ms}]} for ms in values]
             for side, values in ms_by_side.items()}
 
 
@@ -22,14 +24,49 @@ def test_rounds_reverse_the_order_of_the_sides():
         calls.append(args[1])
         return {"rows": []}
 
-    alternate.run_rounds(["bnlab", "keras-jax", "torch"], 3, ["--quick"], run=run)
+    answers, stopped = alternate.run_rounds(["bnlab", "keras-jax", "torch"], 3, ["--quick"],
+                                            run=run)
     assert calls == ["bnlab", "keras-jax", "torch", "torch", "keras-jax", "bnlab",
                      "bnlab", "keras-jax", "torch"]
+    assert stopped is None and len(answers["torch"]) == 3
+
+
+def test_no_round_starts_that_would_pass_the_budget():
+    now = [0.0]
+
+    def run(script, args, env, timeout):
+        now[0] += 5.0  # each process takes 5 s: a round of two, 10 s
+        return {"rows": []}
+
+    answers, stopped = alternate.run_rounds(["bnlab", "torch"], 5, [], run=run, budget=25,
+                                            clock=lambda: now[0])
+    assert len(answers["bnlab"]) == 2 and "stopped after 2 of 5 rounds" in stopped
+
+
+def test_a_failed_process_ends_the_rounds_and_keeps_the_whole_ones():
+    calls = []
+
+    def run(script, args, env):
+        calls.append(args[1])
+        if len(calls) == 4:
+            raise RuntimeError("steps.py ran past 60 s\nmore")
+        return {"rows": []}
+
+    answers, stopped = alternate.run_rounds(["bnlab", "torch"], 3, [], run=run)
+    assert answers == {"bnlab": [{"rows": []}], "torch": [{"rows": []}]}
+    assert stopped == "stopped in round 2 of 3: steps.py ran past 60 s"
+
+
+def test_a_side_is_a_script_with_its_options():
+    assert alternate.command("bnlab:norm=scratch:gradient=closed-form") == (
+        "steps.py", ["--side", "bnlab", "--norm", "scratch", "--gradient", "closed-form"], None)
+    assert alternate.command("keras-jax") == ("steps.py", ["--side", "keras-jax"], "jax")
+    assert alternate.command("fold:folded") == ("fold.py", ["--which", "folded"], None)
 
 
 def test_ratios_are_taken_within_each_round():
-    rows = alternate.summarize(fake_answers({"bnlab": [1.0, 2.0, 1.5], "torch": [2.0, 2.0, 1.0]}))
-    (row,) = rows
+    (row,) = alternate.summarize(fake_answers({"bnlab": [1.0, 2.0, 1.5],
+                                               "torch": [2.0, 2.0, 1.0]}))
     r = row["ratio"]["torch"]
     assert r["rounds"] == [0.5, 1.0, 1.5]
     assert (r["median"], r["min"], r["max"]) == (1.0, 0.5, 1.5)
@@ -37,22 +74,47 @@ def test_ratios_are_taken_within_each_round():
 
 
 def test_a_win_needs_every_round():
-    assert tables.win({"median": 0.8, "min": 0.7, "max": 0.95}) == "bnlab faster in every round"
-    assert tables.win({"median": 0.8, "min": 0.7, "max": 1.05}) == "within the spread (no winner)"
-    assert tables.win({"median": 1.2, "min": 1.1, "max": 1.3}) == "bnlab slower in every round"
+    assert report.win({"median": 0.8, "min": 0.7, "max": 0.95}) == "every round"
+    assert report.win({"median": 0.8, "min": 0.7, "max": 1.05}) == "within the spread"
+    assert report.win({"median": 1.2, "min": 1.1, "max": 1.3}) == "no round"
 
 
-def test_tables_show_keras_on_jax_and_the_goal():
-    answers = fake_answers({"bnlab": [1.0, 1.0], "keras-jax": [2.0, 1.25], "torch": [1.0, 0.5]})
-    results = {"alternate": {"sides": ["bnlab", "keras-jax", "torch"], "rounds": 2,
-                             "rows": alternate.summarize(answers)}, "epochs": {}}
-    (goal_jax,) = [g for g in tables.goals(results) if "plain Keras 3 on JAX" in g[0]]
-    assert goal_jax[1] is True  # median 0.65 ≤ 1.0
-    assert goal_jax[2] == ["e a: bnlab / Keras-on-JAX = 0.65 [0.50-0.80]: "
-                           "bnlab faster in every round"]
-    table = "\n".join(tables.alternate_table(results))
-    assert "| e | a | 1.00 [1.00-1.00] | 1.62 [1.25-2.00] | 0.75 [0.50-1.00] |" in table
-    assert "1.50 [1.00-2.00]: within the spread (no winner)" in table
+def peers_results(ms_by_arm):
+    rows = []
+    for arm, ms in ms_by_arm.items():
+        rows += alternate.summarize(fake_answers(ms, arm, "bn-placement"))
+    answer = {"sides": list(next(iter(ms_by_arm.values()))), "rounds": 2, "rows": rows}
+    return {"results": {"peers": [answer], "bn-cost": [answer]}, "errors": {},
+            "rates": {"matmul_gflops": 96.0}}
+
+
+def test_the_peer_goal_divides_by_the_faster_peer_of_each_round():
+    results = peers_results({"bn-after": {"bnlab": [1.0, 1.0], "keras-jax": [2.0, 1.25],
+                                          "torch": [1.6, 2.0]}})
+    ((label, r),) = report.measured(results, "peers")
+    assert label == "bn-placement bn-after"
+    assert r["rounds"] == [1 / 1.6, 0.8]
+    text = "\n".join(report.peers_section(results))
+    assert "| bn-placement | bn-after | 1.00 [1.00-1.00] | 1.62 [1.25-2.00] |" in text
+    # 6 × 250,000 multiply-adds × 32 examples in 1 ms: 48 GFLOP/s, half the BLAS's 96
+    assert "| bn-placement | bn-after | 1.50 | 48.0 | 29.5 | 26.7 | 50 % |" in text
+
+
+def test_bn_cost_is_each_side_against_its_own_baseline_per_round():
+    results = peers_results({"baseline": {"bnlab": [1.0, 2.0], "torch": [2.0, 2.0]},
+                             "bn-after": {"bnlab": [1.5, 2.0], "torch": [3.0, 5.0]}})
+    cost = dict(report.measured(results, "bn-free"))
+    assert cost["bnlab, bn-after ÷ baseline"]["rounds"] == [1.5, 1.0]
+    assert cost["torch, bn-after ÷ baseline"]["rounds"] == [1.5, 2.5]
+    text = "\n".join(report.goals(results))
+    assert "BN for free" in text and "**not met**" in text
+
+
+def test_every_goal_is_found_or_reported_missing():
+    empty = {"results": {}, "errors": {"peers": "stopped in round 1 of 3: ran past 60 s"}}
+    for goal in GOALS:
+        assert report.measured(empty, goal["key"]) == []
+    assert "**not measured** (stopped in round 1 of 3" in "\n".join(report.goals(empty))
 
 
 def test_keras_on_jax_is_the_same_model_in_keras_own_layers():
@@ -76,18 +138,6 @@ def test_keras_on_jax_is_the_same_model_in_keras_own_layers():
     np.testing.assert_allclose(plain.predict(x, verbose=0), bnlab_model.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
     assert type(plain.optimizer) is type(bnlab_model.optimizer)
-    assert plain.optimizer.learning_rate == bnlab_model.optimizer.learning_rate
-
-
-def test_each_side_is_checked_against_its_epoch_table_step():
-    answers = fake_answers({"bnlab": [1.0, 1.2], "torch": [2.0, 2.0]})
-    epoch = {"arm": "a", "seconds_per_epoch": 1.0, "steps_per_epoch": 1000}  # 1 ms a step
-    results = {"alternate": {"sides": ["bnlab", "torch"], "rounds": 2,
-                             "rows": alternate.summarize(answers)},
-               "epochs": {"e": {"bnlab": {"results": [epoch]}}}}
-    table = tables.alternate_table(results)
-    assert table[0].endswith("| bnlab: ÷ its epoch-table step | torch: ÷ its epoch-table step |")
-    assert table[2].endswith("| 1.10 | — |")
 
 
 def test_path_together_times_the_seeds_together_path_of_a_conv_arm():
@@ -101,9 +151,8 @@ def test_path_together_times_the_seeds_together_path_of_a_conv_arm():
     x = np.random.default_rng(0).random((64, 28, 28, 1), dtype="float32")
     y = np.arange(64) % 10
     assert steps.bnlab_block(config, x, y)[0] == "keras-fit"  # bnlab run's default for LeNet
-    study = experiments.get("batch-size")
+    study = experiments.get("study-cnn-batches")
     config = experiments.trial_config(study, study.arm("bn-b8"), 1, epochs=1)
-    assert steps.bnlab_block(config, x[:16], y[:16])[0] == "jax-scan"  # and for the study CNN
     path, block = steps.bnlab_block(config, x[:16], y[:16], "together")
     assert path == "jax-scan"
     block()  # two steps of batch 8
@@ -112,6 +161,5 @@ def test_path_together_times_the_seeds_together_path_of_a_conv_arm():
 def test_the_bnlab_side_times_each_kind_of_experiment_in_its_own_process():
     import steps
 
-    assert steps.by_kind(["bn-placement", "lenet-bn", "deep-mlp", "batch-size"]) == [
-        (False, ["bn-placement", "deep-mlp"]), (True, ["lenet-bn", "batch-size"])]
-    assert steps.by_kind(["deep-cnn"]) == [(True, ["deep-cnn"])]
+    assert steps.by_kind(["bn-placement", "lenet-bn", "deep-mlp", "study-cnn-batches"]) == [
+        (False, ["bn-placement", "deep-mlp"]), (True, ["lenet-bn", "study-cnn-batches"])]

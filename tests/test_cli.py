@@ -46,6 +46,14 @@ def test_list_names_every_experiment(capsys):
      "groups=4 must divide the channels of every norm layer of lenet"),
     (["summary", "lenet", "--norm", "ghost", "--norm-option", "virtual_batch_size"],
      "--norm-option wants KEY=VALUE with a TOML value"),
+    (["summary", "lenet", "--norm", "ghost", "--norm-option", "virtual_batch_size=0"],
+     "virtual_batch_size must be None (no ghost batches) or a positive int"),
+    (["summary", "lenet", "--norm", "scratch", "--momentum", "2"],
+     "BatchNorm momentum must be in [0, 1] or None, got 2.0"),
+    (["summary", "lenet", "--norm", "renorm", "--norm-option", "renorm_clipping={rmax=1, rmin=2}"],
+     "rmax should be greater than rmin"),
+    (["summary", "lenet", "--placement", "middle"], "unknown placement 'middle'"),
+    (["run", "no-such-file.toml"], "no-such-file.toml: cannot read it"),
 ])
 def test_user_errors_give_one_line_and_exit_code_2(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -54,6 +62,37 @@ def test_user_errors_give_one_line_and_exit_code_2(argv, message, capsys, tmp_pa
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bnlab: error: ") and message in lines[0]
     assert not (tmp_path / "runs").exists()  # nothing half-written
+
+
+def test_a_bug_is_not_a_user_error_and_keeps_its_traceback(monkeypatch):
+    """Only bnlab.errors.UserError is one line and exit 2: a ValueError from a bug propagates."""
+    def buggy(args):
+        raise ValueError("an internal inconsistency")
+
+    monkeypatch.setattr(cli, "cmd_list", buggy)
+    with pytest.raises(ValueError, match="an internal inconsistency"):
+        main("list")
+
+
+def test_a_user_error_raised_inside_a_layer_call_is_one_plain_line(capsys, monkeypatch):
+    """Keras re-raises an error from a layer's call with its arguments around the message, in
+    ANSI bold; the command line prints the message alone."""
+    import numpy as np
+
+    from bnlab.errors import UserError
+    from bnlab.layers import BatchNorm
+
+    def call_badly(args):
+        BatchNorm()(np.ones((4, 3), "float32"), training=True, mask=np.ones((4, 3, 2), bool))
+
+    monkeypatch.setattr(cli, "cmd_list", call_badly)
+    with pytest.raises(UserError) as raised:
+        call_badly(None)
+    assert "Arguments received" in str(raised.value)  # what Keras makes of it
+    assert main("list") == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["bnlab: error: The mask provided should be one dimension less than the "
+                     "inputs. Received: mask.shape=(4, 3, 2), inputs.shape=(4, 3)"]
 
 
 def test_errors_from_the_real_command_have_no_traceback(tmp_path):

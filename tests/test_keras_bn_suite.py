@@ -3,7 +3,8 @@
 The file is read from the installed keras package (so it follows Keras upgrades); its module-level
 name ``layers`` is replaced by a proxy whose ``BatchNormalization`` is ``bnlab.layers.BatchNorm``
 and whose every other attribute is Keras's (``Masking``, ``Input``, ...). pytest then collects
-and runs every test of Keras's ``BatchNormalizationTest`` against bnlab's layer.
+and runs every test of Keras's ``BatchNormalizationTest`` against bnlab's layer, once with each
+``gradient`` (autodiff, closed-form).
 """
 
 import importlib.util
@@ -14,6 +15,7 @@ import pytest
 import bnlab  # noqa: F401  (sets the default backend before Keras is imported)
 import keras
 from keras.src import layers as keras_layers
+from backend_utils import ClosedFormBatchNorm
 from bnlab.layers import BatchNorm
 
 pytestmark = pytest.mark.backend
@@ -24,19 +26,21 @@ KERAS_TEST_FILE = (
 
 
 class _LayersWithBnlabBatchNorm:
-    """``keras.src.layers`` with bnlab's BatchNorm in place of Keras's BatchNormalization."""
+    """``keras.src.layers`` with bnlab's BatchNorm (``layer``) in place of Keras's
+    BatchNormalization."""
 
-    BatchNormalization = BatchNorm
+    def __init__(self, layer):
+        self.BatchNormalization = layer
 
     def __getattr__(self, name):
         return getattr(keras_layers, name)
 
 
-def _load_keras_suite():
+def _load_keras_suite(layer=BatchNorm):
     spec = importlib.util.spec_from_file_location("keras_batch_normalization_test", KERAS_TEST_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.layers = _LayersWithBnlabBatchNorm()
+    module.layers = _LayersWithBnlabBatchNorm(layer)
     return module
 
 
@@ -52,3 +56,13 @@ class TestKerasBatchNormalizationSuite(_suite.BatchNormalizationTest):
 
     def test_the_layer_under_test_is_bnlab(self):
         assert _suite.layers.BatchNormalization is BatchNorm
+
+
+_closed_form_suite = _load_keras_suite(ClosedFormBatchNorm)
+
+
+class TestKerasBatchNormalizationSuiteClosedForm(_closed_form_suite.BatchNormalizationTest):
+    """The same tests with ``gradient="closed-form"``."""
+
+    def test_the_layer_under_test_is_bnlab(self):
+        assert _closed_form_suite.layers.BatchNormalization is ClosedFormBatchNorm

@@ -10,12 +10,13 @@ import pytest
 
 import bnlab  # noqa: F401  (sets the default backend before Keras is imported)
 import keras
-from backend_utils import BACKEND, grads, to_numpy
+from backend_utils import BACKEND, each_gradient, grads, to_numpy
 from bnlab import reference
 from bnlab.layers import BatchNorm
 from test_layers import assert_close
 
 pytestmark = pytest.mark.backend
+gradient = each_gradient(__name__)  # every test on the autodiff and the closed-form gradient
 
 only_jax = pytest.mark.skipif(BACKEND != "jax", reason="axis_name is JAX's mapped-axis name")
 
@@ -80,6 +81,55 @@ def test_renorm_matches_keras_over_several_steps(shape, axis, clipping):
     assert_close(to_numpy(ours(x, training=False)), to_numpy(theirs(x, training=False)))
 
 
+RELAXED = {"hold": 2, "rmax_at": 6, "dmax_at": 4}
+
+
+@pytest.mark.backend
+def test_renorm_relaxation_follows_the_reference_schedule_step_by_step():
+    """``renorm_relaxation`` (beyond Keras): plain BN for ``hold`` steps, then rmax 1 → 3 and
+    dmax 0 → 5 opened linearly, each step's output equal to bnlab.reference's renorm with the
+    reference schedule's clipping at that step; the step counter is the layer's last weight."""
+    rng = np.random.default_rng(3)
+    shape, clipping = (8, 4), {"rmax": 3.0, "dmax": 5.0}
+    layer = BatchNorm(renorm=True, renorm_clipping=clipping, renorm_relaxation=RELAXED,
+                      momentum=0.9, renorm_momentum=0.8)
+    layer.build(shape)
+    assert [w.path.split("/")[-1] for w in layer.weights] == RENORM_NAMES + ["renorm_steps"]
+    state = reference.renorm_state(np.zeros(4), np.ones(4))
+    seen = []
+    for step in range(8):
+        x = (rng.standard_normal(shape) * 3.0 + 2.0).astype("float32")  # r, d far from (1, 0)
+        at = reference.relaxed_clipping(step, **clipping, **RELAXED)
+        want, state = reference.batch_renorm(x, np.ones(4), np.zeros(4), state, momentum=0.9,
+                                             renorm_momentum=0.8, **at)
+        assert_close(to_numpy(layer(x, training=True)), want, what=f"output at step {step}")
+        seen.append(at)
+        if step < RELAXED["hold"]:  # pure BN
+            bn, _ = reference.forward(x, np.ones(4), np.zeros(4), training=True)
+            assert_close(want, bn, what="BN while held")
+    assert [a["rmax"] for a in seen] == pytest.approx([1, 1, 1, 1.5, 2, 2.5, 3, 3])
+    assert [a["dmax"] for a in seen] == pytest.approx([0, 0, 0, 2.5, 5, 5, 5, 5])
+    assert [a["rmin"] for a in seen] == pytest.approx([1, 1, 1, 1 / 1.5, 0.5, 0.4, 1 / 3, 1 / 3])
+    assert int(to_numpy(layer.renorm_steps)) == 8
+    layer(x, training=False)  # inference does not count a step
+    assert int(to_numpy(layer.renorm_steps)) == 8
+    clone = BatchNorm.from_config(layer.get_config())
+    assert clone.renorm_relaxation == RELAXED
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"renorm_relaxation": RELAXED}, "needs renorm=True"),
+    ({"renorm": True, "renorm_relaxation": RELAXED}, "give both"),
+    ({"renorm": True, "renorm_clipping": {"rmax": 3.0, "dmax": 5.0},
+      "renorm_relaxation": {"hold": 5, "rmax_at": 4, "dmax_at": 9}}, "hold < rmax_at"),
+    ({"renorm": True, "renorm_clipping": {"rmax": 3.0, "dmax": 5.0},
+      "renorm_relaxation": {"hold": 1}}, "the keys"),
+])
+def test_a_bad_renorm_relaxation_is_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        BatchNorm(**kwargs)
+
+
 @pytest.mark.parametrize("kwargs", [{}, {"renorm": True}], ids=["bn", "renorm"])
 @pytest.mark.parametrize("shape", [(4, 6, 3), (3, 4, 2, 5)], ids=["sequence", "image"])
 def test_mask_matches_keras(shape, kwargs):
@@ -140,7 +190,9 @@ def test_momentum_none_is_the_cumulative_average():
 
 
 @pytest.mark.parametrize("shape,axis,k", [((12, 4), -1, 4), ((6, 3, 2, 2), 1, 2),
-                                          ((8, 2, 2, 3), -1, 8)], ids=["dense", "nchw", "k=N"])
+                                          ((8, 2, 2, 3), -1, 8), ((13, 4), -1, 4),
+                                          ((7, 3, 2, 2), 1, 2), ((5, 2, 2, 3), -1, 8)],
+                         ids=["dense", "nchw", "k=N", "dense-uneven", "nchw-uneven", "k>N"])
 def test_ghost_batches_have_their_own_statistics(shape, axis, k):
     rng = np.random.default_rng(23)
     c = shape[axis]
@@ -205,17 +257,53 @@ def test_ghost_with_mask_is_keras_layer_per_group(kwargs):
         assert_close(to_numpy(ours.moving_variance), np.mean(variances, 0), what="moving_variance")
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"renorm": True}], ids=["bn", "renorm"])
+def test_ghost_last_group_smaller_with_mask_is_keras_layer_per_group(kwargs):
+    """k = 2 on 7 examples: groups 2, 2, 2 and a last group of 1, each Keras's layer on that
+    group alone (masked steps left out); the moving mean averages the groups' means weighted by
+    their share of the batch, n_g / N."""
+    rng = np.random.default_rng(31)
+    x = (rng.standard_normal((7, 5, 3)) * 2 + rng.normal(0, 2, (7, 1, 1))).astype("float32")
+    mask = rng.random((7, 5)) < 0.7
+    mask[:, 0] = True  # every group has a step that counts
+    ours = BatchNorm(virtual_batch_size=2, momentum=0.0, **kwargs)
+    y = to_numpy(ours(x, training=True, mask=mask))
+    assert y.shape == x.shape
+    means = []
+    for part in (slice(0, 2), slice(2, 4), slice(4, 6), slice(6, 7)):
+        theirs = keras.layers.BatchNormalization(momentum=0.0, **kwargs)
+        assert_close(y[part], to_numpy(theirs(x[part], training=True, mask=mask[part])),
+                     what=f"group {part}")
+        means.append(to_numpy(theirs.moving_mean))
+    shares = np.array([2, 2, 2, 1]) / 7
+    assert_close(to_numpy(ours.moving_mean), np.tensordot(shares, means, axes=1),
+                 what="moving_mean")
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="a batch axis unknown while tracing")
+def test_ghost_in_a_tensorflow_graph_with_an_unknown_batch_size():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(32)
+    layer = BatchNorm(virtual_batch_size=4, momentum=0.0)
+    layer.build((None, 3))
+    step = tf.function(lambda t: layer(t, training=True),
+                       input_signature=[tf.TensorSpec((None, 3), tf.float32)])
+    for n in (8, 10):
+        x = rng.standard_normal((n, 3)).astype("float32")
+        y_ref, mean_ref, _ = reference.ghost_batch_norm(
+            x.astype(np.float64), np.ones(3), np.zeros(3), np.zeros(3), np.ones(3),
+            virtual_batch_size=4, momentum=0.0)
+        assert_close(to_numpy(step(x)), y_ref, what=f"output, batch {n}")
+        assert_close(to_numpy(layer.moving_mean), mean_ref, what=f"moving_mean, batch {n}")
+
+
 def test_ghost_errors_name_virtual_batch_size():
-    layer = BatchNorm(virtual_batch_size=5)
-    with pytest.raises(ValueError, match="virtual_batch_size=5 does not divide the batch size 12; allowed: a divisor"):
-        layer(np.ones((12, 3), "float32"), training=True)
     for bad in (0, -2, 2.5, True, "4"):
         with pytest.raises(ValueError, match="virtual_batch_size"):
             BatchNorm(virtual_batch_size=bad)
     with pytest.raises(ValueError, match="virtual_batch_size"):
         BatchNorm(axis=0, virtual_batch_size=2).build((4, 3))
-    # inference never splits
-    layer(np.ones((12, 3), "float32"), training=False)
 
 
 @pytest.mark.parametrize("kwargs,match", [

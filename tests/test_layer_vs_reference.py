@@ -6,12 +6,13 @@ and every moving statistic, float32 against the float64 reference, relative erro
 import numpy as np
 import pytest
 
-from backend_utils import to_numpy, training_step
+from backend_utils import each_gradient, to_numpy, training_step
 from bnlab import reference as ref
 from bnlab.layers import BatchNorm
 from test_reference import rel_err
 
 pytestmark = pytest.mark.backend
+gradient = each_gradient(__name__)  # every test on the autodiff and the closed-form gradient
 
 EPS = 1e-3
 STEPS = 4
@@ -89,7 +90,10 @@ def test_renorm(shape, axis, clipping, masked):
 # -- Ghost BN ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("shape, axis, k", [((12, 5), -1, 4), ((8, 3, 3, 2), -1, 2),
-                                            ((6, 2, 3, 3), 1, 3)], ids=["dense", "nhwc", "nchw"])
+                                            ((6, 2, 3, 3), 1, 3), ((14, 5), -1, 4),
+                                            ((7, 3, 3, 2), -1, 3), ((5, 2, 3, 3), 1, 2)],
+                         ids=["dense", "nhwc", "nchw", "dense-uneven", "nhwc-uneven",
+                              "nchw-uneven"])
 def test_ghost(shape, axis, k):
     layer = BatchNorm(axis=axis, momentum=0.8, epsilon=EPS, virtual_batch_size=k)
     gamma, beta = with_gamma_beta(layer, shape, axis, seed=5)

@@ -11,11 +11,12 @@ import pytest
 
 import bnlab  # noqa: F401  (sets the default backend before Keras is imported)
 import keras
-from backend_utils import BACKEND, grads, to_numpy
+from backend_utils import BACKEND, each_gradient, grads, to_numpy
 from bnlab import reference
 from bnlab.layers import BatchNorm
 
 pytestmark = pytest.mark.backend
+gradient = each_gradient(__name__)  # every test on the autodiff and the closed-form gradient
 
 # (name, input shape, channel axis): dense, NHWC, NCHW with a positive and a negative axis, and a
 # rank-3 sequence (N, T, C).

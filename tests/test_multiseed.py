@@ -253,7 +253,7 @@ def test_unrolled_conv_steps_equal_one_step_calls(monkeypatch, fashion_mnist):
     """A conv model's chunk of steps written out in one program (``SeedGroup._unrolled``) is the
     same arithmetic as calls of the one-step program: with UNROLL = 16 and two seeds, 11 steps =
     one chunk of 8 and 3 single steps, against 11 single steps."""
-    configs = configs_for("batch-size", "bn-b8", (1, 2), epochs=1, limit=200)
+    configs = configs_for("study-cnn-batches", "bn-b8", (1, 2), epochs=1, limit=200)
     arrays, _ = recipe.load_data(configs[0])
     x, y = (np.asarray(a) for a in arrays["train"])
     idx = np.stack([np.random.default_rng(s).permutation(len(x))[:11 * 8].reshape(11, 8)

@@ -174,7 +174,9 @@ def ghost_fwd(k, axis=-1):
 
 
 @pytest.mark.parametrize("shape, axis, k", [((8, 3), -1, 2), ((6, 2, 2, 3), -1, 3),
-                                            ((4, 3, 2, 2), 1, 2)], ids=["dense", "nhwc", "nchw"])
+                                            ((4, 3, 2, 2), 1, 2), ((7, 3), -1, 3),
+                                            ((5, 2, 2, 3), -1, 2)],
+                         ids=["dense", "nhwc", "nchw", "dense-uneven", "nhwc-uneven"])
 def test_ghost_backward_vs_finite_differences(shape, axis, k):
     x, gamma, beta, _, _ = make(shape, axis, seed=9)
     r = np.random.default_rng(10).standard_normal(shape)
@@ -207,7 +209,27 @@ def test_ghost_is_bn_per_group():
     np.testing.assert_array_equal(mm2, mm)
 
 
-@pytest.mark.parametrize("k, axis, match", [(4, -1, "does not divide"), (0, -1, "positive int"),
+def test_ghost_last_group_smaller_is_bn_on_the_rest_weighted_by_its_share():
+    """k = 3 on 8 examples: groups of 3, 3 and 2; the moving statistics average the groups'
+    moments weighted by n_g / N, so the moving mean moves to the mean of the whole batch."""
+    x, gamma, beta, mm, mv = make((8, 2, 2, 3), -1, seed=12)
+    y, new_mm, new_mv = ref.ghost_batch_norm(x, gamma, beta, mm, mv, virtual_batch_size=3,
+                                             momentum=0.0, epsilon=EPS)
+    groups = [x[0:3], x[3:6], x[6:8]]
+    want = np.concatenate([ref.forward(g, gamma, beta, epsilon=EPS)[0] for g in groups])
+    np.testing.assert_allclose(y, want, rtol=1e-12)
+    stats = [ref.moments(g, (0, 1, 2)) for g in groups]
+    shares = np.array([3, 3, 2]) / 8
+    np.testing.assert_allclose(new_mm, ref.moments(x, (0, 1, 2))[0], rtol=1e-12)
+    np.testing.assert_allclose(new_mv, sum(w * v for w, (_, v) in zip(shares, stats)),
+                               rtol=1e-12)
+    # k > N is BN
+    np.testing.assert_allclose(ref.ghost_forward(x, gamma, beta, virtual_batch_size=20,
+                                                 epsilon=EPS)[0],
+                               ref.forward(x, gamma, beta, epsilon=EPS)[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("k, axis, match", [(0, -1, "positive int"), (2.0, -1, "positive int"),
                                             (2, 0, "must not include 0")])
 def test_ghost_bad_input(k, axis, match):
     with pytest.raises(ValueError, match=match):

@@ -28,8 +28,10 @@ def test_saved_models_load_and_score_as_the_stored_results(path, tmp_path, fashi
     x_test, y_test = arrays["test"]
     for config in trials:
         results = stored[config["seed"]]
-        assert results["model_path"] == str(folder / f"bn-after-s{config['seed']}.keras")
+        expected = folder.resolve() / f"bn-after-s{config['seed']}-{Store.trial_id(config)}.keras"
+        assert results["model_path"] == str(expected)
         model = keras.saving.load_model(results["model_path"])
         _, accuracy = model.evaluate(x_test, y_test, batch_size=500, verbose=0)
         assert accuracy == pytest.approx(results["test_accuracy"], abs=1e-6)
-    assert sorted(p.name for p in folder.iterdir()) == ["bn-after-s1.keras", "bn-after-s2.keras"]
+    assert sorted(p.name for p in folder.glob("*.keras")) == sorted(
+        f"bn-after-s{c['seed']}-{Store.trial_id(c)}.keras" for c in trials)

@@ -131,7 +131,7 @@ def test_interrupted_run_resumes_with_only_the_missing_trials(tmp_path, monkeypa
 
 
 def test_configure_xla_turns_ynnpack_off_only_for_one_seed_at_a_time(monkeypatch):
-    from bnlab.lab.train import YNNPACK_OFF, configure_xla
+    from bnlab.lab.runtime import YNNPACK_OFF, configure_xla
 
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
     if keras.backend.backend() != "jax":  # XLA's options are the JAX backend's
@@ -154,7 +154,7 @@ def test_configure_xla_turns_ynnpack_off_only_for_one_seed_at_a_time(monkeypatch
 
 @pytest.mark.parametrize("vectorized", [False, True])
 def test_configure_xla_gives_conv_models_ynnpack_reductions(monkeypatch, vectorized):
-    from bnlab.lab.train import YNNPACK_REDUCTIONS, configure_xla
+    from bnlab.lab.runtime import YNNPACK_REDUCTIONS, configure_xla
 
     monkeypatch.delenv("XLA_FLAGS", raising=False)
     configure_xla(vectorized=vectorized, convolutional=True)
@@ -167,7 +167,7 @@ def test_configure_xla_gives_conv_models_ynnpack_reductions(monkeypatch, vectori
 
 def test_trains_convolutions_reads_the_model_names():
     from bnlab.lab import experiments
-    from bnlab.lab.train import trains_convolutions
+    from bnlab.lab.runtime import trains_convolutions
 
     def config(name):
         experiment = experiments.get(name)
@@ -175,7 +175,7 @@ def test_trains_convolutions_reads_the_model_names():
 
     assert not trains_convolutions([config("bn-placement"), config("ioffe-fig1")])
     assert trains_convolutions([config("bn-placement"), config("lenet-bn")])
-    assert trains_convolutions([config("batch-size")]) and trains_convolutions([config("deep-cnn")])
+    assert trains_convolutions([config("study-cnn-batches")]) and trains_convolutions([config("deep-cnn")])
 
 
 def test_validation_is_due_where_a_chunk_reaches_a_multiple_of_its_interval():

@@ -8,48 +8,78 @@
     bnlab summary MODEL [options]      model.summary() and each BN layer's variables
     bnlab check MODEL [--data DATA]    diagnose a trained model's BN (.keras or .pt2; own data)
     bnlab convert IN OUT               a PyTorch .pt2 to a Keras .keras or back, BN's conventions
-    bnlab demo                         the main job: bn-placement on Fashion-MNIST, ~3 minutes
+    bnlab demo                         the main job: bn-placement on Fashion-MNIST (says how long first)
     (EXPERIMENT: a built-in experiment's name, or a TOML file: bnlab.lab.experiment_file)
 
-User errors (unknown names, bad or missing data, a broken store) print one line and exit 2.
+User errors (``bnlab.errors.UserError``: unknown names, bad options, bad or missing data, a
+broken store) print one line and exit 2; any other exception is a bug and shows its traceback.
 """
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
 import bnlab  # noqa: F401  (chooses the default Keras backend before anything imports Keras)
+from bnlab.errors import UserError, one_line
 
 DEFAULT_STORE = Path("runs") / "bnlab.sqlite"
 LIST_FOLDER = Path("experiments")  # where `bnlab list` looks for TOML experiments by default
-# The main job: every arm of bn-placement on Fashion-MNIST at the seeds' 10 epochs, 3 seeds (about
-# 3 minutes on two cores with the JAX backend, the seeds of an arm trained together).
+# The main job: every arm of bn-placement on Fashion-MNIST at the seeds' 10 epochs, 3 seeds (the
+# seeds of an arm trained together); it says first how long it expects (bnlab.lab.estimate).
 DEMO = {"experiment": "bn-placement", "seeds": 3, "epochs": 10}
-
-
-class UserError(Exception):
-    """A mistake in what the user asked for: reported in one line, exit code 2."""
+MAX_SEEDS = 1000  # a sweep's seeds; more is a typo, and each is one trial per arm in the store
+FEW_TEST_IMAGES = 100  # below this, one image moves the test accuracy by more than a percent
 
 
 def main(argv=None):
+    from bnlab import signals
+
+    signals.install()  # Ctrl-C or SIGTERM: one line and 130/143, whenever it comes
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    from bnlab.data import DatasetError
-    from bnlab.results.store import StoreError
-
     try:
-        return args.func(args) or 0
-    except (UserError, DatasetError, StoreError, ValueError) as exc:
-        print(f"bnlab: error: {exc}", file=sys.stderr)
-        return 2
+        code = args.func(args) or 0
     except KeyboardInterrupt:
-        print("\nbnlab: interrupted; finished trials are stored, run the same command again to "
-              "complete the rest", file=sys.stderr)
-        return 130
+        code = None
+    except UserError as exc:
+        if not signals.received():
+            return _error(one_line(exc))
+        code = None
+    except OSError as exc:  # the machine refused (full disk, read-only folder): not a bug of bnlab
+        if not signals.received():
+            return _error(_os_error(exc))
+        code = None
+    if signals.received() or code is None:  # a signal some library swallowed still ends the run
+        signum = signals.received() or signal.SIGINT
+        print(signals.message(signum), file=sys.stderr)
+        return signals.exit_code(signum)
+    return code
+
+
+def _error(message):
+    print(f"bnlab: error: {printable(message)}", file=sys.stderr)
+    return 2
+
+
+def printable(text):
+    """``text`` for the terminal: control characters (escape sequences, newlines) shown escaped."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(text))
+
+
+def _os_error(exc):
+    import errno
+
+    where = f"{exc.filename}: " if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return f"{where}the disk is full (no space left on device); free some space and run again"
+    if exc.errno == errno.EROFS:
+        return f"{where}the file system is read-only; choose a writable folder"
+    return f"{where}{exc.strerror or exc}"
 
 
 def _parser():
@@ -190,12 +220,12 @@ def cmd_list(args):
     for exp in listed:
         length = f"{exp.steps} steps" if exp.steps else f"{exp.epochs} epochs"
         origin = exp.seed_source if exp.source else f"seed {exp.seed_source}"
-        print(f"{exp.source or exp.name:<{width}}  {origin:<14}  {exp.title}")
+        print(printable(f"{exp.source or exp.name:<{width}}  {origin:<14}  {exp.title}"))
         print(f"{'':<{width}}  arms: {', '.join(a.name for a in exp.arms)}; "
               f"{exp.dataset}, {exp.model}, {exp.optimizer['name']}, batch {exp.batch_size}, "
               f"{length}")
     for error in errors:
-        print(f"bnlab: error: {error}", file=sys.stderr)
+        _error(error)
     return 2 if errors else 0
 
 
@@ -212,14 +242,20 @@ def cmd_run(args):
         raise UserError(f"{experiment.name} has no --quick form; the studies have one: "
                         f"{', '.join(s.name for s in experiments.studies.STUDIES)}")
     quick = experiment.quick if args.quick else {}
-    args.seeds = args.seeds or quick.get("seeds", 3)
+    args.seeds = args.seeds or quick.get("seeds") or experiment.seeds or 3
     args.steps = args.steps or quick.get("steps")
     args.limit = args.limit or quick.get("limit")
+    if args.seeds > MAX_SEEDS:
+        raise UserError(f"--seeds {args.seeds}: at most {MAX_SEEDS} seeds (each is one trial per "
+                        "arm); a confidence interval needs a few, 3 to 10")
     if args.data_dir is not None and not args.data_dir.is_dir():
-        raise UserError(f"--data-dir {args.data_dir}: no such folder")
+        raise UserError(f"--data-dir {args.data_dir}: " + (
+            "a file, not a folder" if args.data_dir.exists() else "no such folder"))
     if args.address is not None and args.executor != "ray":
         raise UserError("--address needs --executor ray")
-    report_dir = args.out or Path("runs") / experiment.name
+    if args.tensorboard is not None:
+        _check_tensorboard_dir(args.tensorboard)
+    report_dir = args.out or _runs_folder(experiment)
     if not args.no_report:
         _check_writable(report_dir, "pass --no-report, or run from a writable folder")
     arms = experiments.select_arms(experiment, _split_names(args.arms) or quick.get("arms"))
@@ -237,6 +273,10 @@ def cmd_run(args):
     ]
     print(f"bnlab: {experiment.name}: {len(arms)} arm(s) x {args.seeds} seed(s) on "
           f"{configs[0]['dataset']} (backend {backend}); store {args.store}")
+    if args.limit and args.limit < FEW_TEST_IMAGES:
+        print(f"bnlab: warning: --limit {args.limit} scores each trial on at most {args.limit} "
+              f"test image(s): below {FEW_TEST_IMAGES} the test accuracy says little about the "
+              "model (one image moves it by more than a percent)", file=sys.stderr)
     datasets = None
     try:  # the data is checked before the store is opened: a bad --data-dir writes nothing
         if args.executor == "process":
@@ -246,32 +286,50 @@ def cmd_run(args):
             raise UserError(f"{exc} — or run this experiment on Fashion-MNIST instead: "
                             f"bnlab run {experiment.name} --dataset fashion_mnist") from None
         raise
-    with Store(args.store) as store:
-        executor = executors.make(args.executor, address=args.address, data_dir=args.data_dir,
-                                  progress=not args.quiet, datasets=datasets,
-                                  save_models=(Path("runs") / experiment.name / "models"
-                                               if args.save_models else None))
+    from bnlab import signals
+
+    # the executor first: a cluster that cannot be joined leaves no store behind
+    executor = executors.make(args.executor, address=args.address, data_dir=args.data_dir,
+                              progress=not args.quiet, datasets=datasets,
+                              save_models=(_runs_folder(experiment, "models").resolve()
+                                           if args.save_models else None))
+    with signals.writing(), Store(args.store) as store:
         run_trials(configs, store, force=args.force, data_dir=args.data_dir,
                    progress=not args.quiet, path=args.path, executor=executor)
-        _print_summary(store, experiment, configs)
-        if not args.no_report:
-            _write_report(store, experiment, configs, report_dir)
-        if args.tensorboard:
-            _export_tensorboard(store, _selection(store, experiment, configs), args.tensorboard)
+        failed = [t for t in map(store.get, map(store.trial_id, configs))
+                  if t is not None and t.status == "failed"]
+        if len(failed) < len(configs):
+            _print_summary(store, experiment, configs)
+            if not args.no_report:
+                _write_report(store, experiment, configs, report_dir)
+            if args.tensorboard:
+                _export_tensorboard(store, _selection(store, experiment, configs),
+                                    args.tensorboard)
+        if failed:
+            print(f"bnlab: {len(failed)} of {len(configs)} trial(s) failed (first: {failed[0].arm} "
+                  f"seed {failed[0].seed}: {printable(failed[0].error)}); run the same command "
+                  "again to retry them", file=sys.stderr)
+            return 1
 
 
 def cmd_report(args):
+    from bnlab import signals
+
     experiment = _experiment(args.experiment)
-    out = args.out or Path("runs") / experiment.name
+    out = args.out or _runs_folder(experiment)
     _check_writable(out, "choose another folder with --out")
-    with _existing_store(args.store, experiment) as store:
+    with signals.writing(), _existing_store(args.store, experiment) as store:
         _print_summary(store, experiment, None)
         _write_report(store, experiment, None, out)
 
 
 def cmd_export(args):
+    from bnlab import signals
+
     experiment = _experiment(args.experiment)
-    with _existing_store(args.store, experiment) as store:
+    if args.target == "tensorboard":
+        _check_tensorboard_dir(args.dir)
+    with signals.writing(), _existing_store(args.store, experiment) as store:
         trials = _selection(store, experiment, None)
         if not trials:
             raise UserError(f"no finished trials of {experiment.name} in {store.path}; run "
@@ -281,7 +339,7 @@ def cmd_export(args):
         from bnlab.results.export import DEFAULT_MLFLOW_URI, export_mlflow
 
         uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_MLFLOW_URI
-        report_dir = Path("runs") / experiment.name
+        report_dir = _runs_folder(experiment)
         _write_report(store, experiment, None, report_dir)
         figures = sorted(report_dir.glob("*.png"))
         try:
@@ -290,6 +348,12 @@ def cmd_export(args):
             raise UserError(str(exc)) from None
         print(f"mlflow: {len(done['created'])} run(s) written, {len(done['unchanged'])} already "
               f"there and unchanged; tracking URI {uri}")
+
+
+def _check_tensorboard_dir(out_dir):
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"cannot write TensorBoard files under {out_dir}: it is a file; give a "
+                        "folder")
 
 
 def _export_tensorboard(store, trials, out_dir):
@@ -380,6 +444,18 @@ def cmd_convert(args):
 
 
 def cmd_demo(args):
+    from bnlab import models
+    from bnlab.lab import estimate, experiments
+
+    experiment = experiments.get(DEMO["experiment"])
+    arms = len(experiment.arms)
+    examples = 60_000 - experiment.split.get("validation", 0)
+    expected, rate = estimate.seconds(models.build(experiment.model, norm="none"), examples,
+                                      DEMO["epochs"], DEMO["seeds"], arms)
+    print(f"bnlab demo: {experiment.name}, {arms} arms × {DEMO['seeds']} seeds × "
+          f"{DEMO['epochs']} epochs; this host multiplies at {rate:.0f} GFLOP/s, so expect about "
+          f"{expected / 60:.0f} minutes (longer while other work shares the cores)",
+          file=sys.stderr, flush=True)
     run_args = _parser().parse_args([
         "run", DEMO["experiment"], "--seeds", str(DEMO["seeds"]), "--epochs", str(DEMO["epochs"]),
         "--store", str(args.store),
@@ -394,12 +470,9 @@ def _experiment(name):
     """A built-in experiment by name, or the one a TOML file describes."""
     from bnlab.lab import experiment_file, experiments
 
-    try:
-        if experiment_file.is_file_name(name):
-            return experiment_file.load(name)
-        return experiments.get(name)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    if experiment_file.is_file_name(name):
+        return experiment_file.load(name)
+    return experiments.get(name)
 
 
 def _norm_options(items):
@@ -423,7 +496,15 @@ def _existing_store(path, experiment):
     if not path.exists():
         raise UserError(f"no results store at {path}; run "
                         f"`bnlab run {experiment.source or experiment.name}` first")
-    return Store(path, create=False)
+    return Store(path, create=False, read_only=True)
+
+
+def _runs_folder(experiment, *parts):
+    """``runs/NAME/...``, refused unless it lies under ``runs/`` (``bnlab.paths.inside``)."""
+    from bnlab import paths
+
+    paths.inside("runs", experiment.name, *parts)
+    return Path("runs", experiment.name, *parts)
 
 
 def _split_names(text):
@@ -436,7 +517,11 @@ def _split_names(text):
 
 
 def _check_writable(folder, fix):
-    """Refuse, before any training, a report folder that is a file or cannot be written."""
+    """Refuse, before any training, a report folder that is a file, cannot be written, or holds
+    report files bnlab did not write (``bnlab.results.report.check_folder``)."""
+    from bnlab.results import report
+
+    report.check_folder(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{folder} is a file, not a folder, so it cannot hold the report; {fix}")
     existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
@@ -453,11 +538,28 @@ def _selection(store, experiment, configs):
     if configs is not None:
         ids = {store.trial_id(c) for c in configs}
         return [t for t in trials if t.id in ids]
+    trials = _of_this_configuration(store, experiment, trials)
     if not trials:
         return []
     newest = max(trials, key=lambda t: t.finished_at or "")
     key = _settings(experiment, newest.config)
     return [t for t in trials if _settings(experiment, t.config) == key]
+
+
+def _of_this_configuration(store, experiment, trials):
+    """The trials of ``experiment`` as it is defined now: another experiment with the same name
+    (another file, or arms defined otherwise) is never pooled with it; when it is all the store
+    has, the report is refused."""
+    from bnlab.lab import experiments
+
+    ours = [t for t in trials if experiments.same_configuration(experiment, t.config)]
+    if trials and not ours:
+        raise UserError(f"the {len(trials)} trial(s) named {experiment.name!r} in {store.path} "
+                        f"were run with another configuration than "
+                        f"{experiment.source or 'the built-in experiment'} (another file or version "
+                        "with this name); bnlab does not pool them: run this one, or give it its "
+                        "own name")
+    return ours
 
 
 # What an arm sets for itself: its model, and in the studies its batch size, with the learning
@@ -482,6 +584,11 @@ def _print_summary(store, experiment, configs):
         raise UserError(f"no finished trials of {experiment.name} in {store.path}; run "
                         f"`bnlab run {experiment.name}` first")
     rows = report.summary_rows(store, _spec(experiment, trials=trials), trials=trials)
+    others = len(store.trials(experiment.name)) - len(trials)
+    if configs is None and others:
+        print(f"bnlab: note: {others} other trial(s) named {experiment.name!r} in {store.path} "
+              "(other settings, or another experiment of this name) are not in this report",
+              file=sys.stderr)
     print()
     print(report.text_table(rows))
     for trial in trials:
@@ -492,12 +599,14 @@ def _print_summary(store, experiment, configs):
 
 def _write_report(store, experiment, configs, out_dir):
     from bnlab.lab import experiments
-    from bnlab.results import report
+    from bnlab.results import report, studies
 
     trials = _selection(store, experiment, configs)
     newest = max(trials, key=lambda t: t.finished_at or "")
     command = experiments.command_line(experiment, newest.config, len({t.seed for t in trials}))
-    paths = report.write_report(store, _spec(experiment, command, trials), out_dir, trials=trials)
+    spec = _spec(experiment, command, trials)
+    paths = report.write_report(store, spec, out_dir, trials=trials,
+                                sections=studies.for_experiment(spec))
     print(f"\nreport: {paths['markdown']}  (also {paths['html'].name} and the PNG figures in "
           f"{out_dir})")
 

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bnlab.errors import UserError
 
-class DatasetError(Exception):
+
+class DatasetError(UserError):
     """A data file is missing, corrupt or inconsistent; the message names the file and the fix."""
 
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from bnlab.data.download import DownloadFailed, download_files
 from bnlab.data.idx import DatasetError, bad_file, one_line, read_idx
+from bnlab.errors import UserError
 
 __all__ = ["DATASETS", "DEBIAN_DIRS", "KERAS_DATASETS_DIR", "Dataset", "DatasetError",
            "cache_dir", "load", "preprocess", "read_idx"]
@@ -330,15 +331,15 @@ def _find(name: str, info: dict, data_dir, download: bool) -> _Source:
 def _check_split_args(validation, validation_split) -> None:
     if validation_split is not None:
         if validation != 5000:
-            raise ValueError("give validation=N (the first N training images) or "
+            raise UserError("give validation=N (the first N training images) or "
                              "validation_split=f (the last fraction f), not both")
         if (isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real)
                 or not 0 < validation_split < 1):
-            raise ValueError(f"validation_split must be a fraction strictly between 0 and 1, "
+            raise UserError(f"validation_split must be a fraction strictly between 0 and 1, "
                              f"got {validation_split!r}")
     elif isinstance(validation, bool) or not isinstance(validation, numbers.Integral) \
             or validation < 0:
-        raise ValueError(f"validation must be a whole number of images >= 0, got {validation!r}")
+        raise UserError(f"validation must be a whole number of images >= 0, got {validation!r}")
 
 
 def _split(x, y, validation, validation_split):
@@ -347,11 +348,11 @@ def _split(x, y, validation, validation_split):
     if validation_split is not None:
         split_at = int(n * (1 - validation_split))
         if split_at <= 0 or split_at >= n:
-            raise ValueError(f"validation_split={validation_split} leaves an empty training or "
+            raise UserError(f"validation_split={validation_split} leaves an empty training or "
                              f"validation set out of {n} training images")
         return (x[:split_at], y[:split_at]), (x[split_at:], y[split_at:])
     if validation >= n:
-        raise ValueError(f"validation={validation} must be smaller than the number of training "
+        raise UserError(f"validation={validation} must be smaller than the number of training "
                          f"images ({n})")
     return (x[validation:], y[validation:]), (x[:validation], y[:validation])
 
@@ -388,7 +389,7 @@ _PREPROCESSING = (None, "scale", "standardize")
 
 def _check_preprocessing(how) -> None:
     if how not in _PREPROCESSING:
-        raise ValueError(f"preprocessing must be one of {_PREPROCESSING}, got {how!r}")
+        raise UserError(f"preprocessing must be one of {_PREPROCESSING}, got {how!r}")
 
 
 def _mean_std(x: np.ndarray) -> tuple[float, float]:
@@ -414,13 +415,13 @@ def preprocess(dataset: Dataset, how: str | None) -> Dataset:
         return dataset
     xs = {f: getattr(dataset, f) for f in ("x_train", "x_val", "x_test")}
     if any(x.dtype != np.uint8 for x in xs.values()):
-        raise ValueError(f"preprocess() expects the uint8 images load() returns; these are "
+        raise UserError(f"preprocess() expects the uint8 images load() returns; these are "
                          f"{dataset.x_train.dtype} (already preprocessed?)")
     if how == "scale":
         shift, scale = 0.0, 255.0
     else:
         if dataset.x_train.size == 0:
-            raise ValueError("cannot standardize: the training split is empty")
+            raise UserError("cannot standardize: the training split is empty")
         shift, scale = _mean_std(dataset.x_train)
     out = {}
     for f, x in xs.items():

@@ -29,6 +29,19 @@ A file names the experiment and fixes what ``bnlab.lab.experiments.Experiment`` 
     b = "keras-8"
     question = "GN vs BN at batch 8"
 
+    [[claims]]                           # optional: a paper's claim, judged on paired seeds
+    statement = "BN's error rises from batch 32 to 8"   # required (bnlab.results.claims)
+    a = "keras-8"                        # required: an arm, or ["x", "y"] for x − y
+    b = "keras-32"                       # optional (default 0): an arm or ["x", "y"]
+    metric = "error:test_accuracy"       # default test_accuracy; steps_to:KEY:T, points:KEY
+    direction = "greater"                # greater (a − b > 0), less, or equal (with margin)
+    margin = 1.5                         # equal only: |a − b| < margin, in the metric's units
+    paper = "23.6 % -> 34.7 %"           # the paper's own figure, as text
+
+The experiment's and the arms' names become folder and file names (``runs/NAME/``, saved models,
+TensorBoard folders), so each must be one plain file name (``bnlab.paths.check_name``: not empty,
+no '/' or '\\', no leading dot, no control characters, at most 100 bytes).
+
 Every mistake raises ``FileError``, one line naming the file, the key and the allowed values; a
 file that loads is a valid experiment, so nothing is run or written before it is checked.
 """
@@ -39,17 +52,21 @@ from pathlib import Path
 
 from bnlab import data as bndata
 from bnlab import models
+from bnlab import paths
+from bnlab.errors import UserError
 from bnlab.lab.experiments import EXPERIMENTS, Arm, Experiment
+from bnlab.results import claims as claim_spec
 
 
-class FileError(ValueError):
+class FileError(UserError):
     """A mistake in an experiment file: one line, naming the file and the key."""
 
 
 # Each key of a file, an arm and a grid: the types it takes (bool is never an int here).
 TOP_KEYS = {"name": str, "title": str, "description": str, "dataset": str, "model": str,
             "preprocessing": str, "split": dict, "optimizer": dict, "batch_size": int,
-            "epochs": int, "steps": int, "arms": list, "grid": dict, "comparisons": list}
+            "epochs": int, "steps": int, "arms": list, "grid": dict, "comparisons": list,
+            "claims": list}
 MODEL_KEYS = {"norm": str, "placement": str, "activation": str, "momentum": float,
               "epsilon": float, "norm_options": dict}
 TRAINING_KEYS = {"batch_size": int, "learning_rate": float}
@@ -58,10 +75,13 @@ GRID_KEYS = {k: v for k, v in {**MODEL_KEYS, **TRAINING_KEYS}.items() if k != "n
 SPLIT_KEYS = {"validation": int, "validation_split": float}
 OPTIMIZER_KEYS = {"name": str, "learning_rate": float}
 COMPARISON_KEYS = {"a": str, "b": str, "question": str}
+# a claim's a and b: an arm's name (str) or a pair of them (list); checked in _Checker.term
+CLAIM_KEYS = {"statement": str, "a": (str, list), "b": (str, list), "metric": str,
+              "metric_b": str, "direction": str, "margin": float, "paper": str}
 PREPROCESSING = ("scale", "standardize")
 OPTIMIZERS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "Nadam", "Lion")
 TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", dict: "a table",
-              list: "an array"}
+              list: "an array", (str, list): "an arm's name or an array of two"}
 
 
 def find(paths):
@@ -120,9 +140,16 @@ class _Checker:
         if value <= 0:
             self.fail(name, f"must be positive, got {value!r}")
 
+    def file_name(self, key, name, what="the name"):
+        """A name that becomes a folder or file name (``bnlab.paths.check_name``)."""
+        try:
+            return paths.check_name(name, what)
+        except paths.PathError as exc:
+            self.fail(key, str(exc))
+
     def experiment(self, doc):
         self.table(doc, TOP_KEYS, required=("name", "model", "optimizer", "batch_size"))
-        name = doc["name"]
+        name = self.file_name("name", doc["name"])
         if name in EXPERIMENTS:
             self.fail("name", f"{name!r} is a built-in experiment; choose another name")
         self.choice("model", doc["model"], tuple(models.BUILDERS))
@@ -153,6 +180,7 @@ class _Checker:
             batch_size=doc["batch_size"], split=dict(split), preprocessing=doc["preprocessing"],
             epochs=doc.get("epochs"), steps=doc.get("steps"),
             comparisons=self.comparisons(doc.get("comparisons", []), arms),
+            claims=self.claims(doc.get("claims", []), arms),
             log_every={"batch": 25, "validation": 100} if "steps" in doc else {},
             source=str(self.path))
 
@@ -179,6 +207,7 @@ class _Checker:
             self.fail("arms", "no arms: give [[arms]] tables or a [grid]")
         names = [arm.name for arm in arms]
         for name in names:
+            self.file_name("arms", name, "arm name")
             if names.count(name) > 1 or "," in name:
                 self.fail("arms", f"arm name {name!r} is repeated or holds a comma")
         return tuple(arms)
@@ -193,7 +222,7 @@ class _Checker:
         try:
             models.check_norm_options(norm, model.get("momentum"), model.get("epsilon"),
                                 model.get("norm_options"))
-        except ValueError as exc:
+        except UserError as exc:
             self.fail(f"{where}norm_options", str(exc))
         for key in ("batch_size", "learning_rate"):
             if key in options:
@@ -211,6 +240,42 @@ class _Checker:
                 self.choice(f"{where}{key}", comparison[key], names)
             comparison.setdefault("question", f"{comparison['a']} vs {comparison['b']}")
         return tuple(dict(c) for c in comparisons)
+
+
+    def claims(self, claims, arms):
+        """Each [[claims]] table, key by key, as a bnlab.results.claims.Claim."""
+        names = [arm.name for arm in arms]
+        out = []
+        for i, claim in enumerate(claims):
+            where = f"claims[{i}]."
+            self.typed(where[:-1], claim, dict)
+            self.table(claim, CLAIM_KEYS, where, required=("statement", "a"))
+            fields = dict(claim)
+            for key in ("a", "b"):
+                if key in fields:
+                    fields[key] = self.term(f"{where}{key}", fields[key], names)
+            if "direction" in fields:
+                self.choice(f"{where}direction", fields["direction"], claim_spec.DIRECTIONS)
+            if "margin" in fields:
+                fields["margin"] = float(fields["margin"])
+            try:
+                out.append(claim_spec.Claim(**fields))
+            except ValueError as exc:  # "field: message", from claims.check
+                field, _, message = str(exc).partition(": ")
+                self.fail(f"{where}{field}", message)
+        return tuple(out)
+
+    def term(self, name, value, arms):
+        """An arm's name, or [x, y] (x − y): the arms known."""
+        if isinstance(value, list):
+            if len(value) != 2:
+                self.fail(name, f"an array of two arms (x − y), got {value!r}")
+            for j, arm in enumerate(value):
+                self.typed(f"{name}[{j}]", arm, str)
+                self.choice(f"{name}[{j}]", arm, arms)
+            return tuple(value)
+        self.choice(name, value, arms)
+        return value
 
 
 def is_file_name(name):

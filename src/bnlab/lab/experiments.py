@@ -6,8 +6,10 @@ a length (epochs, or steps for seed 003), and names its *arms*: the model varian
 overrides) into the plain dict that describes a trial completely and is stored with its results.
 """
 
-from bnlab.lab import seed_figures, studies
+from bnlab.errors import UserError
+from bnlab.lab import literature, seed_figures, studies
 from bnlab.lab.spec import Arm, Experiment  # noqa: F401  (the names others import from here)
+from bnlab.results import claims
 
 
 EXPERIMENTS = {}
@@ -140,14 +142,15 @@ _register(Experiment(
 
 
 
-for _study in studies.STUDIES:
+for _study in studies.STUDIES + literature.STUDIES:
     _register(_study)
+_register(studies.CNN_BATCHES)
 
 
 def get(name):
-    """The experiment called ``name``; a ValueError that lists the known ones otherwise."""
+    """The experiment called ``name``; a UserError that lists the known ones otherwise."""
     if name not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
+        raise UserError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
     return EXPERIMENTS[name]
 
 
@@ -158,7 +161,7 @@ def select_arms(experiment, names=None):
     known = [arm.name for arm in experiment.arms]
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"unknown arm {unknown[0]!r} for experiment {experiment.name}; known: {', '.join(known)}"
         )
     return [arm for arm in experiment.arms if arm.name in names]
@@ -176,8 +179,8 @@ def trial_config(experiment, arm, seed, *, dataset=None, epochs=None, steps=None
     optimizer = dict(experiment.optimizer)
     if ratio != 1:
         optimizer["learning_rate"] = experiment.optimizer["learning_rate"] * ratio
-    if "learning_rate" in arm.training:
-        optimizer["learning_rate"] = arm.training["learning_rate"]
+    # the arm's own optimizer arguments (learning_rate, and the studies' weight_decay, ...)
+    optimizer.update({k: v for k, v in arm.training.items() if k != "batch_size"})
     config = {
         "experiment": experiment.name,
         "arm": arm.name,
@@ -201,7 +204,30 @@ def trial_config(experiment, arm, seed, *, dataset=None, epochs=None, steps=None
     config["extras"] = list(experiment.extras)
     if experiment.probe:  # only then: the ids of trials without a probe stay as they were
         config["probe"] = dict(experiment.probe)
+    schedule = arm.schedule or experiment.schedule
+    if schedule:  # likewise
+        config["schedule"] = dict(schedule)
+    if experiment.precise_samples:
+        config["precise_samples"] = list(experiment.precise_samples)
     return config
+
+
+# What an experiment's definition fixes in a trial's config; the rest (dataset, epochs or steps,
+# limit, backend) the command line may change.
+DEFINED_KEYS = ("model", "optimizer", "batch_size", "split", "preprocessing", "extras", "probe")
+
+
+def same_configuration(experiment, config):
+    """Whether ``config`` is a trial of ``experiment`` as defined now: its arm is one of the
+    experiment's and every key of :data:`DEFINED_KEYS` is what ``trial_config`` gives it. Two
+    files with one name and an arm ``a`` of another model are two experiments, never pooled."""
+    arm = next((a for a in experiment.arms if a.name == config.get("arm")), None)
+    if arm is None or not isinstance(config.get("seed"), int):
+        return False
+    expected = trial_config(experiment, arm, config["seed"], dataset=config.get("dataset"),
+                            epochs=config.get("epochs"), limit=config.get("limit"),
+                            backend=config.get("backend"))
+    return all(expected.get(k) == config.get(k) for k in DEFINED_KEYS)
 
 
 def command_line(experiment, config, seeds):
@@ -231,8 +257,10 @@ def as_report_spec(experiment, command=None):
         "title": experiment.title,
         "description": experiment.description,
         "seed_source": experiment.seed_source,
-        "arms": [{"name": a.name, "label": a.label} for a in experiment.arms],
+        "arms": [{"name": a.name, "label": a.label, "group": a.group, "x": a.x}
+                 for a in experiment.arms],
         "comparisons": [dict(c) for c in experiment.comparisons],
+        "claims": [claims.as_dict(c) for c in experiment.claims],
         "x_axis": experiment.x_axis,
         "command": command,
         "seed_figures": seed_figures.for_report(experiment.name),

@@ -32,9 +32,6 @@ from bnlab.lab import measure, recipe
 from bnlab.tools import precise
 from bnlab.tools import probe as probe_tools
 
-EVAL_BATCH_SIZE = 500
-
-
 # Models ``bnlab run`` trains together by default: those for which it is faster than K fit runs.
 # Any model and norm can be trained together (``--path together``; the tests hold every norm, the
 # conv models included, against fit). Of the conv models only the batch-size study's small CNN
@@ -42,7 +39,7 @@ EVAL_BATCH_SIZE = 500
 # against 0.80 ms a step with fit; three seeds together, 1.56-1.58 ms a step, 0.52 a seed). Five
 # LeNet seeds together cost 4.0 times one seed with fit, and the deep CNN's unrolled program would
 # compile for minutes: those two stay on fit (bench/tried.md).
-VECTORIZED_MODELS = ("mlp", "deep-mlp", "sigmoid-mlp", "study-cnn")
+VECTORIZED_MODELS = ("mlp", "deep-mlp", "sigmoid-mlp", "study-cnn", "relu-mlp", "dropout-mlp")
 
 # Conv models' seed-steps per compiled call (``SeedGroup._unrolled``): UNROLL // K steps of the K
 # seeds, written out one after the other, so no while loop slows the convolutions and Python is
@@ -273,8 +270,8 @@ class SeedGroup:
             return np.full(self.k, np.nan), np.full(self.k, np.nan)
         trainable, non_trainable, _ = self.state
         loss_sum, correct = np.zeros(self.k), np.zeros(self.k)
-        for start in range(0, len(x), EVAL_BATCH_SIZE):
-            xb, yb = x[start:start + EVAL_BATCH_SIZE], y[start:start + EVAL_BATCH_SIZE]
+        for start in range(0, len(x), recipe.EVAL_BATCH_SIZE):
+            xb, yb = x[start:start + recipe.EVAL_BATCH_SIZE], y[start:start + recipe.EVAL_BATCH_SIZE]
             loss, right = self._eval_shared(trainable, non_trainable, xb, yb)
             loss_sum += np.asarray(loss)
             correct += np.asarray(right)
@@ -337,7 +334,7 @@ def run_group(configs, arrays, class_names, bar=None, save_models=None):
             results[i]["model_path"] = recipe.save_model(
                 group.keras_model(i), recipe.model_path(save_models, configs[i]))
         if measure.after_wanted(config):  # last: it changes the model's moving statistics
-            results[i].update(measure.after(group.keras_model(i), config, labelled))
+            results[i].update(measure.after(group.keras_model(i), configs[i], labelled))
     return list(zip(histories, results))
 
 

@@ -2,10 +2,13 @@
 
 ``bnlab.lab.experiments`` (the seed notebooks' experiments), ``bnlab.lab.studies`` (the
 paper-shaped studies) and ``bnlab.lab.experiment_file`` (experiments read from TOML) all build
-these; ``experiments.trial_config`` turns one arm and one seed into a trial's config.
+these; ``experiments.trial_config`` turns one arm and one seed into a trial's config. An experiment's
+``claims`` are the paper's statements its report gives a verdict on (``bnlab.results.claims``).
 """
 
 from dataclasses import dataclass, field
+
+from bnlab.results.claims import Claim, check  # noqa: F401  (Claim: the name studies import)
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,11 @@ class Arm:
     # ``length``: this arm's steps as a fraction of the experiment's.
     batch_size: int | None = None
     length: float = 1.0
+    # What a study's figures plot the arm as: its curve (``group``, e.g. the norm) and its place
+    # on the x axis (``x``, e.g. the batch size); the report reads these, never the arm's name.
+    group: str | None = None
+    x: float | str | None = None
+    schedule: dict | None = None  # this arm's own learning-rate schedule (Experiment.schedule)
 
     def scaling(self, experiment):
         """B/B₀ of an arm with a scaled batch size of its own (1 for every other arm)."""
@@ -49,6 +57,18 @@ class Experiment:
     source: str | None = None  # the TOML file of an experiment read from one
     probe: dict | None = None  # bnlab.tools.probe's spec: {"layers": ["bn"], "every": 50, ...}
     quick: dict = field(default_factory=dict)  # --quick: {"steps", "limit", "seeds", "arms"}
+    seeds: int | None = None  # how many seeds ``bnlab run`` trains by default (3 when None)
+    # step trials: a decaying learning rate (bnlab.lab.recipe.learning_rate), e.g.
+    # {"name": "steps", "at": [0.5, 0.75], "factor": 0.1}
+    schedule: dict | None = None
+    precise_samples: tuple[int, ...] = ()  # extra "precise_bn": PreciseBN also from these many
+    # The paper's claims (bnlab.results.claims.Claim), judged on paired seeds in the report.
+    claims: tuple[Claim, ...] = ()
+
+    def __post_init__(self):
+        names = [arm.name for arm in self.arms]
+        for claim in self.claims:
+            check(claim, names)
 
     @property
     def x_axis(self):

@@ -11,82 +11,15 @@ Same config, same backend and same seed give the same history: the seed fixes th
 """
 
 import json
-import os
 import time
 
 import keras
 from tqdm.auto import tqdm
 
-from bnlab import data as bndata
 from bnlab import models
 from bnlab.lab import measure, multiseed, recipe
+from bnlab.lab.runtime import configure_xla, enable_compilation_cache  # noqa: F401  (bench/'s)
 from bnlab.tools import probe as probe_tools
-
-EVAL_BATCH_SIZE = 500  # inference-mode BN makes evaluation independent of the batch size
-
-
-# ----------------------------------------------------------------------------------------------
-# compiled programs
-
-
-def enable_compilation_cache(path=None):
-    """Keep JAX's compiled XLA programs on disk (default: bnlab's cache folder, ``jax/``).
-
-    Every new Keras model compiles its train step and its weight initializers afresh, about 3 s
-    for the seed MLPs and 20 s for the deep CNN on two cores. The programs of the same
-    architecture are identical whatever the seed, so with this cache the next trial, or the next
-    process, loads them instead. No effect on other backends.
-    """
-    if keras.backend.backend() != "jax":
-        return
-    import jax
-
-    jax.config.update("jax_compilation_cache_dir", str(path or bndata.cache_dir() / "jax"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
-YNNPACK_OFF = "--xla_cpu_experimental_ynn_fusion_type="  # an empty list of YNNPACK fusions
-YNNPACK_REDUCTIONS = "--xla_cpu_experimental_ynn_fusion_type=reduce"  # reductions only
-
-
-def configure_xla(vectorized, convolutional=False):
-    """Pick XLA's CPU options for this process; call it before the process's first JAX op.
-
-    XLA reads its flags when JAX starts its CPU backend, once per process: a later call changes
-    nothing. A YNNPACK flag the user put in ``XLA_FLAGS`` is kept. No effect on other backends.
-    What it picks, from measurements (bench/tried.md, docs/performance.md):
-
-    - ``convolutional`` (the process trains a conv model): YNNPACK for reductions only
-      (``YNNPACK_REDUCTIONS``). XLA's own CPU code reduces a conv layer's (N, H, W, C) tensor
-      over N, H, W at 1-2 G elements a second, and a batch norm takes five such reductions a
-      step (statistics, their gradients, γ's and β's): half of the study CNN's step at batch 8.
-      YNNPACK's reductions cut that step from 1.21 to 0.80 ms with ``fit`` (1.09 to 0.64 with
-      the seeds-together path), LeNet's from 2.59-3.39 to 2.38-3.15 (24 Nov, alternated).
-    - dense models, seeds together (``vectorized``): jaxlib's default, YNNPACK's matrix
-      products, which run the K-seed programs of ``bnlab.lab.multiseed`` fastest (five MLP
-      seeds: 3.1-3.2 ms a step, against 4.2-4.4 without).
-    - dense models, one seed at a time: YNNPACK off (``YNNPACK_OFF``): BN-after MLP 0.90-0.93
-      against 0.97-1.11 ms with it; YNNPACK's reductions make its one-seed step slower too,
-      0.42 against 0.30 ms (24 Nov, three rounds alternated).
-    """
-    if keras.backend.backend() != "jax":
-        return
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "ynn_fusion_type" in flags:
-        return
-    if convolutional:
-        choice = YNNPACK_REDUCTIONS
-    elif not vectorized:
-        choice = YNNPACK_OFF
-    else:
-        return
-    os.environ["XLA_FLAGS"] = f"{flags} {choice}".strip()
-
-
-def trains_convolutions(configs):
-    """Whether any of ``configs`` trains a model with convolutions (``configure_xla``)."""
-    return any(c["model"]["name"] in models.CONVOLUTIONAL for c in configs)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -96,7 +29,7 @@ def trains_convolutions(configs):
 def _evaluate(model, x, y):
     if len(x) == 0:
         return float("nan"), float("nan")
-    loss, acc = model.evaluate(x, y, batch_size=EVAL_BATCH_SIZE, verbose=0)
+    loss, acc = model.evaluate(x, y, batch_size=recipe.EVAL_BATCH_SIZE, verbose=0)
     return float(loss), float(acc)
 
 

@@ -40,17 +40,20 @@ arguments, the same weights in the same order with the same trainability for eve
 combination (``gamma``, ``beta`` trainable; ``moving_mean``, ``moving_variance`` and, with
 ``renorm=True``, ``moving_stddev``, ``renorm_mean``, ``renorm_stddev`` not), so
 ``set_weights``/``get_weights`` work both ways, and the same ``trainable=False`` rule (a frozen BN
-layer runs in inference mode). Only ``momentum=None`` adds a weight (its counter, last).
+layer runs in inference mode). Only ``momentum=None`` and ``renorm_relaxation`` (beyond Keras:
+the renorm paper's schedule of the clipping) add a weight (a step counter, last).
 ``bnlab.reference`` is the NumPy specification the tests hold this layer against.
 """
 
 import keras
 from keras import ops
 
-from bnlab.layers import ghost, statistics
+from bnlab.errors import UserError
+from bnlab.layers import closed_form, ghost, statistics
 from bnlab.layers import renorm as batch_renorm
 
 _LOW_PRECISION = ("float16", "bfloat16")
+GRADIENTS = ("autodiff", "closed-form")
 
 
 @keras.saving.register_keras_serializable(package="bnlab")
@@ -66,14 +69,21 @@ class BatchNorm(keras.layers.Layer):
         The initializers, regularizers and constraints are those of Keras's layer.
         renorm, renorm_clipping, renorm_momentum: Batch Renormalization (``renorm.py``);
             ``renorm_clipping`` takes the keys ``rmax``, ``rmin``, ``dmax``.
+        renorm_relaxation: beyond Keras: the renorm paper's schedule, ``{"hold": H, "rmax_at":
+            R, "dmax_at": D}`` (steps): plain BN (r = 1, d = 0) for H steps, then rmax and dmax
+            opened linearly to ``renorm_clipping``'s by steps R and D (``renorm.py``). It adds
+            one non-trainable weight, ``renorm_steps`` (last).
         synchronized: TensorFlow only: statistics of the global batch of a ``tf.distribute`` step.
         virtual_batch_size: Ghost BN (``ghost.py``): statistics per group of this many examples
-            in training; it must divide the batch size.
+            in training (the last group smaller when it does not divide the batch size).
         axis_name: JAX only: the name of the mapped axis (``pmap``/``vmap``/``shard_map``) whose
             replicas share the statistics of their global batch.
         axis_index_groups: with ``axis_name``, groups of replica indices that share statistics
             (a partition into equal groups, as ``jax.lax.psum`` takes it).
         unbiased_moving_variance: store n/(n−1)·σ²_B in the moving variance (PyTorch's convention).
+        gradient: ``"autodiff"`` (the backend differentiates the code above) or ``"closed-form"``
+            (``closed_form.py``: the same normalization with its gradient written from x̂ and two
+            sums; renorm keeps autodiff).
 
     Call arguments:
         inputs: a tensor of any rank ≥ 2.
@@ -102,21 +112,29 @@ class BatchNorm(keras.layers.Layer):
         renorm=False,
         renorm_clipping=None,
         renorm_momentum=0.99,
+        renorm_relaxation=None,
         synchronized=False,
         virtual_batch_size=None,
         axis_name=None,
         axis_index_groups=None,
         unbiased_moving_variance=False,
+        gradient="autodiff",
         **kwargs,
     ):
         super().__init__(**kwargs)
         if momentum is not None and not 0.0 <= float(momentum) <= 1.0:
-            raise ValueError(f"BatchNorm momentum must be in [0, 1] or None, got {momentum}")
+            raise UserError(f"BatchNorm momentum must be in [0, 1] or None, got {momentum}")
         if float(epsilon) <= 0.0:
-            raise ValueError(f"BatchNorm epsilon must be > 0, got {epsilon}")
+            raise UserError(f"BatchNorm epsilon must be > 0, got {epsilon}")
         if not 0.0 <= float(renorm_momentum) <= 1.0:
-            raise ValueError(f"BatchNorm renorm_momentum must be in [0, 1], got {renorm_momentum}")
+            raise UserError(f"BatchNorm renorm_momentum must be in [0, 1], got {renorm_momentum}")
         batch_renorm.check_clipping(renorm_clipping)
+        if renorm_relaxation is not None:
+            if not renorm:
+                raise UserError("renorm_relaxation needs renorm=True")
+            batch_renorm.check_relaxation(renorm_relaxation, renorm_clipping)
+        if gradient not in GRADIENTS:
+            raise UserError(f"BatchNorm gradient must be one of {GRADIENTS}, got {gradient!r}")
         ghost.check_size(virtual_batch_size)
         statistics.check_replica_arguments(
             axis_name, axis_index_groups, synchronized, keras.backend.backend()
@@ -137,6 +155,7 @@ class BatchNorm(keras.layers.Layer):
         self.renorm = bool(renorm)
         self.renorm_clipping = renorm_clipping
         self.renorm_momentum = float(renorm_momentum)
+        self.renorm_relaxation = None if renorm_relaxation is None else dict(renorm_relaxation)
         self.synchronized = bool(synchronized)
         self.virtual_batch_size = virtual_batch_size
         self.axis_name = axis_name
@@ -144,6 +163,7 @@ class BatchNorm(keras.layers.Layer):
             None if axis_index_groups is None else [list(g) for g in axis_index_groups]
         )
         self.unbiased_moving_variance = bool(unbiased_moving_variance)
+        self.gradient = gradient
         self.supports_masking = True
         self.gamma = None
         self.beta = None
@@ -151,19 +171,19 @@ class BatchNorm(keras.layers.Layer):
     def build(self, input_shape):
         rank = len(input_shape)
         if not -rank <= self.axis < rank:
-            raise ValueError(
+            raise UserError(
                 f"BatchNorm axis={self.axis} is out of range for inputs of rank {rank} "
                 f"(shape {tuple(input_shape)})"
             )
         channel_axis = self.axis % rank
         channels = input_shape[channel_axis]
         if channels is None:
-            raise ValueError(
+            raise UserError(
                 f"BatchNorm needs a known size on its channel axis {self.axis}; "
                 f"got input shape {tuple(input_shape)}"
             )
         if self.virtual_batch_size is not None and channel_axis == 0:
-            raise ValueError(
+            raise UserError(
                 f"virtual_batch_size={self.virtual_batch_size} splits axis 0 (the batch), which "
                 f"cannot be the channel axis (axis={self.axis}); allowed: an axis other than 0."
             )
@@ -194,6 +214,8 @@ class BatchNorm(keras.layers.Layer):
             self.num_batches_tracked = self._weight(
                 "num_batches_tracked", (), "zeros", dtype="int32"
             )
+        if self.renorm_relaxation is not None:
+            self.renorm_steps = self._weight("renorm_steps", (), "zeros", dtype="int32")
         self.input_spec = keras.layers.InputSpec(ndim=rank, axes={channel_axis: channels})
         self._reduction_axes = tuple(a for a in range(rank) if a != channel_axis)
         # Parameters of shape (C,) broadcast against x as (1, .., C, .., 1).
@@ -208,7 +230,7 @@ class BatchNorm(keras.layers.Layer):
 
     def call(self, inputs, training=None, mask=None):
         if mask is not None and len(mask.shape) != len(inputs.shape) - 1:
-            raise ValueError(
+            raise UserError(
                 "The mask provided should be one dimension less than the inputs. "
                 f"Received: mask.shape={mask.shape}, inputs.shape={inputs.shape}"
             )
@@ -224,10 +246,9 @@ class BatchNorm(keras.layers.Layer):
         if mask is not None:
             mask = ops.broadcast_to(ops.expand_dims(ops.cast(mask, "bool"), -1), ops.shape(x))
         shape, axes, ghosts = ops.shape(x), self._reduction_axes, self.virtual_batch_size
+        shares = None
         if ghosts is not None:
-            ghost.check_divides(x, ghosts)
-            x = ghost.split(x, ghosts)
-            mask = None if mask is None else ghost.split(mask, ghosts)
+            x, mask, shares = ghost.split(x, ghosts, mask)
             axes = tuple(a + 1 for a in axes)
 
         replica_sum = statistics.replica_sum(
@@ -236,12 +257,23 @@ class BatchNorm(keras.layers.Layer):
         mean, variance, count = statistics.moments(x, axes, mask, replica_sum)
         r = d = None
         if self.renorm:
+            clipping = self.renorm_clipping
+            if self.renorm_relaxation is not None:
+                clipping = batch_renorm.relaxed_clipping(self.renorm_steps, clipping,
+                                                         self.renorm_relaxation)
+                self.renorm_steps.assign(self.renorm_steps + 1)
             r, d = batch_renorm.correction(
                 mean, variance, self._param(self.renorm_mean, x),
-                self._param(self.renorm_stddev, x), self.epsilon, self.renorm_clipping,
+                self._param(self.renorm_stddev, x), self.epsilon, clipping,
             )
-        self._update_moving_statistics(mean, variance, count)
-        outputs = self._normalize(x, mean, variance, r, d)
+        self._update_moving_statistics(mean, variance, count, shares)
+        if self.gradient == "closed-form" and not self.renorm:
+            weights = None if mask is None else ops.cast(mask, x.dtype)
+            outputs = closed_form.normalize(
+                x, mean, variance, count, self._scale_or(self.gamma, 1.0, x),
+                self._scale_or(self.beta, 0.0, x), self.epsilon, axes, weights, replica_sum)
+        else:
+            outputs = self._normalize(x, mean, variance, r, d)
         if ghosts is not None:
             outputs = ghost.merge(outputs, shape)
         return ops.cast(outputs, self.compute_dtype)
@@ -250,6 +282,13 @@ class BatchNorm(keras.layers.Layer):
         """A (C,) weight as x's dtype, shaped to broadcast against x (grouped or not)."""
         shape = (1,) * (len(x.shape) - len(self._broadcast_shape)) + self._broadcast_shape
         return ops.reshape(ops.cast(weight, x.dtype), shape)
+
+    def _scale_or(self, weight, value, x):
+        """γ or β as ``_param`` gives it, or the constant ``value`` when the layer has none."""
+        if weight is None:
+            shape = (1,) * (len(x.shape) - len(self._broadcast_shape)) + self._broadcast_shape
+            return ops.full(shape, value, dtype=x.dtype)
+        return self._param(weight, x)
 
     def _normalize(self, x, mean, variance, r=None, d=None):
         """y = γ · (r · (x − μ) / √(σ² + ε) + d) + β, with r = 1, d = 0 outside renorm.
@@ -270,12 +309,13 @@ class BatchNorm(keras.layers.Layer):
             b = b + self._param(self.beta, x)
         return x * a + b
 
-    def _update_moving_statistics(self, mean, variance, count):
-        """Moving averages of the batch statistics; Ghost BN's groups are averaged first."""
+    def _update_moving_statistics(self, mean, variance, count, shares=None):
+        """Moving averages of the batch statistics; Ghost BN's groups are averaged first
+        (weighted by their ``shares`` of the batch when they differ in size)."""
         if self.unbiased_moving_variance:
             variance = variance * count / ops.maximum(count - 1.0, 1.0)
         if self.virtual_batch_size is not None:
-            mean, variance = ghost.pool(mean), ghost.pool(variance)
+            mean, variance = ghost.pool(mean, shares), ghost.pool(variance, shares)
         mean, variance = ops.reshape(mean, (-1,)), ops.reshape(variance, (-1,))
         momentum = self.momentum
         if momentum is None:  # cumulative average: the n-th batch has weight 1/n
@@ -322,11 +362,13 @@ class BatchNorm(keras.layers.Layer):
             "renorm": self.renorm,
             "renorm_clipping": self.renorm_clipping,
             "renorm_momentum": self.renorm_momentum,
+            "renorm_relaxation": self.renorm_relaxation,
             "synchronized": self.synchronized,
             "virtual_batch_size": self.virtual_batch_size,
             "axis_name": self.axis_name,
             "axis_index_groups": self.axis_index_groups,
             "unbiased_moving_variance": self.unbiased_moving_variance,
+            "gradient": self.gradient,
         })
         return config
 

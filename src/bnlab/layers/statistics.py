@@ -20,6 +20,8 @@ mean((x − μ_global)²) — the two-pass statistics of the global batch.
 
 from keras import ops
 
+from bnlab.errors import UserError
+
 
 def moments(x, axes, mask=None, replica_sum=None):
     """Return (μ, σ², n) of ``x`` over ``axes`` as in the module docstring, all with keepdims.
@@ -103,25 +105,25 @@ def replica_sum(axis_name=None, axis_index_groups=None, synchronized=False):
 
 
 def check_replica_arguments(axis_name, axis_index_groups, synchronized, backend):
-    """ValueError, naming the argument, for replica arguments the backend cannot honour."""
+    """UserError, naming the argument, for replica arguments the backend cannot honour."""
     if synchronized and backend != "tensorflow":
-        raise ValueError(
+        raise UserError(
             "Argument synchronized=True is only supported with the TensorFlow backend "
             f"(this one is {backend!r}); on JAX use axis_name= instead."
         )
     if axis_name is not None:
         if backend != "jax":
-            raise ValueError(
+            raise UserError(
                 f"axis_name={axis_name!r} is only supported with the JAX backend (this one is "
                 f"{backend!r}); on TensorFlow use synchronized=True; allowed here: axis_name=None."
             )
         if synchronized:
-            raise ValueError("Pass either axis_name= (JAX) or synchronized=True (TensorFlow), "
+            raise UserError("Pass either axis_name= (JAX) or synchronized=True (TensorFlow), "
                              "not both.")
     if axis_index_groups is None:
         return
     if axis_name is None:
-        raise ValueError("axis_index_groups needs axis_name= (the mapped axis its indices refer "
+        raise UserError("axis_index_groups needs axis_name= (the mapped axis its indices refer "
                          f"to); got axis_index_groups={axis_index_groups!r} and axis_name=None.")
     groups = [list(g) for g in axis_index_groups]
     indices = sorted(i for g in groups for i in g)
@@ -131,7 +133,7 @@ def check_replica_arguments(axis_name, axis_index_groups, synchronized, backend)
         or len({len(g) for g in groups}) != 1
         or indices != list(range(len(indices)))
     ):
-        raise ValueError(
+        raise UserError(
             "axis_index_groups must be a partition of the replica indices 0..K-1 into groups of "
             f"equal size, e.g. [[0, 1], [2, 3]]; got axis_index_groups={axis_index_groups!r}."
         )

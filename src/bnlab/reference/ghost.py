@@ -1,24 +1,26 @@
 r"""Ghost Batch Normalization (Hoffer et al., 2017): BN whose statistics come from virtual batches.
 
-The batch axis (axis 0) of ``x``, N examples, is split into G = N/k consecutive groups of
-k = ``virtual_batch_size`` examples, ``x → x.reshape(G, k, ...)``, and each group g is normalised
-with its own moments, computed over the group's k examples and the other reduction axes::
+The batch axis (axis 0) of ``x``, N examples, is split in order into G = ⌈N/k⌉ virtual batches of
+k = ``virtual_batch_size`` consecutive examples; when k does not divide N (an epoch's last batch),
+the last one is smaller, the r = N − (G−1)·k examples left. Each group g of n_g examples is
+normalised with its own moments, over the group's examples and the other reduction axes::
 
-    μ_g  = mean(x_g),  σ²_g = mean((x_g − μ_g)²)       (G, C), two-pass and biased, as in BN
+    μ_g  = mean(x_g),  σ²_g = mean((x_g − μ_g)²)       (C,) per group, two-pass and biased, as in BN
     y_g  = γ · (x_g − μ_g) / √(σ²_g + ε) + β            one γ, β (C,) shared by all groups
 
-So Ghost BN is BN on the reshaped input with the group axis kept, and its backward pass is BN's
-within each group, with dγ and dβ summed over the groups::
+So Ghost BN is BN on each group, and its backward pass is BN's within each group, with dγ and dβ
+summed over the groups::
 
     dx_g = (γ / √(σ²_g + ε)) · (dy_g − mean_g(dy_g) − x̂_g · mean_g(dy_g · x̂_g))
     dγ   = Σ_g Σ dy_g · x̂_g,   dβ = Σ_g Σ dy_g
 
 There is one set of moving statistics, updated (Keras's momentum, or the cumulative average with
-``momentum=None``) with the average over the G groups of their mean and of their biased variance::
+``momentum=None``) with the average over the groups, each weighted by its share of the batch
+w_g = n_g / N, of their mean and of their biased variance::
 
-    μ̄ = (1/G) Σ_g μ_g,   σ̄² = (1/G) Σ_g σ²_g        (σ̄² is not the variance of the whole batch)
+    μ̄ = Σ_g w_g μ_g,   σ̄² = Σ_g w_g σ²_g        (w_g = 1/G when k divides N)
 
-Inference is plain BN with the moving statistics. k = N is BN.
+σ̄² is not the variance of the whole batch. Inference is plain BN with the moving statistics. k ≥ N is BN.
 """
 
 from __future__ import annotations
@@ -30,43 +32,36 @@ import numpy as np
 
 from .bn import Cache, _kept_axes, backward, forward, update_moving
 
-__all__ = ["ghost_forward", "ghost_backward", "ghost_batch_norm", "GhostCache"]
+__all__ = ["ghost_forward", "ghost_backward", "ghost_batch_norm", "GhostCache", "virtual_batches"]
 
 
 @dataclass
 class GhostCache:
-    """BN's cache of the grouped input (G, k, ...), whose statistics have shape (G, 1, C ...)."""
+    """BN's cache of each virtual batch, in order, and the input's shape (N, ...)."""
 
-    bn: Cache
-    shape: tuple[int, ...]  # the input's shape, (N, ...)
+    groups: list[Cache]
+    shape: tuple[int, ...]
 
 
-def _grouped(x: np.ndarray, virtual_batch_size: int, axis) -> tuple[np.ndarray, tuple[int, ...]]:
-    """``x`` reshaped to (G, k, ...) and the kept axes there: the group axis 0 and the channels."""
-    kept = _kept_axes(x.ndim, axis)
-    if 0 in kept:
-        raise ValueError("ghost batch norm splits the batch axis 0, so axis must not include 0")
+def virtual_batches(n: int, virtual_batch_size: int) -> list[slice]:
+    """The virtual batches of a batch of n: consecutive slices of k examples, the last one
+    smaller when k does not divide n."""
     k = virtual_batch_size
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"virtual_batch_size must be a positive int, got {k!r}")
-    if x.shape[0] % k:
-        raise ValueError(f"virtual_batch_size={k} does not divide the batch of {x.shape[0]}; "
-                         "allowed: the divisors of the batch size")
-    return x.reshape((x.shape[0] // k, k) + x.shape[1:]), (0,) + tuple(a + 1 for a in kept)
+    return [slice(start, min(start + k, n)) for start in range(0, n, k)]
 
 
 def ghost_forward(x, gamma, beta, *, virtual_batch_size: int, axis: int | Sequence[int] = -1,
                   epsilon: float = 1e-3):
-    """Training-mode Ghost BN, ``y_g = γ · x̂_g + β`` per group of k examples; ``(y, cache)``."""
+    """Training-mode Ghost BN, ``y_g = γ · x̂_g + β`` per virtual batch; ``(y, cache)``."""
     x = np.asarray(x)
-    xg, kept = _grouped(x, virtual_batch_size, axis)
-    groups = xg.shape[0]
-
-    def per_group(p):  # (C,) → (G, C): the same γ or β for every group
-        return None if p is None else np.broadcast_to(p, (groups,) + np.shape(p))
-
-    y, bn = forward(xg, per_group(gamma), per_group(beta), axis=kept, epsilon=epsilon)
-    return y.reshape(x.shape), GhostCache(bn, x.shape)
+    if 0 in _kept_axes(x.ndim, axis):
+        raise ValueError("ghost batch norm splits the batch axis 0, so axis must not include 0")
+    parts = [forward(x[g], gamma, beta, axis=axis, epsilon=epsilon)
+             for g in virtual_batches(x.shape[0], virtual_batch_size)]
+    return (np.concatenate([y for y, _ in parts]),
+            GhostCache([cache for _, cache in parts], x.shape))
 
 
 def ghost_backward(dy, cache: GhostCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -74,8 +69,10 @@ def ghost_backward(dy, cache: GhostCache) -> tuple[np.ndarray, np.ndarray, np.nd
     dy = np.asarray(dy)
     if dy.shape != cache.shape:
         raise ValueError(f"dy has shape {dy.shape}, the forward input had {cache.shape}")
-    dx, dgamma, dbeta = backward(dy.reshape(cache.bn.x_hat.shape), cache.bn)
-    return dx.reshape(cache.shape), dgamma.sum(axis=0), dbeta.sum(axis=0)
+    bounds = np.cumsum([0] + [c.x_hat.shape[0] for c in cache.groups])
+    parts = [backward(dy[a:b], c) for a, b, c in zip(bounds[:-1], bounds[1:], cache.groups)]
+    return (np.concatenate([dx for dx, _, _ in parts]), sum(dg for _, dg, _ in parts),
+            sum(db for _, _, db in parts))
 
 
 def ghost_batch_norm(x, gamma, beta, moving_mean, moving_variance, *, virtual_batch_size: int,
@@ -94,9 +91,12 @@ def ghost_batch_norm(x, gamma, beta, moving_mean, moving_variance, *, virtual_ba
         return y, mm, mv
     y, cache = ghost_forward(x, gamma, beta, virtual_batch_size=virtual_batch_size, axis=axis,
                              epsilon=epsilon)
-    axes = cache.bn.axes
-    group_mean = np.squeeze(cache.bn.mean, axis=axes)  # (G, C)
-    group_var = np.squeeze(cache.bn.var, axis=axes)
-    new_mean = update_moving(mm, group_mean.mean(axis=0).reshape(mm.shape), momentum, count)
-    new_var = update_moving(mv, group_var.mean(axis=0).reshape(mv.shape), momentum, count)
+    share = np.array([c.x_hat.shape[0] for c in cache.groups]) / cache.shape[0]  # w_g = n_g / N
+
+    def pooled(statistic):  # Σ_g w_g · statistic_g, shaped as the moving statistic
+        return sum(w * np.squeeze(getattr(c, statistic), axis=c.axes)
+                   for w, c in zip(share, cache.groups)).reshape(mm.shape)
+
+    new_mean = update_moving(mm, pooled("mean"), momentum, count)
+    new_var = update_moving(mv, pooled("var"), momentum, count)
     return y, new_mean.astype(mm.dtype), new_var.astype(mv.dtype)

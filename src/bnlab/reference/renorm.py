@@ -45,7 +45,7 @@ import numpy as np
 
 from .bn import Cache, _param, backward, forward
 
-__all__ = ["renorm_state", "renorm_correction", "renorm_forward", "renorm_backward",
+__all__ = ["renorm_state", "renorm_correction", "relaxed_clipping", "renorm_forward", "renorm_backward",
            "renorm_update", "batch_renorm", "RenormCache"]
 
 STATE_KEYS = ("moving_mean", "moving_variance", "moving_stddev", "renorm_mean", "renorm_stddev")
@@ -79,6 +79,19 @@ def renorm_correction(mean, var, renorm_mean, renorm_stddev, *, epsilon: float,
     if dmax is not None:
         d = np.clip(d, -dmax, dmax)
     return r, d
+
+
+def relaxed_clipping(step: int, *, rmax: float, dmax: float, hold: int, rmax_at: int,
+                     dmax_at: int, rmin: float | None = None) -> dict:
+    """The renorm paper's schedule (Ioffe 2017 §4; linear here): ``{rmax, rmin, dmax}`` after
+    ``step`` training steps. Plain BN (rmax = rmin = 1, dmax = 0) for the first ``hold`` steps,
+    then rmax rises linearly to its target by step ``rmax_at`` (rmin = 1/rmax, or linearly to
+    ``rmin``), dmax to its target by ``dmax_at``."""
+    f_r = min(max((step - hold) / (rmax_at - hold), 0.0), 1.0)
+    f_d = min(max((step - hold) / (dmax_at - hold), 0.0), 1.0)
+    r_top = 1.0 + f_r * (rmax - 1.0)
+    return {"rmax": r_top, "rmin": 1.0 / r_top if rmin is None else 1.0 + f_r * (rmin - 1.0),
+            "dmax": f_d * dmax}
 
 
 def _check_clipping(rmax, rmin, dmax) -> None:

@@ -1,12 +1,16 @@
 """Reports from the store: confidence intervals, learning curves, tables, Markdown and HTML.
 
 The statistics (t intervals, Welch's difference, verdicts) live in :mod:`bnlab.results.stats`.
-Every file is written atomically (temporary name in the same folder, then ``os.replace``).
+Every file is written atomically (temporary name in the same folder, then ``os.replace``), and only
+where ``bnlab.paths.Manifest`` allows: a file in the folder that bnlab did not write is refused,
+never replaced. Text from an experiment (title, description, names) is escaped in both outputs:
+HTML by Jinja2, Markdown by :func:`_md_text`, so neither carries raw HTML a viewer would run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import html
 import io
 import json
 import math
@@ -26,7 +30,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bnlab.results import beside  # noqa: E402
+from bnlab import paths  # noqa: E402
+from bnlab.results import beside, claims as claim_verdicts, per_trial  # noqa: E402
 from bnlab.results.stats import NO_TRIALS, diff_ci, fmt_ci, mean_ci, verdict  # noqa: E402,F401
 from bnlab.results.store import Store, Trial  # noqa: E402
 ACCURACY_KEYS = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy")
@@ -53,6 +58,9 @@ class Arm:
     label: str
     trials: list[Trial] = field(default_factory=list)
     histories: list[list[dict]] = field(default_factory=list)
+    # the spec's ``group`` and ``x`` (what a study's figures plot the arm as), when it has them
+    group: str | None = None
+    x: Any = None
 
     def final(self, key: str) -> list[float]:
         """Per seed that has it: ``results[key]``, else the last value of ``key`` in the history."""
@@ -67,7 +75,8 @@ def _arms(store: Store, experiment: Any, trials: Sequence[Trial] | None = None) 
     """The experiment's arms in spec order (plus any stored arm the spec lacks), with trials:
     ``trials`` when given (a selection, e.g. one run's settings), else every finished one."""
     specs = [{"name": a} if isinstance(a, str) else a for a in _field(experiment, "arms") or []]
-    arms = {_field(a, "name"): Arm(_field(a, "name"), _field(a, "label") or _field(a, "name"))
+    arms = {_field(a, "name"): Arm(_field(a, "name"), _field(a, "label") or _field(a, "name"),
+                                   group=_field(a, "group"), x=_field(a, "x"))
             for a in specs}
     if trials is None:
         trials = store.trials(_field(experiment, "name"))
@@ -423,7 +432,9 @@ def _blocks(store: Store, experiment: Any, arms: list[Arm], figures: dict[str, s
             confidence: float, study: Sequence[tuple] = ()) -> list[tuple]:
     """The report as a list of blocks (h1, h2, p, list, table, img, code) for _md and _html;
     ``study``: a study's own blocks (bnlab.results.studies), right after the header."""
-    out = _header(store, experiment, arms) + list(study)
+    header = _header(store, experiment, arms)
+    opening = [b for b in header if b[0] != "list"]
+    out = opening + _claims_blocks(experiment, arms) + header[len(opening):] + list(study)
     if "curves" in figures:
         out += [("h2", "Learning curves"), ("img", figures["curves"], "learning curves per arm")]
     out += [("h2", "Per-arm results"), _arm_table(arms, confidence)]
@@ -455,17 +466,34 @@ def _blocks(store: Store, experiment: Any, arms: list[Arm], figures: dict[str, s
                   ("p", "The command was not recorded; each trial's config is in the store.")]
 
 
+def _md_text(text: Any) -> str:
+    """Text as Markdown shows it, never as HTML: ``<``, ``>`` and ``&`` as entities (Markdown
+    passes raw HTML through), on one line."""
+    return html.escape(" ".join(str(text).splitlines()), quote=False)
+
+
+def _claims_blocks(experiment: Any, arms: list[Arm]) -> list[tuple]:
+    """"Did the paper's shape appear?": each claim's verdict on paired seeds (results.claims)."""
+    declared = _field(experiment, "claims") or []
+    if not declared or not any(arm.trials for arm in arms):
+        return []
+    head, rows = claim_verdicts.table(claim_verdicts.judge_arms(declared, arms))
+    return [("h2", "Did the paper's shape appear?"), ("table", head, rows),
+            ("p", claim_verdicts.TEST_TEXT + " Every trial's final metrics are in trials.csv "
+                  "beside this report.")]
+
+
 def _md(blocks: list[tuple]) -> str:
     def cell(s: str) -> str:
-        return str(s).replace("|", "\\|").replace("\n", " ")
+        return _md_text(s).replace("|", "\\|")
     parts = []
     for kind, *args in blocks:
         if kind in ("h1", "h2"):
-            parts.append(f"{'#' * int(kind[1])} {args[0]}")
+            parts.append(f"{'#' * int(kind[1])} {_md_text(args[0])}")
         elif kind == "p":
-            parts.append(args[0])
+            parts.append(_md_text(args[0]))
         elif kind == "list":
-            parts.append("\n".join(f"- {item}" for item in args[0]))
+            parts.append("\n".join(f"- {_md_text(item)}" for item in args[0]))
         elif kind == "code":
             parts.append(f"```\n{args[0]}\n```")
         elif kind == "img":
@@ -489,12 +517,16 @@ def _html(blocks: list[tuple], title: str) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> Path:
+    """Write ``path`` whole or not at all, if its folder's manifest allows (bnlab.paths)."""
+    owned = paths.Manifest(path.parent)
+    owned.target(path.name)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+        owned.wrote(path.name)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -511,15 +543,30 @@ def _save_figure(fig, path: Path) -> Path:
     return _write_atomic(path, buffer.getvalue())
 
 
+REPORT_FILES = ("report.md", "report.html", "trials.csv", "curves.png", "final_accuracy.png",
+                "probe.png")
+
+
+def check_folder(out_dir: str | Path) -> None:
+    """Refuse (PathError), before anything is trained or written, a report folder that holds a
+    report file bnlab did not write."""
+    if Path(out_dir).is_dir():
+        paths.Manifest(out_dir).check(REPORT_FILES)
+
+
 def write_report(store: Store, experiment: Any, out_dir: str | Path,
-                 confidence: float = 0.95, trials: Sequence[Trial] | None = None
-                 ) -> dict[str, Path]:
-    """Write report.md, report.html, curves.png and final_accuracy.png for ``experiment`` into
-    ``out_dir``; return {"markdown", "html", "curves", "final_accuracy"} → path (the figures only
-    when there is at least one finished trial; stale figures are then removed). ``trials``
-    selects the finished trials to report (default: all of the experiment's)."""
+                 confidence: float = 0.95, trials: Sequence[Trial] | None = None,
+                 sections: Any = None) -> dict[str, Path]:
+    """Write report.md, report.html, trials.csv, curves.png and final_accuracy.png for
+    ``experiment`` into ``out_dir``; return {"markdown", "html", "csv", "curves",
+    "final_accuracy"} → path (the figures only when there is at least one finished trial; stale
+    figures are then removed). ``trials`` selects the finished trials to report (default: all of
+    the experiment's). ``sections(arms, save, confidence) -> [blocks]``: a study's own tables
+    and figures (``bnlab.results.studies.sections``), put after the header; ``save(fig, name)``
+    writes a figure beside the report and returns its file name."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    check_folder(out)
     arms = _arms(store, experiment, trials)
     written: dict[str, Path] = {}
     figures = {"curves": "curves.png", "final_accuracy": "final_accuracy.png"}
@@ -533,13 +580,13 @@ def write_report(store: Store, experiment: Any, out_dir: str | Path,
             written["probe"] = _save_figure(_probe_figure(arms), out / figures["probe"])
     else:
         for name in figures.values():
-            with contextlib.suppress(FileNotFoundError):
-                (out / name).unlink()
+            paths.Manifest(out).remove(name)
         figures = {}
-    from bnlab.results import studies
-
-    study = studies.sections(_field(experiment, "name"), arms,
-                             lambda fig, name: _save_figure(fig, out / name).name, confidence)
+    study = sections(arms, lambda fig, name: _save_figure(fig, out / name).name,
+                     confidence) if sections else []
+    metrics = claim_verdicts.metrics_of(_field(experiment, "claims") or [])
+    written["csv"] = _write_atomic(out / "trials.csv",
+                                   per_trial.csv_text(arms, metrics).encode("utf-8"))
     blocks = _blocks(store, experiment, arms, figures, confidence, study)
     title = _field(experiment, "title") or _field(experiment, "name")
     written["markdown"] = _write_atomic(out / "report.md", _md(blocks).encode("utf-8"))

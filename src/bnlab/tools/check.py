@@ -23,12 +23,13 @@ Findings, each with one line of what to do:
 Without labels (``y_test=None``) the accuracies are not measured; the train/inference gap is then
 how often the two modes predict the same class.
 
-The model is unchanged by the check. Bad input raises ValueError with one line of explanation.
+The model is unchanged by the check. Bad input raises bnlab.errors.UserError with one line of explanation.
 """
 
 import keras
 import numpy as np
 
+from bnlab.errors import UserError
 from bnlab.tools import findings, precise
 
 THRESHOLD = 0.1  # staleness (mean shift in σ, relative variance error) above which stats are stale
@@ -42,7 +43,7 @@ def fit_data(model, x):
     if tuple(x.shape[1:]) + (1,) == want:
         x = x[..., None]
     if tuple(x.shape[1:]) != want:
-        raise ValueError(f"data of shape {tuple(x.shape[1:])} does not fit the model's input "
+        raise UserError(f"data of shape {tuple(x.shape[1:])} does not fit the model's input "
                          f"shape {want}")
     return x.astype("float32")
 
@@ -107,12 +108,12 @@ def check(model, x_train, x_test, y_test=None, *, batch_size=32, names=None, pyt
 
     layers = precise.bn_layers(model)
     if not layers:
-        raise ValueError("the model has no BatchNormalization or bnlab BatchNorm layer")
+        raise UserError("the model has no BatchNormalization or bnlab BatchNorm layer")
     x_train, x_test = fit_data(model, x_train), fit_data(model, x_test)
     used = findings.training_batch(layers, batch_size)
     for part, x in (("training", x_train), ("test", x_test)):
         if len(x) < used:
-            raise ValueError(f"{len(x)} {part} inputs make no full batch of {used} for training "
+            raise UserError(f"{len(x)} {part} inputs make no full batch of {used} for training "
                              "mode; give more, or a smaller --batch-size")
     population = precise.collect(model, x_train, batch_size=used, progress=False)
     rows, found = [], []

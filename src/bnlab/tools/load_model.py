@@ -8,6 +8,8 @@ and the layout of the user's image arrays, ``"nchw"`` for PyTorch, ``"nhwc"`` fo
 
 from pathlib import Path
 
+from bnlab.errors import UserError
+
 
 def load(path):
     path = Path(path)
@@ -22,5 +24,5 @@ def load(path):
         model = keras.saving.load_model(path)
     except Exception as exc:  # any failure to read it means: not a Keras model file bnlab reads
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{path} is not a Keras model file ({reason})") from None
+        raise UserError(f"{path} is not a Keras model file ({reason})") from None
     return model, {}, "nhwc"

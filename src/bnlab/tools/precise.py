@@ -26,6 +26,7 @@ import keras
 import numpy as np
 from tqdm.auto import tqdm
 
+from bnlab.errors import UserError
 from bnlab.layers import BatchNorm
 
 ESTIMATORS = ("pooled", "batch_mean")
@@ -90,7 +91,7 @@ def batch_moments(layer, x):
 def population_statistics(batch_means, batch_variances, n, estimator="pooled", unbiased=False):
     """(μ, σ²) from B batches' (μ_b, σ²_b) of shape (B, C), each of n values per channel."""
     if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, not {estimator!r}")
+        raise UserError(f"estimator must be one of {', '.join(ESTIMATORS)}, not {estimator!r}")
     means, variances = np.asarray(batch_means), np.asarray(batch_variances)
     mean = means.mean(axis=0)
     if estimator == "pooled":
@@ -128,17 +129,17 @@ def collect(model, x, *, batch_size, num_batches=None, estimator="pooled", unbia
     Returns [(layer, μ, σ²)] in the order of ``bn_layers(model)``.
     """
     if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, not {estimator!r}")
+        raise UserError(f"estimator must be one of {', '.join(ESTIMATORS)}, not {estimator!r}")
     layers = bn_layers(model)
     if not layers:
-        raise ValueError("model has no BatchNormalization or bnlab BatchNorm layer")
+        raise UserError("model has no BatchNormalization or bnlab BatchNorm layer")
     batch_size = int(batch_size)
     if batch_size < 2:
-        raise ValueError(f"batch_size must be at least 2, not {batch_size}")
+        raise UserError(f"batch_size must be at least 2, not {batch_size}")
     available = len(x) // batch_size
     num_batches = available if num_batches is None else int(num_batches)
     if not 1 <= num_batches <= available:
-        raise ValueError(f"num_batches must be between 1 and {available} (full batches of "
+        raise UserError(f"num_batches must be between 1 and {available} (full batches of "
                          f"{batch_size} in {len(x)} examples), not {num_batches}")
     probe = input_model(model, layers)
     sums = [([], []) for _ in layers]
@@ -170,7 +171,7 @@ def precise_bn(model, x, *, batch_size, num_batches=None, estimator="pooled", un
     consecutive full batches of ``x`` (default: every full batch); see the module docstring.
 
     Returns one dict per BN layer: its name and ``staleness`` of the old statistics against the
-    new ones (how far they moved). Raises ValueError for a model without BN, a bad estimator,
+    new ones (how far they moved). Raises UserError for a model without BN, a bad estimator,
     batch size or number of batches; nothing is changed then.
     """
     found = collect(model, x, batch_size=batch_size, num_batches=num_batches,

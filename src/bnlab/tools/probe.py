@@ -11,7 +11,10 @@ j of a conv layer over the images and positions). The run changes no state of th
 The spec, a trial config's ``probe`` (defaults in :data:`DEFAULTS`)::
 
     {"layers": ["bn"], "every": 50, "unit": None, "mode": "training", "split": "train",
-     "images": 256}
+     "images": 256, "per_unit": False}
+
+``per_unit``: also record each unit's (channel's) own percentiles at every step, in the record's
+``units`` (key → steps × C × 3), so that a drift can be measured over all units, not one.
 
 ``layers`` chooses the layers: an int is an index into ``model.layers``; ``"bn"`` every BN layer
 and ``"activation"`` every Activation layer; ``"bn:i"`` / ``"activation:i"`` the i-th of them
@@ -39,7 +42,7 @@ SPLITS = ("train", "test")
 KINDS = {"bn": precise.is_batch_norm,
          "activation": lambda layer: isinstance(layer, keras.layers.Activation)}
 DEFAULTS = {"layers": ["bn"], "every": 50, "unit": None, "mode": "training", "split": "train",
-            "images": PROBE_IMAGES}
+            "images": PROBE_IMAGES, "per_unit": False}
 
 
 def _positive_int(value):
@@ -126,12 +129,16 @@ class ProbeRecord:
         self.keys, self.spec = list(keys), check_spec(spec)
         self.steps = []
         self.values = {key: [] for key in self.keys}
+        self.units = {key: [] for key in self.keys} if self.spec["per_unit"] else None
 
     def add(self, step, inputs):
         """``inputs``: one array per key, the layer's input on the probe batch."""
         self.steps.append(int(step))
         for key, x in zip(self.keys, inputs):
             x = np.asarray(x)
+            if self.units is not None:  # each channel over the images (and positions)
+                per_unit = np.percentile(x.reshape(-1, x.shape[-1]), PERCENTILES, axis=0)
+                self.units[key].append(np.round(per_unit.T, 5).tolist())
             if self.spec["unit"] is not None:
                 x = x[..., self.spec["unit"]]
             self.values[key].append([float(v) for v in np.percentile(x, PERCENTILES)])
@@ -141,8 +148,11 @@ class ProbeRecord:
 
     def as_dict(self):
         described = {k: self.spec[k] for k in ("every", "unit", "mode", "split", "images")}
-        return {**described, "percentiles": list(PERCENTILES), "steps": self.steps,
-                "layers": self.values}
+        record = {**described, "percentiles": list(PERCENTILES), "steps": self.steps,
+                  "layers": self.values}
+        if self.units is not None:
+            record["units"] = self.units
+        return record
 
 
 class ActivationProbe(keras.callbacks.Callback):
