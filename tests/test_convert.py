@@ -191,3 +191,18 @@ def test_a_module_left_in_eval_mode_becomes_a_frozen_layer_and_back():
     back, back_pairs = keras_to_torch.export(model)
     assert max(v for k, v in verify.compare(model, back, back_pairs).items()
                if k != "biased") <= 1e-5
+
+
+def test_check_on_a_pt2_names_the_pytorch_modules(tmp_path, capsys):
+    import json
+
+    module, program = exported("vgg")
+    torch.export.save(program, str(tmp_path / "vgg.pt2"))
+    x = np.random.default_rng(3).normal(size=(160, 3, 16, 16)).astype("float32")  # NCHW
+    np.savez(tmp_path / "data.npz", x=x, y=np.arange(160) % 3)
+    assert main(["check", str(tmp_path / "vgg.pt2"), "--data", str(tmp_path / "data.npz"),
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [row["layer"] for row in result["layers"]] == ["features.1", "features.5",
+                                                          "classifier.2"]
+    assert not {"epsilon", "momentum"} & {f["kind"] for f in result["findings"]}

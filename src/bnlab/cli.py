@@ -410,7 +410,7 @@ def cmd_check(args):
     model, names, layout = load_model.load(args.model)
     data = _check_data(args, model, layout)
     result = check.check(model, data.x_train, data.x_test, data.y_test,
-                         batch_size=args.batch_size, names=names)
+                         batch_size=args.batch_size, names=names, pytorch=layout == "nchw")
     result["data"] = data.notes
     if args.json:
         print(json.dumps(result, indent=1))
