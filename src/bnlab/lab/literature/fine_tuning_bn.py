@@ -79,5 +79,6 @@ STUDY = Experiment(
               direction="greater", paper="batch statistics hurt most at small batches"),
     ),
     seeds=5,
-    quick={"steps": 16, "limit": 1000, "seeds": 2},
+    quick={"steps": 16, "limit": 1000, "seeds": 2,
+           "arms": ["frozen-b4", "train-mode-b4", "restats-b4", "frozen-b32", "train-mode-b32"]},
 )

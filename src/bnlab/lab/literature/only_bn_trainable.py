@@ -42,7 +42,7 @@ STUDY = Experiment(
     batch_size=32,
     split={"validation": 5000},
     preprocessing="scale",
-    steps=600,
+    steps=300,
     comparisons=(
         {"a": "bn-only", "b": "two-per-channel", "question": "γβ vs two random weights a channel"},
         {"a": "all", "b": "bn-only", "question": "everything vs γβ only"},
@@ -59,7 +59,7 @@ STUDY = Experiment(
               a="bn-only", b="all", metric="gamma_near_zero", direction="greater",
               paper="many γ near 0: features switched off"),
     ),
-    log_every={"batch": 100, "validation": 200},
+    log_every={"batch": 50, "validation": 100},
     seeds=5,
     quick={"steps": 60, "limit": 2000, "seeds": 2},
 )
