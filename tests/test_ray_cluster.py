@@ -70,13 +70,14 @@ def cluster(tmp_path):
         pytest.skip("the `ray` command is not installed")
     temp = Path(tempfile.mkdtemp(prefix="bnr", dir="/tmp"))  # short: Ray's socket paths
     port = free_port()
-    env = {**os.environ, "HOME": str(tmp_path), "RAY_AUTH_MODE": "token",
+    # RAY_TMPDIR: the cluster's address file too stays in its folder, so no other `ray.init()` on
+    # this machine finds and joins it
+    env = {**os.environ, "HOME": str(tmp_path), "RAY_AUTH_MODE": "token", "RAY_TMPDIR": str(temp),
            "RAY_USAGE_STATS_ENABLED": "0"}
     common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
     try:
-        subprocess.run([RAY, "start", "--head", "--port", str(port), "--temp-dir", str(temp),
-                        "--include-dashboard", "false", *common], env=env, check=True,
-                       capture_output=True, timeout=240)
+        subprocess.run([RAY, "start", "--head", "--port", str(port), "--include-dashboard",
+                        "false", *common], env=env, check=True, capture_output=True, timeout=240)
         subprocess.run([RAY, "start", "--address", f"127.0.0.1:{port}", *common], env=env,
                        check=True, capture_output=True, timeout=240)
         yield f"127.0.0.1:{port}", env
@@ -102,15 +103,17 @@ def test_failed_ray_trials_exit_1_and_a_killed_driver_leaves_no_ray(tmp_path, fa
     for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         (bad / name).write_text("junk")
+    env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="bnr", dir="/tmp")}
     failed = subprocess.run(BNLAB + SWEEP + ["--seeds", "1", "--executor", "ray", "--data-dir",
                                              str(bad)], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=600)
+                            text=True, timeout=600, env=env)
     assert failed.returncode == 1, failed.stderr[-3000:]
     assert "1 of 1 trial(s) failed" in failed.stderr.strip().splitlines()[-1]
     store = tmp_path / "k.sqlite"
     driver = subprocess.Popen(BNLAB + SWEEP[:-1] + [str(store), "--seeds", "1", "--epochs", "30",
                                                     "--executor", "ray"],
-                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=env)
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline and driver.poll() is None:
         if any(status == "running" for _, status, _ in trials(store)):
@@ -124,4 +127,5 @@ def test_failed_ray_trials_exit_1_and_a_killed_driver_leaves_no_ray(tmp_path, fa
     driver.wait()
     gone, alive = psutil.wait_procs(ray_processes, timeout=60)
     kill_all(alive)  # so that a failure here leaves nothing running either
+    shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
     assert not alive, f"{len(alive)} Ray process(es) outlived the driver"

@@ -106,8 +106,9 @@ class RayExecutor:
                 _join(ray, address)
             else:
                 _start_watchdog()  # first: it sees Ray's processes as they start
-                ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-                         log_to_driver=False, logging_level="ERROR")
+                # "local": a Ray of its own, even where `ray start` left a cluster on this machine
+                ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
+                         include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         self.cpus_per_task = cpus_per_task
         self.slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_task))
         self._task = ray.remote(_train_on_worker).options(num_cpus=cpus_per_task, max_retries=1)
