@@ -407,6 +407,9 @@ def cmd_check(args):
 
     if not args.model.exists():
         raise UserError(f"no model file at {args.model}")
+    import keras
+
+    keras.utils.set_random_seed(0)  # dropout's masks in training mode: the same on every run
     model, names, layout = load_model.load(args.model)
     data = _check_data(args, model, layout)
     result = check.check(model, data.x_train, data.x_test, data.y_test,

@@ -4,24 +4,25 @@ import os
 import tempfile
 from pathlib import Path
 
+from bnlab.errors import UserError
 from bnlab.tools.convert import verify
 
 
 def convert_file(source, target):
     """Convert ``source`` into ``target`` (the suffixes say the direction); returns the lines to
-    print. Raises ValueError (one line) for a bad path, an unsupported op, or a conversion whose
+    print. Raises UserError (one line) for a bad path, an unsupported op, or a conversion whose
     outputs disagree beyond ``verify.TOLERANCE`` (then nothing is written)."""
     source, target = Path(source), Path(target)
     directions = {(".pt2", ".keras"), (".keras", ".pt2")}
     if (source.suffix, target.suffix) not in directions:
-        raise ValueError(f"convert wants IN.pt2 OUT.keras or IN.keras OUT.pt2, not "
+        raise UserError(f"convert wants IN.pt2 OUT.keras or IN.keras OUT.pt2, not "
                          f"{source.name} -> {target.name}")
     if not source.is_file():
-        raise ValueError(f"no model file at {source}")
+        raise UserError(f"no model file at {source}")
     if target.exists():
-        raise ValueError(f"{target} exists; choose another name or remove it first")
+        raise UserError(f"{target} exists; choose another name or remove it first")
     if not target.parent.is_dir() or not os.access(target.parent, os.W_OK):
-        raise ValueError(f"cannot write {target}: {target.parent} is not a writable folder")
+        raise UserError(f"cannot write {target}: {target.parent} is not a writable folder")
     import torch
 
     if source.suffix == ".pt2":
@@ -41,7 +42,7 @@ def convert_file(source, target):
             torch.export.save(program, str(path))
     lines, ok = verify.summary(verify.compare(model, program, pairs))
     if not ok:
-        raise ValueError(f"the conversion disagrees beyond {verify.TOLERANCE:g}: {lines[0]}; "
+        raise UserError(f"the conversion disagrees beyond {verify.TOLERANCE:g}: {lines[0]}; "
                          f"{target} not written")
     handle, temporary = tempfile.mkstemp(suffix=target.suffix, dir=target.parent)
     os.close(handle)

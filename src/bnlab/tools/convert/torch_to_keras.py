@@ -14,6 +14,7 @@ training mode in an eval export (or without running statistics) it becomes
 import numpy as np
 import torch
 
+from bnlab.errors import UserError
 from bnlab.tools.convert.errors import UnsupportedOp
 from bnlab.tools.convert.keras_layers import BatchStatisticsOnly
 
@@ -27,7 +28,7 @@ def load_program(path):
         return torch.export.load(str(path))
     except Exception as exc:  # any failure to read it means: not a file torch.export wrote
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise ValueError(f"{path} is not a PyTorch exported program (.pt2 from "
+        raise UserError(f"{path} is not a PyTorch exported program (.pt2 from "
                          f"torch.export.save) ({reason})") from None
 
 
