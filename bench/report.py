@@ -117,7 +117,7 @@ def goals(results):
         ok = all((v["median"] if isinstance(v, dict) else v) <= goal["limit"] for _, v in values)
         out.append(f"- {goal['text']}: **{'met' if ok else 'not met'}**")
         for label, v in values:
-            out.append(f"  - {label}: " + (f"{spread(v)} (below {goal['limit']} in "
+            out.append(f"  - {label}: " + (f"{spread(v)} (≤ {goal['limit']}: "
                                            f"{win(v, goal['limit'])})" if isinstance(v, dict)
                                            else f"{v:.2f}"))
     return out + [""]

@@ -25,7 +25,10 @@ def test_seconds_are_the_flops_at_the_rate_times_the_overhead():
 def test_demo_says_how_long_it_expects_to_take(monkeypatch, capsys):
     monkeypatch.setattr(cli, "cmd_run", lambda args: 0)  # the estimate alone, no training
     monkeypatch.setattr(estimate, "host_gflops", lambda: 56.0)
+    monkeypatch.setattr(cli.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 2)
     assert cli.main(["demo"]) == 0
     line = capsys.readouterr().err
     assert "bn-placement, 4 arms × 3 seeds × 10 epochs" in line
-    assert "56 GFLOP/s, so expect about 7 minutes" in line
+    assert "56 GFLOP/s, so expect about 7 minutes on idle cores" in line
+    assert "the load average is 9 on 2 cores now, so it will take longer" in line

@@ -461,10 +461,12 @@ def cmd_demo(args):
     examples = 60_000 - experiment.split.get("validation", 0)
     expected, rate = estimate.seconds(models.build(experiment.model, norm="none"), examples,
                                       DEMO["epochs"], DEMO["seeds"], arms)
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    busy = (f"; the load average is {load:.0f} on {cores} cores now, so it will take longer"
+            if load > cores else "")
     print(f"bnlab demo: {experiment.name}, {arms} arms × {DEMO['seeds']} seeds × "
           f"{DEMO['epochs']} epochs; this host multiplies at {rate:.0f} GFLOP/s, so expect about "
-          f"{expected / 60:.0f} minutes (longer while other work shares the cores)",
-          file=sys.stderr, flush=True)
+          f"{expected / 60:.0f} minutes on idle cores{busy}", file=sys.stderr, flush=True)
     run_args = _parser().parse_args([
         "run", DEMO["experiment"], "--seeds", str(DEMO["seeds"]), "--epochs", str(DEMO["epochs"]),
         "--store", str(args.store),
