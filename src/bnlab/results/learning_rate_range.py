@@ -41,8 +41,9 @@ def range_verdicts(arms, range_claims, trained):
     per = widths(arms, trained)
     verdicts = []
     for statement, paper, decades in range_claims:
-        claim = claims.Claim(statement, a="bn", b="none", metric="trainable_decades",
-                             direction="greater", paper=paper)
+        less = f"trainable_decades_minus_{decades:g}" if decades else "trainable_decades"
+        claim = claims.Claim(statement, a="bn", b="none", metric=less,
+                             metric_b="trainable_decades", direction="greater", paper=paper)
 
         def lookup(group, metric, decades=decades):
             less = decades if group == "bn" else 0.0
@@ -83,6 +84,10 @@ def section(arms, save, confidence=0.95, range_claims=(), trained=None):
            ("img", save(fig, "accuracy_vs_lr.png"), "validation accuracy against learning rate"),
            ("table", ["norm", "decades of η that train, per seed",
                       f"mean ± {confidence:.0%} CI"], rows)]
+    smallest = [a for a in ran if a.x == min(r.x for r in ran)]
+    out.append(("p", f"At the smallest η ({smallest[0].x:g}), test accuracy: " + "; ".join(
+        f"{a.label.split(',')[0]} {fmt_ci(*mean_ci(a.final('test_accuracy'), confidence))}"
+        for a in smallest) + f" (chance: 0.1; the bar of 'trains': 0.5)."))
     if range_claims and {"bn", "none"} <= set(per):
         head, table = claims.table(range_verdicts(ran, range_claims, trained))
         out += [("p", "The range claims read a seed's whole grid at once, so they are judged "
