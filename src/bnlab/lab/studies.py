@@ -1,4 +1,4 @@
-"""Three paper-shaped studies (issue 10 §2), as named experiments with a ``--quick`` form.
+"""Three paper-shaped studies, as named experiments with a ``--quick`` form.
 
     ioffe-fig1   Ioffe & Szegedy 2015, Fig. 1(a-c): a 3 × 100 sigmoid MLP, BN before each sigmoid
                  vs none; test accuracy against steps, and the 15/50/85th percentiles of one
@@ -92,9 +92,7 @@ BATCH_SIZE = Experiment(
     split={"validation": 5000},
     preprocessing="scale",
     # At batch 32: 54,400 images, about one epoch of the 55,000 training images, so that every
-    # norm converges and BN's moving averages (momentum 0.99) have forgotten their start: at 300
-    # steps (the first committed run) batch 32 was the worst-trained batch size (BN 54 ± 22 %
-    # test error), which said more about the step count than about the norms.
+    # norm converges and BN's moving averages (momentum 0.99) have forgotten their start.
     steps=1700,
     comparisons=(
         {"a": "group-b2", "b": "bn-b2", "question": "GN vs BN at batch 2"},
