@@ -47,11 +47,12 @@ clean:
 reproduce: $(VENV)/.installed-demo data
 	scripts/reproduce.sh
 
-# The three studies (issue 10) at their committed settings, 3 seeds each, into docs/studies/
+# The three studies at their committed settings, 3 seeds each, into docs/studies/
 # (about 40 minutes on 2 cores).
 studies: $(VENV)/.installed-demo data
 	PY=$(PY) scripts/studies.sh
 
-# Speed benchmarks, side by side in one run (10-12 minutes on 2 cores; run it on an idle machine).
+# Speed benchmarks, side by side in one run (about 20 minutes on 2 cores, as bench/run.py estimates;
+# run it on an idle machine).
 bench: $(VENV)/.installed-test data
 	$(PY) bench/run.py --out docs/performance.md
