@@ -22,7 +22,8 @@ from pathlib import Path
 import bnlab  # noqa: F401  (chooses the default Keras backend before anything imports Keras)
 from bnlab.errors import UserError, one_line
 
-DEFAULT_STORE = Path("runs") / "bnlab.sqlite"
+RUNS = Path("runs")  # where bnlab writes by default: the store, reports, saved models, MLflow runs
+DEFAULT_STORE = RUNS / "bnlab.sqlite"
 LIST_FOLDER = Path("experiments")  # where `bnlab list` looks for TOML experiments by default
 # The main job: every arm of bn-placement on Fashion-MNIST at the seeds' 10 epochs, 3 seeds (about
 # 3 minutes on two cores with the JAX backend, the seeds of an arm trained together).
@@ -115,6 +116,8 @@ def _parser():
 
 
 def _add_run_options(p):
+    from bnlab.lab import executors, multiseed, train
+
     p.add_argument("--arms", help="comma-separated arm names (default: all)")
     p.add_argument("--seeds", type=_positive, help="number of random seeds (default 3)")
     p.add_argument("--quick", action="store_true",
@@ -130,15 +133,17 @@ def _add_run_options(p):
     p.add_argument("--force", action="store_true", help="rerun trials already finished")
     p.add_argument("--no-report", action="store_true", help="do not write the report")
     p.add_argument("--save-models", action="store_true",
-                   help="keep each trial run as runs/EXPERIMENT/models/ARM-sSEED.keras")
+                   help="keep each trial run as OUT/models/ARM-sSEED.keras (OUT: --out, default "
+                        "runs/EXPERIMENT)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--tensorboard", type=Path, metavar="DIR",
                    help="also write the trials' scalars as TensorBoard event files under DIR")
-    p.add_argument("--path", choices=("auto", "together", "fit"), default="auto",
-                   help="auto: on JAX, the seeds of a dense model's arm train together as one "
-                        "compiled program, other trials with Keras's fit; together: every arm's "
-                        "seeds together (JAX); fit: each trial with Keras's fit (default auto)")
-    p.add_argument("--executor", choices=("process", "ray"), default="process",
+    p.add_argument("--path", choices=train.PATHS, default="auto",
+                   help="auto: on JAX, the seeds of an arm of "
+                        f"{', '.join(multiseed.VECTORIZED_MODELS)} train together as one compiled "
+                        "program, other trials with Keras's fit; together: every arm's seeds "
+                        "together (JAX); fit: each trial with Keras's fit (default auto)")
+    p.add_argument("--executor", choices=executors.EXECUTORS, default="process",
                    help="process: train in this process; ray: each trial (or seeds-together "
                         "group) as a Ray task (default process)")
     p.add_argument("--address", help="with --executor ray: the Ray cluster to join (default: "
@@ -200,9 +205,7 @@ def cmd_run(args):
     args.limit = args.limit or quick.get("limit")
     if args.data_dir is not None and not args.data_dir.is_dir():
         raise UserError(f"--data-dir {args.data_dir}: no such folder")
-    if args.address is not None and args.executor != "ray":
-        raise UserError("--address needs --executor ray")
-    report_dir = args.out or Path("runs") / experiment.name
+    report_dir = args.out or RUNS / experiment.name
     if not args.no_report:
         _check_writable(report_dir, "pass --no-report, or run from a writable folder")
     arms = experiments.select_arms(experiment, _split_names(args.arms) or quick.get("arms"))
@@ -229,11 +232,10 @@ def cmd_run(args):
             raise UserError(f"{exc} — or run this experiment on Fashion-MNIST instead: "
                             f"bnlab run {experiment.name} --dataset fashion_mnist") from None
         raise
+    executor = executors.make(args.executor, address=args.address, data_dir=args.data_dir,
+                              progress=not args.quiet, datasets=datasets,
+                              save_models=report_dir / "models" if args.save_models else None)
     with Store(args.store) as store:
-        executor = executors.make(args.executor, address=args.address, data_dir=args.data_dir,
-                                  progress=not args.quiet, datasets=datasets,
-                                  save_models=(Path("runs") / experiment.name / "models"
-                                               if args.save_models else None))
         run_trials(configs, store, force=args.force, data_dir=args.data_dir,
                    progress=not args.quiet, path=args.path, executor=executor)
         _print_summary(store, experiment, configs)
@@ -245,7 +247,7 @@ def cmd_run(args):
 
 def cmd_report(args):
     experiment = _experiment(args.experiment)
-    out = args.out or Path("runs") / experiment.name
+    out = args.out or RUNS / experiment.name
     _check_writable(out, "choose another folder with --out")
     with _existing_store(args.store, experiment) as store:
         _print_summary(store, experiment, None)
@@ -264,15 +266,16 @@ def cmd_export(args):
         from bnlab.results.export import DEFAULT_MLFLOW_URI, export_mlflow
 
         uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_MLFLOW_URI
-        report_dir = Path("runs") / experiment.name
-        _write_report(store, experiment, None, report_dir)
-        figures = sorted(report_dir.glob("*.png"))
+        figures = sorted((RUNS / experiment.name).glob("*.png"))  # the report's, if written
         try:
             done = export_mlflow(store, trials, uri, figures)
         except ImportError as exc:
             raise UserError(str(exc)) from None
         print(f"mlflow: {len(done['created'])} run(s) written, {len(done['unchanged'])} already "
               f"there and unchanged; tracking URI {uri}")
+        if not figures:
+            print(f"mlflow: no figures attached: `bnlab report {args.experiment}` writes them "
+                  f"into {RUNS / experiment.name}, for the next export")
 
 
 def _export_tensorboard(store, trials, out_dir):
