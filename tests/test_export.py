@@ -175,8 +175,12 @@ def test_cli_run_with_tensorboard_then_export_commands(tmp_path, monkeypatch, ca
     assert_same(read_events(tmp_path / "tb" / "bn-placement" / "bn-after" / "seed-1"), want)
     assert main("export", "tensorboard", "bn-placement", "tb2") == 0
     assert_same(read_events(tmp_path / "tb2" / "bn-placement" / "bn-after" / "seed-1"), want)
+    assert main("report", "bn-placement") == 0  # the figures the MLflow runs attach
+    report = tmp_path / "runs" / "bn-placement" / "report.md"
+    written = report.stat().st_mtime_ns
     assert main("export", "mlflow", "bn-placement", "--tracking-uri", mlflow_uri) == 0
     assert main("export", "mlflow", "bn-placement", "--tracking-uri", mlflow_uri) == 0
+    assert report.stat().st_mtime_ns == written  # export leaves the report alone
     out = capsys.readouterr().out
     assert "1 run(s) written, 0 already" in out and "0 run(s) written, 1 already" in out
     client, runs = mlflow_runs(mlflow_uri)

@@ -26,7 +26,8 @@ from pathlib import Path
 import bnlab  # noqa: F401  (chooses the default Keras backend before anything imports Keras)
 from bnlab.errors import UserError, one_line
 
-DEFAULT_STORE = Path("runs") / "bnlab.sqlite"
+RUNS = Path("runs")  # where bnlab writes by default: the store, reports, saved models, MLflow runs
+DEFAULT_STORE = RUNS / "bnlab.sqlite"
 LIST_FOLDER = Path("experiments")  # where `bnlab list` looks for TOML experiments by default
 # The main job: every arm of bn-placement on Fashion-MNIST at the seeds' 10 epochs, 3 seeds (the
 # seeds of an arm trained together); it says first how long it expects (bnlab.lab.estimate).
@@ -168,6 +169,8 @@ def _parser():
 
 
 def _add_run_options(p):
+    from bnlab.lab import executors, multiseed, train
+
     p.add_argument("--arms", help="comma-separated arm names (default: all)")
     p.add_argument("--seeds", type=_positive, help="number of random seeds (default 3)")
     p.add_argument("--quick", action="store_true",
@@ -183,15 +186,17 @@ def _add_run_options(p):
     p.add_argument("--force", action="store_true", help="rerun trials already finished")
     p.add_argument("--no-report", action="store_true", help="do not write the report")
     p.add_argument("--save-models", action="store_true",
-                   help="keep each trial run as runs/EXPERIMENT/models/ARM-sSEED.keras")
+                   help="keep each trial run as OUT/models/ARM-sSEED.keras (OUT: --out, default "
+                        "runs/EXPERIMENT)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--tensorboard", type=Path, metavar="DIR",
                    help="also write the trials' scalars as TensorBoard event files under DIR")
-    p.add_argument("--path", choices=("auto", "together", "fit"), default="auto",
-                   help="auto: on JAX, the seeds of a dense model's arm train together as one "
-                        "compiled program, other trials with Keras's fit; together: every arm's "
-                        "seeds together (JAX); fit: each trial with Keras's fit (default auto)")
-    p.add_argument("--executor", choices=("process", "ray"), default="process",
+    p.add_argument("--path", choices=train.PATHS, default="auto",
+                   help="auto: on JAX, the seeds of an arm of "
+                        f"{', '.join(multiseed.VECTORIZED_MODELS)} train together as one compiled "
+                        "program, other trials with Keras's fit; together: every arm's seeds "
+                        "together (JAX); fit: each trial with Keras's fit (default auto)")
+    p.add_argument("--executor", choices=executors.EXECUTORS, default="process",
                    help="process: train in this process; ray: each trial (or seeds-together "
                         "group) as a Ray task (default process)")
     p.add_argument("--address", help="with --executor ray: the Ray cluster to join (default: "
@@ -257,8 +262,6 @@ def cmd_run(args):
     if args.data_dir is not None and not args.data_dir.is_dir():
         raise UserError(f"--data-dir {args.data_dir}: " + (
             "a file, not a folder" if args.data_dir.exists() else "no such folder"))
-    if args.address is not None and args.executor != "ray":
-        raise UserError("--address needs --executor ray")
     if args.tensorboard is not None:
         _check_tensorboard_dir(args.tensorboard)
     report_dir = args.out or _runs_folder(experiment)
@@ -297,7 +300,7 @@ def cmd_run(args):
     # the executor first: a cluster that cannot be joined leaves no store behind
     executor = executors.make(args.executor, address=args.address, data_dir=args.data_dir,
                               progress=not args.quiet, datasets=datasets,
-                              save_models=(_runs_folder(experiment, "models").resolve()
+                              save_models=((report_dir / "models").resolve()
                                            if args.save_models else None))
     with signals.writing(), Store(args.store) as store:
         run_trials(configs, store, force=args.force, data_dir=args.data_dir,
@@ -345,15 +348,16 @@ def cmd_export(args):
         from bnlab.results.export import DEFAULT_MLFLOW_URI, export_mlflow
 
         uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_MLFLOW_URI
-        report_dir = _runs_folder(experiment)
-        _write_report(store, experiment, None, report_dir)
-        figures = sorted(report_dir.glob("*.png"))
+        figures = sorted(_runs_folder(experiment).glob("*.png"))  # the report's, if written
         try:
             done = export_mlflow(store, trials, uri, figures)
         except ImportError as exc:
             raise UserError(str(exc)) from None
         print(f"mlflow: {len(done['created'])} run(s) written, {len(done['unchanged'])} already "
               f"there and unchanged; tracking URI {uri}")
+        if not figures:
+            print(f"mlflow: no figures attached: `bnlab report {args.experiment}` writes them "
+                  f"into {RUNS / experiment.name}, for the next export")
 
 
 def _check_tensorboard_dir(out_dir):

@@ -369,7 +369,7 @@ def _deep_cnn(make_norm, placement, activation):
 
 
 def _study_cnn(make_norm, placement, activation, width=1, tuned=False):
-    """The batch-size study's small CNN (issue 10; no seed has it): 28×28×1 → Conv 16@3×3 → norm
+    """The batch-size study's small CNN (no seed has it): 28×28×1 → Conv 16@3×3 → norm
     → relu → maxpool 2 → Conv 32@3×3 → norm → relu → maxpool 2 → Conv 64@3×3 → norm → relu →
     global average pooling → Dense 10 softmax (shapes 28×28×16, 14×14×32, 7×7×64, 64, 10; "same"
     padding). Small enough for batches of 2 on a CPU, with a norm after every conv and no Dense

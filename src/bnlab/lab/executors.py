@@ -222,7 +222,7 @@ def make(name, *, address=None, data_dir=None, progress=True, datasets=None, sav
     """The executor called ``name`` (one of :data:`EXECUTORS`)."""
     if name == "process":
         if address is not None:
-            raise UserError("--address is for --executor ray")
+            raise UserError("--address needs --executor ray")
         return InProcess(data_dir, progress=progress, datasets=datasets, save_models=save_models)
     if name == "ray":
         return RayExecutor(address, data_dir, save_models=save_models)
