@@ -19,7 +19,7 @@ $(VENV)/.installed-demo: pyproject.toml | $(PY)
 
 $(VENV)/.installed-test: pyproject.toml | $(PY)
 	$(PIP) install -e '.[test,tensorflow,torch,ray,export]' 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -c "import bnlab, keras, jax, tensorflow, torch, pytest, ray, tensorboardX, mlflow, nbclient"
+	$(PY) -c "import bnlab, keras, jax, tensorflow, torch, pytest, xdist, ray, tensorboardX, mlflow, nbclient"
 	touch $@
 
 data:
@@ -28,9 +28,17 @@ data:
 demo: $(VENV)/.installed-demo data
 	$(VENV)/bin/bnlab demo
 
+# Each phase prints its 30 slowest tests and how long it took. WORKERS=2 runs the tests in two
+# processes (pytest-xdist, each test file in one of them); the default, 0, runs them in this one.
+WORKERS ?= 0
+PYTEST  := $(PY) -m pytest -n $(WORKERS) --dist loadfile --durations=30
+
 test: $(VENV)/.installed-test data
-	KERAS_BACKEND=jax $(PY) -m pytest
-	for b in $(BACKENDS_EXTRA); do KERAS_BACKEND=$$b $(PY) -m pytest -m backend || exit 1; done
+	@start=$$(date +%s); KERAS_BACKEND=jax $(PYTEST) || exit 1; \
+	  echo "make test: the JAX suite took $$(( $$(date +%s) - start )) s"
+	@for b in $(BACKENDS_EXTRA); do start=$$(date +%s); \
+	  KERAS_BACKEND=$$b $(PYTEST) -m backend || exit 1; \
+	  echo "make test: the backend tests on $$b took $$(( $$(date +%s) - start )) s"; done
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
@@ -39,11 +47,12 @@ clean:
 reproduce: $(VENV)/.installed-demo data
 	scripts/reproduce.sh
 
-# The three studies at their committed settings (8 seeds each), into docs/studies/ (scripts/studies.sh)
+# The studies at their committed settings, into docs/studies/ (scripts/studies.sh)
 # (each study within 15 minutes on two idle cores; docs/studies/RUN.txt records each run).
 studies: $(VENV)/.installed-demo data
 	PY=$(PY) scripts/studies.sh
 
-# Speed benchmarks, side by side in one run (10-12 minutes on 2 cores; run it on an idle machine).
+# Speed benchmarks, side by side in one run: sized to the host, at most about 15 minutes
+# (bench/run.py --budget); run it on an idle machine.
 bench: $(VENV)/.installed-test data
 	$(PY) bench/run.py --out docs/performance.md

@@ -81,7 +81,7 @@ def summarize(answers):
             continue
         ms = {side: [run[key]["ms"] for run in runs] for side, runs in per_side.items()}
         rows.append({"experiment": key[0], "arm": key[1], "rounds": len(ms[base]),
-                     "path": per_side[base][0][key].get("path"),
+                     **{k: per_side[base][0][key].get(k) for k in ("path", "macs", "batch_size")},
                      "ms": {side: spread(v) for side, v in ms.items()},
                      "ratio": {side: spread([b / p for b, p in zip(ms[base], v)])
                                for side, v in ms.items() if side != base}})

@@ -3,9 +3,9 @@
     python bench/bn.py --copy [--reps N]      # numpy copy bandwidth: main memory and in cache
     python bench/bn.py --layers [--reps N]    # (KERAS_BACKEND=jax|tensorflow|torch) the layers
 
-Layers: ``bnlab.layers.BatchNorm`` and ``keras.layers.BatchNormalization`` (training=True: batch
-statistics, moving statistics updated), on the backend of the process, for x of shape
-(256, 784) (dense; 784 channels) and (64, 28, 28, 16) (NHWC; 16 channels). On torch also
+Layers: ``bnlab.layers.BatchNorm`` (both gradients) and ``keras.layers.BatchNormalization``
+(training=True: batch statistics, moving statistics updated), on the process's backend, for x of
+shape (256, 784) (dense; 784 channels) and (64, 28, 28, 16) (NHWC; 16 channels). On torch also
 ``torch.nn.BatchNorm1d`` / ``BatchNorm2d`` (on the NCHW tensor (64, 16, 28, 28)) as a reference.
 One call = forward (y) + backward (dx, dγ, dβ, given an upstream gradient dy):
   JAX         ``jax.jit`` of ``jax.vjp`` over ``layer.stateless_call``: returns y, dx, dγ, dβ
@@ -146,6 +146,8 @@ def layers(reps):
     for shape in SHAPES:
         x, dy = _inputs(shape)
         cases = [("bnlab.layers.BatchNorm", BatchNorm()),
+                 ("bnlab.layers.BatchNorm(gradient=\"closed-form\")",
+                  BatchNorm(gradient="closed-form")),
                  ("keras.layers.BatchNormalization", keras.layers.BatchNormalization())]
         for _, layer in cases:
             layer.build(shape)

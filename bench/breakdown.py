@@ -1,6 +1,6 @@
 """Where one bn-placement training step goes (JAX): each part against its bound on this host.
 
-    python bench/breakdown.py --seeds 1|3 [--steps 200] [--quick]    (JSON on the last line)
+    python bench/breakdown.py --seeds 1|3 [--steps 100] [--quick]    (JSON on the last line)
 
 The step of the BN-after MLP (784 → BN → 300 relu → BN → 100 relu → BN → 10 softmax, batch 32,
 SGD), and of the no-BN baseline, split into its parts. Each part is a jitted ``lax.scan`` of
@@ -59,7 +59,7 @@ def scan_seconds(fn, args, steps, k):
         return lambda: jax.block_until_ready(compiled(args))
 
     full, empty = program(fn), program(lambda *a: a[0])
-    return max(0.0, fastest([full, empty], 3 if steps < 50 else 7) @ [1, -1] / steps)
+    return max(0.0, fastest([full, empty], 3 if steps < 50 else 5) @ [1, -1] / steps)
 
 
 def numpy_seconds(shapes, reps):
@@ -176,7 +176,7 @@ def whole_steps(k, steps, quick):
         def block():
             group.train_steps(xd, yd, idx)
             jax.block_until_ready(group.state)
-        out[arm] = fastest([block], 3 if quick else 7)[0] / steps
+        out[arm] = fastest([block], 3 if quick else 5)[0] / steps
         val = (x[:1000], y[:1000]) if quick else (np.tile(x, (VAL // len(x) + 1, 1, 1))[:VAL],
                                                   np.tile(y, VAL // len(y) + 1)[:VAL])
         out[arm + " evaluation"] = fastest([lambda: group.evaluate(*val)], 3)[0] / EPOCH_STEPS
@@ -188,12 +188,13 @@ def measure(k, steps, quick):
 
     from bnlab.layers import BatchNorm
 
-    rates = host_rates(quick=True)
+    rates = host_rates()
     copy = rates["copy_gbps_cache"] * 1e9
     rows = []
 
-    def row(part, seconds, bound, how):
-        rows.append({"part": part, "ms": 1e3 * seconds, "bound_ms": 1e3 * bound, "bound": how})
+    def row(part, seconds, bound, how, **extra):
+        rows.append({"part": part, "ms": 1e3 * seconds, "bound_ms": 1e3 * bound, "bound": how,
+                     **extra})
         log(f"{k} seed(s): {part}: {1e3 * seconds:.3f} ms, bound {1e3 * bound:.3f} ms")
 
     reps = 20 if quick else 200
@@ -209,7 +210,8 @@ def measure(k, steps, quick):
         flops = 2 * sum(m * kk * n for m, kk, n in shapes)
         row(f"products ({'BN arm' if bn else 'baseline'}, {len(shapes)})",
             scan_seconds(products, arrays(operands, k), steps, k), blas,
-            f"{k * flops / 1e6:.1f} MFLOP at NumPy's BLAS ({k * flops / blas / 1e9:.0f} GFLOP/s)")
+            f"{k * flops / 1e6:.1f} MFLOP at NumPy's BLAS ({k * flops / blas / 1e9:.0f} GFLOP/s)",
+            mflop=k * flops / 1e6)
         parts, weights = elementwise_parts(k, steps, bn)
         arm = "BN arm" if bn else "baseline"
         elements = {"activations": 5 * BATCH * 400, "loss": 3 * BATCH * 10,
@@ -235,13 +237,13 @@ def measure(k, steps, quick):
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, choices=(1, 3), default=1)
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--quick", action="store_true", help="20 steps: checks that it runs")
     args = parser.parse_args(argv)
     import bnlab  # noqa: F401
-    from bnlab.lab import train
+    from bnlab.lab import runtime
 
-    train.configure_xla(vectorized=args.seeds > 1)  # as `bnlab run` sets it for these trials
+    runtime.configure_xla(vectorized=args.seeds > 1)  # as `bnlab run` sets it for these trials
     emit(measure(args.seeds, 20 if args.quick else args.steps, args.quick))
     return 0
 

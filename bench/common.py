@@ -176,17 +176,17 @@ def machine():
 def host_rates(quick=False):
     """This host's speed right now, measured with NumPy in a second or two: the BLAS's float32
     matrix-product rate (n × n @ n × n, n = 1024, and the MLP's 32×784 @ 784×300) and the copy rate
-    of an array in cache (1 MB) and in main memory (64 MB), counted as read + write."""
+    of an array in cache (1 MB) and in main memory (64 MB), counted as read + write. The fastest
+    of several tries: on a shared host that is the try least disturbed by the others' work."""
     import numpy as np
 
     rng = np.random.default_rng(0)
     out = {}
-    for key, (m, k, n) in (("matmul_gflops", (1024, 1024, 1024)),
-                           ("matmul32_gflops", (32, 784, 300))):
+    for key, (m, k, n), reps in (("matmul_gflops", (1024, 1024, 1024), 5),
+                                 ("matmul32_gflops", (32, 784, 300), 100)):
         a = rng.standard_normal((m, k), dtype=np.float32)
         b = rng.standard_normal((k, n), dtype=np.float32)
-        reps = 5 if m > 32 else 200
-        out[key] = 2 * m * k * n / time_calls(lambda: a @ b, reps if not quick else 3, 1) / 1e9
+        out[key] = 2 * m * k * n / fastest([lambda: a @ b], 3 if quick else reps)[0] / 1e9
     for key, nbytes in (("copy_gbps_cache", 2**20), ("copy_gbps_memory", 64 * 2**20)):
         src = np.ones(nbytes // 4, np.float32)
         dst = np.empty_like(src)
@@ -195,5 +195,5 @@ def host_rates(quick=False):
         def copies():
             for _ in range(repeat):
                 np.copyto(dst, src)
-        out[key] = 2 * nbytes * repeat / time_calls(copies, 3 if quick else 5, 1) / 1e9
+        out[key] = 2 * nbytes * repeat / fastest([copies], 3 if quick else 5)[0] / 1e9
     return out

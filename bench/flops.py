@@ -1,13 +1,5 @@
-"""FLOPs of the seed models, counted from their layer shapes, and this CPU's FP32 peak.
-
-Counting (per training example):
-  * forward: 2 × multiply-accumulates of every Dense (in × out) and Conv2D
-    (H_out × W_out × k² × C_in × C_out) layer. Biases, BN, activations, pooling, the loss and
-    the optimizer update are elementwise (a few FLOPs per value, memory-bound): NOT counted.
-  * training step ≈ 3 × forward: the backward pass computes the gradient w.r.t. the input and
-    the one w.r.t. the weights, each as many MACs as the forward product.
-  The counts do not depend on the arm (BN or not, before or after). ``torch_models.py --check``
-  holds them against the built modules' shapes.
+"""This CPU's theoretical FP32 peak, from /proc/cpuinfo (the FLOPs of the models are counted by
+``bnlab.lab.estimate.multiply_adds``; ``torch_models.py --check`` holds them against the modules).
 
 Peak (the measured rates are ``common.host_rates``, the host's BLAS):
   * theoretical: cores × clock × FP32 FLOP/cycle/core, where FLOP/cycle = FMA pipes × lanes × 2
@@ -18,39 +10,13 @@ Peak (the measured rates are ``common.host_rates``, the host's BLAS):
     else the TSC's = BogoMIPS / 2): a virtual machine does not show the boost clock, so the true
     peak can be higher — the measured matrix-product rate is the reference the goals use.
 
-    python bench/flops.py [--peak]    # the counts; --peak: the theoretical peak as JSON
+    python bench/flops.py [--peak]    # the derivation; --peak: as JSON
 """
 
 import os
 import sys
 
 from common import cpuinfo, emit
-
-EPOCH_EXAMPLES = 55000  # Fashion-MNIST training split of the epoch experiments (60000 − 5000 val)
-
-
-def forward_macs(name):
-    """Multiply-accumulates of one example's forward pass through model ``name``."""
-    if name == "mlp":
-        return 784 * 300 + 300 * 100 + 100 * 10
-    if name == "deep-mlp":
-        return 784 * 100 + 19 * 100 * 100 + 100 * 10
-    if name == "lenet":  # valid 5×5 convs: 28 → 24 → pool 12 → 8 → pool 4
-        return 24 * 24 * 25 * 1 * 6 + 8 * 8 * 25 * 6 * 16 + 256 * 120 + 120 * 84 + 84 * 10
-    if name == "deep-cnn":  # "same" 3×3 convs, stride 2 (size → ceil(size / 2)) every third
-        size, cin, macs = 28, 1, 0
-        for i in range(1, 20):
-            if i % 3 == 0:
-                size = -(-size // 2)
-            macs += size * size * 9 * cin * 4 * i
-            cin = 4 * i
-        return macs + size * size * cin * 100 + 100 * 10
-    raise ValueError(f"unknown model {name!r}")
-
-
-def train_flops(name):
-    """FLOPs of one training example: 3 × 2 × forward MACs."""
-    return 3 * 2 * forward_macs(name)
 
 
 def theoretical_peak():
@@ -84,14 +50,8 @@ def theoretical_peak():
 
 
 def main(argv):
-    if "--peak" not in argv:
-        print(__doc__)
-        for name in ("mlp", "deep-mlp", "lenet", "deep-cnn"):
-            print(f"{name:>9}: {forward_macs(name):>10,} MACs forward, "
-                  f"{train_flops(name) / 1e6:.2f} MFLOP per training example")
-        print(theoretical_peak()["derivation"])
-        return 0
-    emit({"theoretical": theoretical_peak()})
+    emit({"theoretical": theoretical_peak()}) if "--peak" in argv else print(
+        theoretical_peak()["derivation"])
     return 0
 
 

@@ -53,6 +53,10 @@ def bn_cost(rows_, side):
             for arm in BN_ARMS if arm in by_arm]
 
 
+def gflops(row, side):
+    return 6 * row["macs"] * row["batch_size"] / (row["ms"][side]["median"] / 1e3) / 1e9
+
+
 def faster_peer(row):
     peers = [s for s in ("keras-jax", "torch") if s in row["ms"]]
     if not peers:
@@ -113,7 +117,7 @@ def goals(results):
         ok = all((v["median"] if isinstance(v, dict) else v) <= goal["limit"] for _, v in values)
         out.append(f"- {goal['text']}: **{'met' if ok else 'not met'}**")
         for label, v in values:
-            out.append(f"  - {label}: " + (f"{spread(v)} (below {goal['limit']} in "
+            out.append(f"  - {label}: " + (f"{spread(v)} (≤ {goal['limit']}: "
                                            f"{win(v, goal['limit'])})" if isinstance(v, dict)
                                            else f"{v:.2f}"))
     return out + [""]
@@ -146,6 +150,14 @@ def peers_section(results):
                      f"{spread(fp)}" if fp else "—"])
     out += table(["experiment", "arm", *(f"{s} ms" for s in answer["sides"]),
                   *(f"bnlab ÷ {s}" for s in answer["sides"][1:]), "bnlab ÷ faster peer"], body)
+    rate = results["rates"]["matmul_gflops"]
+    out += ["Training rate: 6 × the Dense and Conv2D multiply-adds of an example × the batch ÷ the "
+            f"step (median), GFLOP/s, and bnlab's share of the host's BLAS rate ({rate:.0f} "
+            "GFLOP/s, 1024²):", ""]
+    out += table(["experiment", "arm", "MFLOP/example", *answer["sides"], "bnlab % of BLAS"],
+                 [[r["experiment"], r["arm"], f"{6 * r['macs'] / 1e6:.2f}",
+                   *(f"{gflops(r, s):.1f}" for s in answer["sides"]),
+                   f"{100 * gflops(r, 'bnlab') / rate:.0f} %"] for r in answer["rows"]])
     out += ["BN's cost on each side: the bn-placement BN arm ÷ the baseline arm, per round within "
             "the side's own process:", ""]
     body = []
@@ -172,6 +184,17 @@ def breakdown_section(results):
             cells += [f"{r['ms']:.3f}", f"{r['bound_ms']:.3f}" if r["bound_ms"] else "", ratio]
     out += table(head, [c + ["—"] * (len(head) - len(c)) for c in body.values()])
     rates = runs[0]["rates"]
+    parts = {r["part"]: r for r in runs[0]["rows"]}
+    base, bn = parts.get("products (baseline, 8)"), parts.get("products (BN arm, 9)")
+    kernels = [r["ms"] for name, r in parts.items() if name.startswith("BN ") and "keras" in name]
+    if base and bn and kernels:
+        out += [f"What BN costs here: with the input BN the step's products grow from "
+                f"{base['mflop']:.1f} to {bn['mflop']:.1f} MFLOP "
+                f"(+{100 * (bn['mflop'] / base['mflop'] - 1):.0f} %), because γ and β of the "
+                f"input BN need the first layer's input gradient, a product the baseline never "
+                f"computes: {bn['ms'] - base['ms']:.3f} ms a step at XLA's rate, against "
+                f"{sum(kernels):.3f} ms for Keras's three BN layers' own kernels "
+                f"({runs[0]['seeds']} seed(s)).", ""]
     return out + [f"Host rates in that process: BLAS {rates['matmul_gflops']:.0f} GFLOP/s "
                   f"(1024²), {rates['matmul32_gflops']:.0f} (32×784 @ 784×300); copy "
                   f"{rates['copy_gbps_cache']:.0f} GB/s in cache, "

@@ -2,8 +2,9 @@
 
     python bench/run.py [--out docs/performance.md] [--quick] [--only SECTIONS] [--budget MIN]
 
-It measures the host first (NumPy's matrix product and copy, ``common.host_rates``), sizes the
-sections' rounds, steps and timeouts from that to fit ``--budget`` minutes (default 14), prints
+It measures the host first (NumPy's matrix product and copy, ``common.host_rates``, and the load
+average: the share of the cores other work leaves), sizes the sections' rounds, steps and
+timeouts from that to fit ``--budget`` minutes (default 14), prints
 how long it expects to take, then runs the sections one after another, each child a fresh
 process (never two at once: they would share the cores). Every timing is one method, whole
 processes alternated (bench/alternate.py), except the breakdown's parts (one process, scans
@@ -71,7 +72,9 @@ REFERENCE_GFLOPS = 100.0  # NumPy's 32×784 @ 784×300 on the host the seconds a
 
 def plan(rates, sections, budget, quick):
     """{section: {"rounds", "scale", "expected"}} sized to this host and ``budget`` seconds."""
-    slow = max(0.5, REFERENCE_GFLOPS / rates["matmul32_gflops"])
+    # The fastest try says how fast the cores are; the load says how much of them is ours.
+    share = max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+    slow = min(8.0, max(0.5, REFERENCE_GFLOPS / max(rates["matmul32_gflops"], 1e-3)) * share)
     scale = 1.0 if quick else min(1.0, max(0.25, 1.0 / slow))
     out = {}
     for rounds in (3, 2):

@@ -1,39 +1,31 @@
 """Steady-state milliseconds per training step of the experiments' arms on ONE side, in this process.
 
-    python bench/steps.py --side {bnlab,keras-jax,keras-tf,torch} [--experiments a,b]
-        [--arms a,b] [--norm NORM] [--gradient closed-form] [--seeds K] [--blocks 3]
-        [--scale 1.0] [--quick] [--path auto|together]
+    python bench/steps.py --side {bnlab,keras-jax,keras-tf,torch} [--experiments a,b] [--arms a,b]
+        [--norm NORM] [--gradient closed-form] [--seeds K] [--blocks 3] [--scale 1.0] [--quick]
+        [--path auto|together]
 
-The child of bench/alternate.py: one framework alone in a fresh process, so that no other
-runtime's thread pool shares the cores with it (bench/tried.md: a second runtime in the process
-slowed PyTorch 2.1x). For every arm it builds the side's model, trains one untimed warm-up block
-(compiling, allocator, caches), then ``--blocks`` timed blocks of the same STEPS[model] × ``--scale``
-batches, and reports the median block's milliseconds per step. Every side trains the same first
-batches of the training split, with the arm's batch size, optimizer and loss.
+The child of bench/alternate.py: one framework alone in a fresh process (a second runtime's
+threads in the process slowed PyTorch 2.1x: bench/tried.md). For every arm: the side's model, one
+untimed warm-up block (compiling, caches), then ``--blocks`` timed blocks of the same
+STEPS[model] × ``--scale`` first batches of the training split, with the arm's batch size,
+optimizer and loss; the answer is the median block's ms per step.
 
-Sides:
-  bnlab      bnlab's default path, as ``bnlab run`` trains it: ``recipe.compile_model`` on the
-             backend bnlab picks (JAX), XLA's options from ``configure_xla``, and the loop
-             ``bnlab run`` picks: the steps in one compiled program (``bnlab.lab.multiseed``)
-             where ``trains_together`` says so, Keras ``fit`` otherwise. Run it without
-             KERAS_BACKEND. XLA's options differ for conv models, so given both kinds of
-             experiment it times each kind in a child process of its own.
-  keras-jax  the same architecture in Keras's own layers (``Conv2D``, ``MaxPooling2D``,
-             ``BatchNormalization`` for every BN arm, with the arm's renorm arguments), ``fit``,
-             XLA's default options. KERAS_BACKEND=jax.
-  keras-tf   the same plain Keras model with KERAS_BACKEND=tensorflow.
-  torch      the plain PyTorch twin (bench/torch_models.py), eager, a hand loop.
+Sides: ``bnlab``, bnlab's default path as ``bnlab run`` trains it (``recipe.compile_model``, XLA's
+options from ``configure_xla``, the steps in one compiled program where ``trains_together`` says
+so, Keras ``fit`` otherwise; run without KERAS_BACKEND; dense and conv experiments each in a child
+process of their own, since XLA's options are per process); ``keras-jax`` and ``keras-tf``, the
+same architecture in Keras's own layers (``BatchNormalization`` for every BN arm, with its renorm
+arguments), ``fit``, default options; ``torch``, the PyTorch twin (bench/torch_models.py), eager.
+``--norm`` replaces every BN arm's norm; ``--gradient closed-form`` builds bnlab's BatchNorm with
+that gradient; ``--seeds K`` trains K seeds together on bnlab's path (the K seeds' step);
+``--path together`` takes the seeds-together path for every arm.
 
-``--norm`` replaces every arm's norm (``keras``, ``scratch``, ``renorm``, ``ghost``; arms without
-BN are skipped); ``--gradient closed-form`` builds bnlab's BatchNorm with that gradient; ``--seeds
-K`` trains K seeds of each arm together on bnlab's path (the time is the K seeds' step);
-``--path together`` takes bnlab's seeds-together path for every arm.
-
-The answer (last stdout line) is JSON: {"side", "backend", "rows": [{experiment, arm, model, path,
-batch_size, steps, blocks_ms: [...], ms}]}.
+Answer (last stdout line): {"side", "backend", "rows": [{experiment, arm, model, path, batch_size,
+steps, blocks_ms, ms, macs}]}.
 """
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -161,7 +153,8 @@ def by_kind(names):
 
 def configs(names, steps_of, arms=None, norm=None):
     """(experiment, arm, config, steps) of the arms named ``arms`` (each experiment's own ones;
-    all when None), with ``norm`` in place of the arm's (arms without a norm skipped)."""
+    all when None), with ``norm`` in place of the arm's norm (arms without one kept as they are:
+    the baselines)."""
     from bnlab.lab import experiments
 
     for name in names:
@@ -172,11 +165,18 @@ def configs(names, steps_of, arms=None, norm=None):
             config = experiments.trial_config(
                 experiment, arm, 1, dataset="fashion_mnist",
                 **({"steps": 10} if experiment.steps else {"epochs": 1}))
-            if norm:
-                if config["model"].get("norm", "none") == "none":
-                    continue
+            if norm and config["model"].get("norm", "none") != "none":
                 config["model"] = {**config["model"], "norm": norm}
             yield experiment.name, arm.name, config, steps_of(config["model"]["name"])
+
+
+@functools.lru_cache
+def multiply_adds(name):
+    """Forward multiply-adds of one example through model ``name`` (its Dense and Conv2D)."""
+    from bnlab import models
+    from bnlab.lab import estimate
+
+    return estimate.multiply_adds(models.build(name, norm="none"))
 
 
 def closed_form_models():
@@ -210,7 +210,7 @@ def main(argv):
         parser.error(f"--side {args.side} needs KERAS_BACKEND={wanted}")
 
     import bnlab  # noqa: F401  (picks the default backend when KERAS_BACKEND is unset)
-    from bnlab.lab import train
+    from bnlab.lab import runtime
 
     kinds = by_kind(names)
     if args.side == "bnlab" and len(kinds) > 1:  # XLA's options differ by kind, once a process
@@ -226,9 +226,9 @@ def main(argv):
 
         backend = keras.backend.backend()
         if args.side == "bnlab":
-            train.configure_xla(vectorized=args.seeds > 1,
+            runtime.configure_xla(vectorized=args.seeds > 1,
                                 convolutional=any(conv for conv, _ in kinds))
-        train.enable_compilation_cache()
+        runtime.enable_compilation_cache()
     else:
         import torch
 
@@ -251,7 +251,7 @@ def main(argv):
         blocks_ms = time_block(block, args.blocks, steps)
         row = {"experiment": experiment, "arm": arm, "model": config["model"]["name"], "path": path,
                "batch_size": config["batch_size"], "steps": steps, "blocks_ms": blocks_ms,
-               "ms": median(blocks_ms)}
+               "ms": median(blocks_ms), "macs": multiply_adds(config["model"]["name"])}
         log(f"{args.side}: {experiment} / {arm}: {row['ms']:.2f} ms/step ({path})")
         rows.append(row)
     emit({"side": args.side, "backend": backend, "rows": rows})

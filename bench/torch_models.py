@@ -216,21 +216,22 @@ def forward_macs_by_hooks(model, name):
 
 def check(variants):
     """Rows (experiment, arm, keras counts, torch counts, ok) for every arm and scratch variant;
-    the analytic FLOPs of bench/flops.py are held against the module shapes at the same time."""
+    the multiply-adds bnlab counts (``bnlab.lab.estimate``) are held against the modules' shapes."""
     import keras  # noqa: F401  (the backend is whatever the environment chose: counts agree)
 
-    import flops
     from bnlab import models
+    from bnlab.lab import estimate
 
     rows = []
     for experiment, arm, spec in variants:
         spec = dict(spec)
         name = spec.pop("name")
-        keras_counts = tuple(int(c) for c in models.count_params(models.build(name, **spec)))
+        keras_model = models.build(name, **spec)
+        keras_counts = tuple(int(c) for c in models.count_params(keras_model))
         tmodel = build(name, **spec)
         torch_counts = count_params(tmodel)
         macs = forward_macs_by_hooks(tmodel, name)
-        ok = keras_counts == torch_counts and macs == flops.forward_macs(name)
+        ok = keras_counts == torch_counts and macs == estimate.multiply_adds(keras_model)
         rows.append({"experiment": experiment, "arm": arm, "keras": keras_counts,
                      "torch": torch_counts, "macs": macs, "ok": ok})
     return rows

@@ -12,6 +12,8 @@ STORE=${STORE:-runs/studies.sqlite}
 OUT=docs/studies
 QUICK_FLAG=()
 [ -n "${QUICK:-}" ] && QUICK_FLAG=(--quick)
+# SEEDS=5 runs every study with 5 seeds (default: each study's own, 3 unless its quick form says)
+[ -n "${SEEDS:-}" ] && QUICK_FLAG+=(--seeds "$SEEDS")
 mkdir -p "$OUT" "$(dirname "$STORE")"
 STUDIES=${STUDIES:-ioffe-fig1 precise-bn batch-size}
 touch "$OUT/RUN.txt"
@@ -19,10 +21,14 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 for study in $STUDIES; do
   begun=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   load_begun=$(load)
+  t0=$(date +%s)
   echo "studies: $study ${QUICK_FLAG[*]} ($begun)"
+  cpu0=$(awk '{print $14 + $15 + $16 + $17}' /proc/$$/stat)
   $PY -m bnlab.cli run "$study" "${QUICK_FLAG[@]}" --store "$STORE" --out "$OUT/$study" --quiet
+  cpu=$(( ($(awk '{print $14 + $15 + $16 + $17}' /proc/$$/stat) - cpu0) / $(getconf CLK_TCK) ))
   line="$study: ${QUICK_FLAG[*]:-full settings}; started $begun (load average $load_begun),"
-  line="$line finished $(date -u +%Y-%m-%dT%H:%M:%SZ) (load average $(load)); $(nproc) cores,"
+  line="$line finished $(date -u +%Y-%m-%dT%H:%M:%SZ) (load average $(load));"
+  line="$line $(( $(date +%s) - t0 )) s wall, $cpu s CPU (all cores); $(nproc) cores,"
   line="$line shared with other work unless the load says otherwise; store $STORE"
   (
     flock 9

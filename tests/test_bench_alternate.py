@@ -12,7 +12,8 @@ from goals import GOALS  # noqa: E402
 
 def fake_answers(ms_by_side, arm="a", experiment="e"):
     """{side: [ms of round 0, round 1, ...]} → the answers steps.py would give (one arm)."""
-    return {side: [{"rows": [{"experiment": experiment, "arm": arm, "ms": ms}]} for ms in values]
+    row = {"experiment": experiment, "arm": arm, "macs": 250_000, "batch_size": 32}
+    return {side: [{"rows": [{**row, "ms": ms}]} for ms in values]
             for side, values in ms_by_side.items()}
 
 
@@ -83,7 +84,8 @@ def peers_results(ms_by_arm):
     for arm, ms in ms_by_arm.items():
         rows += alternate.summarize(fake_answers(ms, arm, "bn-placement"))
     answer = {"sides": list(next(iter(ms_by_arm.values()))), "rounds": 2, "rows": rows}
-    return {"results": {"peers": [answer], "bn-cost": [answer]}, "errors": {}}
+    return {"results": {"peers": [answer], "bn-cost": [answer]}, "errors": {},
+            "rates": {"matmul_gflops": 96.0}}
 
 
 def test_the_peer_goal_divides_by_the_faster_peer_of_each_round():
@@ -94,6 +96,8 @@ def test_the_peer_goal_divides_by_the_faster_peer_of_each_round():
     assert r["rounds"] == [1 / 1.6, 0.8]
     text = "\n".join(report.peers_section(results))
     assert "| bn-placement | bn-after | 1.00 [1.00-1.00] | 1.62 [1.25-2.00] |" in text
+    # 6 × 250,000 multiply-adds × 32 examples in 1 ms: 48 GFLOP/s, half the BLAS's 96
+    assert "| bn-placement | bn-after | 1.50 | 48.0 | 29.5 | 26.7 | 50 % |" in text
 
 
 def test_bn_cost_is_each_side_against_its_own_baseline_per_round():

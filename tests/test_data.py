@@ -91,22 +91,27 @@ def test_read_idx_sniffs_gzip_without_suffix(tmp_path):
     np.testing.assert_array_equal(data.read_idx(path), np.arange(5))
 
 
+def gz(raw):
+    """gzip with a fixed header time, so that test ids are the same in every process (xdist)."""
+    return gzip.compress(raw, mtime=0)
+
+
 def corrupt_gzip(raw):
-    z = bytearray(gzip.compress(raw))
+    z = bytearray(gz(raw))
     z[len(z) // 2] ^= 0xFF
     return bytes(z)
 
 
 @pytest.mark.parametrize("name, content, words", [
-    ("magic.gz", gzip.compress(b"\x01\x02\x08\x01" + bytes(8)), "magic"),
+    ("magic.gz", gz(b"\x01\x02\x08\x01" + bytes(8)), "magic"),
     ("code", b"\x00\x00\x07\x01\x00\x00\x00\x01\x00", "data type code 0x07"),
     ("short", b"\x00\x00", "too short"),
-    ("header.gz", gzip.compress(b"\x00\x00\x08\x03\x00\x00\x00\x02"), "truncated header"),
-    ("trunc.gz", gzip.compress(idx_bytes(np.zeros((3, 4), np.uint8))[:-5]), "need 12 bytes"),
+    ("header.gz", gz(b"\x00\x00\x08\x03\x00\x00\x00\x02"), "truncated header"),
+    ("trunc.gz", gz(idx_bytes(np.zeros((3, 4), np.uint8))[:-5]), "need 12 bytes"),
     ("trunc-f4", idx_bytes(np.zeros(3, ">f4"))[:-1], "need 12 bytes of data, found 11"),
     ("trail", idx_bytes(np.zeros(3, np.uint8), trailing=b"xyz"), "3 unexpected trailing"),
     ("notgz.gz", b"this is not gzip", "gzip"),
-    ("cut.gz", gzip.compress(idx_bytes(np.zeros(100, np.uint8)))[:-12], "truncated"),
+    ("cut.gz", gz(idx_bytes(np.zeros(100, np.uint8)))[:-12], "truncated"),
     ("flip.gz", corrupt_gzip(idx_bytes(np.arange(4000, dtype=">i4"))), "gzip"),
 ])
 def test_read_idx_bad_files(tmp_path, name, content, words):

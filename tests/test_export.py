@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from bnlab.cli import main as cli_main
+from bnlab import paths
+from bnlab.lab import experiments
 from bnlab.results.export import TRIAL_TAG, export_mlflow, export_tensorboard, trial_folder
 from bnlab.results.store import INDEX_KEYS, Store
 
@@ -19,9 +21,11 @@ def main(*argv):
 
 
 def add_trial(store, arm, seed, *, epochs=3, steps=False):
-    cfg = {"experiment": "bn-placement", "arm": arm, "seed": seed, "epochs": epochs,
-           "dataset": "fashion_mnist",
-           "optimizer": {"name": "sgd", "learning_rate": 1e-3}, "limit": 1000}
+    exp = experiments.get("bn-placement")  # a real trial's config: bnlab reports only those
+    cfg = experiments.trial_config(exp, exp.arm(arm), seed, epochs=epochs, limit=1000,
+                                   dataset="fashion_mnist", backend="jax") if not steps else {
+        "experiment": "bn-placement", "arm": arm, "seed": seed, "dataset": "fashion_mnist",
+        "optimizer": {"name": "sgd", "learning_rate": 1e-3}, "limit": 1000}
     tid = store.start(cfg)
     rng = np.random.default_rng(seed)
     if steps:
@@ -82,11 +86,14 @@ def test_tensorboard_event_files_match_the_store_and_reexport_replaces(store, tm
     assert (tmp_path / "tb" / "bn-placement" / "bn-after" / "seed-2") in folders
     for trial, folder in zip(trials, folders):
         assert_same(read_events(folder), expected_scalars(store, trial))
+    (folders[0] / "notes.txt").write_text("mine")  # a user's file in a trial folder
     export_tensorboard(store, trials, tmp_path / "tb")  # again: the same points, not twice
     for trial, folder in zip(trials, folders):
-        assert len(list(folder.iterdir())) == 1
+        events = list(folder.glob("events.out.tfevents*"))
+        assert len(events) == 1 and events[0].name in paths.Manifest(folder).names()
         assert_same(read_events(folder), expected_scalars(store, trial))
-    assert not [p for p in (tmp_path / "tb").rglob(".*")]  # no temporary folder left
+    assert (folders[0] / "notes.txt").read_text() == "mine"  # bnlab did not write it: kept
+    assert {p.name for p in (tmp_path / "tb").rglob(".*")} == {paths.MANIFEST}  # no temporaries
 
 
 def test_tensorboard_step_based_trial_uses_steps(tmp_path):
@@ -127,7 +134,7 @@ def test_mlflow_runs_match_the_store_and_export_twice_creates_none(store, tmp_pa
         run = by_trial[trial.id]
         assert run.info.run_name == f"{trial.arm}/seed-{trial.seed}"
         assert run.data.params["arm"] == trial.arm and run.data.params["seed"] == str(trial.seed)
-        assert run.data.params["optimizer"] == '{"learning_rate": 0.001, "name": "sgd"}'
+        assert run.data.params["optimizer"] == '{"learning_rate": 0.001, "name": "SGD"}'
         got = {tag: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, tag)]
                for tag in expected_scalars(store, trial)}
         assert_same(got, expected_scalars(store, trial))
@@ -168,8 +175,12 @@ def test_cli_run_with_tensorboard_then_export_commands(tmp_path, monkeypatch, ca
     assert_same(read_events(tmp_path / "tb" / "bn-placement" / "bn-after" / "seed-1"), want)
     assert main("export", "tensorboard", "bn-placement", "tb2") == 0
     assert_same(read_events(tmp_path / "tb2" / "bn-placement" / "bn-after" / "seed-1"), want)
+    assert main("report", "bn-placement") == 0  # the figures the MLflow runs attach
+    report = tmp_path / "runs" / "bn-placement" / "report.md"
+    written = report.stat().st_mtime_ns
     assert main("export", "mlflow", "bn-placement", "--tracking-uri", mlflow_uri) == 0
     assert main("export", "mlflow", "bn-placement", "--tracking-uri", mlflow_uri) == 0
+    assert report.stat().st_mtime_ns == written  # export leaves the report alone
     out = capsys.readouterr().out
     assert "1 run(s) written, 0 already" in out and "0 run(s) written, 1 already" in out
     client, runs = mlflow_runs(mlflow_uri)

@@ -8,6 +8,7 @@ import pytest
 
 from scipy import stats
 
+from bnlab import paths as bnlab_paths
 from bnlab.results.report import (diff_ci, fmt_ci, mean_ci, summary_rows, text_table, verdict,
                                   write_report)
 from bnlab.results.store import Store
@@ -186,9 +187,13 @@ def test_step_report(store, tmp_path):
 
 
 def test_empty_experiment(store, tmp_path):
-    (tmp_path / "curves.png").write_bytes(b"stale")
     empty = {"name": "nothing-yet", "arms": [{"name": "a"}, {"name": "b"}],
              "comparisons": [{"a": "a", "b": "b"}]}
+    (tmp_path / "curves.png").write_bytes(b"not bnlab's")
+    with pytest.raises(bnlab_paths.PathError, match="bnlab did not write it"):
+        write_report(store, empty, tmp_path)
+    assert (tmp_path / "curves.png").read_bytes() == b"not bnlab's"
+    bnlab_paths.Manifest(tmp_path).wrote("curves.png")  # a stale figure of bnlab's own goes
     paths = write_report(store, empty, tmp_path)
     assert set(paths) == {"markdown", "html", "csv"} and not (tmp_path / "curves.png").exists()
     assert paths["csv"].read_text() == "trial,arm,seed\n"  # the header: no trials yet

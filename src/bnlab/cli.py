@@ -7,43 +7,86 @@
     bnlab export mlflow EXPERIMENT     its trials as MLflow runs (--tracking-uri)
     bnlab summary MODEL [options]      model.summary() and each BN layer's variables
     bnlab check MODEL [--data DATA]    diagnose a trained model's BN (.keras or .pt2; own data)
-    bnlab demo                         the main job: bn-placement on Fashion-MNIST, ~3 minutes
+    bnlab convert IN OUT               a PyTorch .pt2 to a Keras .keras or back, BN's conventions
+    bnlab demo                         the main job: bn-placement on Fashion-MNIST (says how long first)
     (EXPERIMENT: a built-in experiment's name, or a TOML file: bnlab.lab.experiment_file)
 
 User errors (``bnlab.errors.UserError``: unknown names, bad options, bad or missing data, a
-broken store) print one line and exit 2; any other exception is a bug and shows its traceback.
+broken store) print one line and exit 2, and so do the machine's refusals (a full disk, a
+read-only folder); any other exception is a bug and shows its traceback. Ctrl-C and SIGTERM end a
+command with one line and 130 or 143 (``bnlab.signals``); a run whose trials failed exits 1.
 """
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
 import bnlab  # noqa: F401  (chooses the default Keras backend before anything imports Keras)
 from bnlab.errors import UserError, one_line
 
-DEFAULT_STORE = Path("runs") / "bnlab.sqlite"
+RUNS = Path("runs")  # where bnlab writes by default: the store, reports, saved models, MLflow runs
+DEFAULT_STORE = RUNS / "bnlab.sqlite"
 LIST_FOLDER = Path("experiments")  # where `bnlab list` looks for TOML experiments by default
-# The main job: every arm of bn-placement on Fashion-MNIST at the seeds' 10 epochs, 3 seeds (about
-# 3 minutes on two cores with the JAX backend, the seeds of an arm trained together).
+# The main job: every arm of bn-placement on Fashion-MNIST at the seeds' 10 epochs, 3 seeds (the
+# seeds of an arm trained together); it says first how long it expects (bnlab.lab.estimate).
 DEMO = {"experiment": "bn-placement", "seeds": 3, "epochs": 10}
+MAX_SEEDS = 1000  # a sweep's seeds; more is a typo, and each is one trial per arm in the store
+FEW_TEST_IMAGES = 100  # below this, one image moves the test accuracy by more than a percent
 
 
 def main(argv=None):
+    from bnlab import signals
+
+    with signals.handling():  # Ctrl-C or SIGTERM: one line and 130/143, whenever it comes
+        return _main(argv, signals)
+
+
+def _main(argv, signals):
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
     try:
-        return args.func(args) or 0
-    except UserError as exc:
-        print(f"bnlab: error: {one_line(exc)}", file=sys.stderr)
-        return 2
+        code = args.func(args) or 0
     except KeyboardInterrupt:
-        print("\nbnlab: interrupted; finished trials are stored, run the same command again to "
-              "complete the rest", file=sys.stderr)
-        return 130
+        code = None
+    except UserError as exc:
+        if not signals.received():
+            return _error(one_line(exc))
+        code = None
+    except OSError as exc:  # the machine refused (full disk, read-only folder): not a bug of bnlab
+        if not signals.received():
+            return _error(_os_error(exc))
+        code = None
+    if signals.received() or code is None:  # a signal some library swallowed still ends the run
+        signum = signals.received() or signal.SIGINT
+        print(signals.message(signum), file=sys.stderr)
+        return signals.exit_code(signum)
+    return code
+
+
+def _error(message):
+    print(f"bnlab: error: {printable(message)}", file=sys.stderr)
+    return 2
+
+
+def printable(text):
+    """``text`` for the terminal: control characters (escape sequences, newlines) shown escaped."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(text))
+
+
+def _os_error(exc):
+    import errno
+
+    where = f"{exc.filename}: " if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return f"{where}the disk is full (no space left on device); free some space and run again"
+    if exc.errno == errno.EROFS:
+        return f"{where}the file system is read-only; choose a writable folder"
+    return f"{where}{exc.strerror or exc}"
 
 
 def _parser():
@@ -112,6 +155,12 @@ def _parser():
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_check)
 
+    p = sub.add_parser("convert", help="a PyTorch .pt2 (torch.export.save) to a Keras .keras, "
+                                       "or back; checked on a random batch")
+    p.add_argument("source", type=Path, help="IN.pt2 or IN.keras")
+    p.add_argument("target", type=Path, help="OUT.keras or OUT.pt2 (must not exist)")
+    p.set_defaults(func=cmd_convert)
+
     p = sub.add_parser("demo", help="the main job: bn-placement on Fashion-MNIST, then its report")
     p.add_argument("--store", type=Path, default=DEFAULT_STORE, help="results store (SQLite)")
     p.add_argument("--data-dir", type=Path, help="where the dataset files are")
@@ -120,6 +169,8 @@ def _parser():
 
 
 def _add_run_options(p):
+    from bnlab.lab import executors, multiseed, train
+
     p.add_argument("--arms", help="comma-separated arm names (default: all)")
     p.add_argument("--seeds", type=_positive, help="number of random seeds (default 3)")
     p.add_argument("--quick", action="store_true",
@@ -135,15 +186,17 @@ def _add_run_options(p):
     p.add_argument("--force", action="store_true", help="rerun trials already finished")
     p.add_argument("--no-report", action="store_true", help="do not write the report")
     p.add_argument("--save-models", action="store_true",
-                   help="keep each trial run as runs/EXPERIMENT/models/ARM-sSEED.keras")
+                   help="keep each trial run as OUT/models/ARM-sSEED.keras (OUT: --out, default "
+                        "runs/EXPERIMENT)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--tensorboard", type=Path, metavar="DIR",
                    help="also write the trials' scalars as TensorBoard event files under DIR")
-    p.add_argument("--path", choices=("auto", "together", "fit"), default="auto",
-                   help="auto: on JAX, the seeds of a dense model's arm train together as one "
-                        "compiled program, other trials with Keras's fit; together: every arm's "
-                        "seeds together (JAX); fit: each trial with Keras's fit (default auto)")
-    p.add_argument("--executor", choices=("process", "ray"), default="process",
+    p.add_argument("--path", choices=train.PATHS, default="auto",
+                   help="auto: on JAX, the seeds of an arm of "
+                        f"{', '.join(multiseed.VECTORIZED_MODELS)} train together as one compiled "
+                        "program, other trials with Keras's fit; together: every arm's seeds "
+                        "together (JAX); fit: each trial with Keras's fit (default auto)")
+    p.add_argument("--executor", choices=executors.EXECUTORS, default="process",
                    help="process: train in this process; ray: each trial (or seeds-together "
                         "group) as a Ray task (default process)")
     p.add_argument("--address", help="with --executor ray: the Ray cluster to join (default: "
@@ -178,12 +231,12 @@ def cmd_list(args):
     for exp in listed:
         length = f"{exp.steps} steps" if exp.steps else f"{exp.epochs} epochs"
         origin = exp.seed_source if exp.source else f"seed {exp.seed_source}"
-        print(f"{exp.source or exp.name:<{width}}  {origin:<14}  {exp.title}")
+        print(printable(f"{exp.source or exp.name:<{width}}  {origin:<14}  {exp.title}"))
         print(f"{'':<{width}}  arms: {', '.join(a.name for a in exp.arms)}; "
               f"{exp.dataset}, {exp.model}, {exp.optimizer['name']}, batch {exp.batch_size}, "
               f"{length}")
     for error in errors:
-        print(f"bnlab: error: {error}", file=sys.stderr)
+        _error(error)
     return 2 if errors else 0
 
 
@@ -203,11 +256,15 @@ def cmd_run(args):
     args.seeds = args.seeds or quick.get("seeds") or experiment.seeds or 3
     args.steps = args.steps or quick.get("steps")
     args.limit = args.limit or quick.get("limit")
+    if args.seeds > MAX_SEEDS:
+        raise UserError(f"--seeds {args.seeds}: at most {MAX_SEEDS} seeds (each is one trial per "
+                        "arm); a confidence interval needs a few, 3 to 10")
     if args.data_dir is not None and not args.data_dir.is_dir():
-        raise UserError(f"--data-dir {args.data_dir}: no such folder")
-    if args.address is not None and args.executor != "ray":
-        raise UserError("--address needs --executor ray")
-    report_dir = args.out or Path("runs") / experiment.name
+        raise UserError(f"--data-dir {args.data_dir}: " + (
+            "a file, not a folder" if args.data_dir.exists() else "no such folder"))
+    if args.tensorboard is not None:
+        _check_tensorboard_dir(args.tensorboard)
+    report_dir = args.out or _runs_folder(experiment)
     if not args.no_report:
         _check_writable(report_dir, "pass --no-report, or run from a writable folder")
     arms = experiments.select_arms(experiment, _split_names(args.arms) or quick.get("arms"))
@@ -225,6 +282,10 @@ def cmd_run(args):
     ]
     print(f"bnlab: {experiment.name}: {len(arms)} arm(s) x {args.seeds} seed(s) on "
           f"{configs[0]['dataset']} (backend {backend}); store {args.store}")
+    if args.limit and args.limit < FEW_TEST_IMAGES:
+        print(f"bnlab: warning: --limit {args.limit} scores each trial on at most {args.limit} "
+              f"test image(s): below {FEW_TEST_IMAGES} the test accuracy says little about the "
+              "model (one image moves it by more than a percent)", file=sys.stderr)
     datasets = None
     try:  # the data is checked before the store is opened: a bad --data-dir writes nothing
         if args.executor == "process":
@@ -234,32 +295,50 @@ def cmd_run(args):
             raise UserError(f"{exc} — or run this experiment on Fashion-MNIST instead: "
                             f"bnlab run {experiment.name} --dataset fashion_mnist") from None
         raise
-    with Store(args.store) as store:
-        executor = executors.make(args.executor, address=args.address, data_dir=args.data_dir,
-                                  progress=not args.quiet, datasets=datasets,
-                                  save_models=(Path("runs") / experiment.name / "models"
-                                               if args.save_models else None))
+    from bnlab import signals
+
+    # the executor first: a cluster that cannot be joined leaves no store behind
+    executor = executors.make(args.executor, address=args.address, data_dir=args.data_dir,
+                              progress=not args.quiet, datasets=datasets,
+                              save_models=((report_dir / "models").resolve()
+                                           if args.save_models else None))
+    with signals.writing(), Store(args.store) as store:
         run_trials(configs, store, force=args.force, data_dir=args.data_dir,
                    progress=not args.quiet, path=args.path, executor=executor)
-        _print_summary(store, experiment, configs)
-        if not args.no_report:
-            _write_report(store, experiment, configs, report_dir)
-        if args.tensorboard:
-            _export_tensorboard(store, _selection(store, experiment, configs), args.tensorboard)
+        failed = [t for t in map(store.get, map(store.trial_id, configs))
+                  if t is not None and t.status == "failed"]
+        if len(failed) < len(configs):
+            _print_summary(store, experiment, configs)
+            if not args.no_report:
+                _write_report(store, experiment, configs, report_dir)
+            if args.tensorboard:
+                _export_tensorboard(store, _selection(store, experiment, configs),
+                                    args.tensorboard)
+        if failed:
+            print(f"bnlab: {len(failed)} of {len(configs)} trial(s) failed (first: {failed[0].arm} "
+                  f"seed {failed[0].seed}: {printable(failed[0].error)}); run the same command "
+                  "again to retry them", file=sys.stderr)
+            return 1
 
 
 def cmd_report(args):
+    from bnlab import signals
+
     experiment = _experiment(args.experiment)
-    out = args.out or Path("runs") / experiment.name
+    out = args.out or _runs_folder(experiment)
     _check_writable(out, "choose another folder with --out")
-    with _existing_store(args.store, experiment) as store:
+    with signals.writing(), _existing_store(args.store, experiment) as store:
         _print_summary(store, experiment, None)
         _write_report(store, experiment, None, out)
 
 
 def cmd_export(args):
+    from bnlab import signals
+
     experiment = _experiment(args.experiment)
-    with _existing_store(args.store, experiment) as store:
+    if args.target == "tensorboard":
+        _check_tensorboard_dir(args.dir)
+    with signals.writing(), _existing_store(args.store, experiment) as store:
         trials = _selection(store, experiment, None)
         if not trials:
             raise UserError(f"no finished trials of {experiment.name} in {store.path}; run "
@@ -269,15 +348,22 @@ def cmd_export(args):
         from bnlab.results.export import DEFAULT_MLFLOW_URI, export_mlflow
 
         uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_MLFLOW_URI
-        report_dir = Path("runs") / experiment.name
-        _write_report(store, experiment, None, report_dir)
-        figures = sorted(report_dir.glob("*.png"))
+        figures = sorted(_runs_folder(experiment).glob("*.png"))  # the report's, if written
         try:
             done = export_mlflow(store, trials, uri, figures)
         except ImportError as exc:
             raise UserError(str(exc)) from None
         print(f"mlflow: {len(done['created'])} run(s) written, {len(done['unchanged'])} already "
               f"there and unchanged; tracking URI {uri}")
+        if not figures:
+            print(f"mlflow: no figures attached: `bnlab report {args.experiment}` writes them "
+                  f"into {RUNS / experiment.name}, for the next export")
+
+
+def _check_tensorboard_dir(out_dir):
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"cannot write TensorBoard files under {out_dir}: it is a file; give a "
+                        "folder")
 
 
 def _export_tensorboard(store, trials, out_dir):
@@ -325,10 +411,13 @@ def cmd_check(args):
 
     if not args.model.exists():
         raise UserError(f"no model file at {args.model}")
+    import keras
+
+    keras.utils.set_random_seed(0)  # dropout's masks in training mode: the same on every run
     model, names, layout = load_model.load(args.model)
     data = _check_data(args, model, layout)
     result = check.check(model, data.x_train, data.x_test, data.y_test,
-                         batch_size=args.batch_size, names=names)
+                         batch_size=args.batch_size, names=names, pytorch=layout == "nchw")
     result["data"] = data.notes
     if args.json:
         print(json.dumps(result, indent=1))
@@ -359,7 +448,29 @@ def _check_data(args, model, layout):
                                  layout=layout)
 
 
+def cmd_convert(args):
+    try:
+        from bnlab.tools.convert import files
+    except ImportError as exc:  # torch is an extra
+        raise UserError(f"bnlab convert needs PyTorch: pip install 'bnlab[torch]' ({exc})") from None
+    print("\n".join(files.convert_file(args.source, args.target)))
+
+
 def cmd_demo(args):
+    from bnlab import models
+    from bnlab.lab import estimate, experiments
+
+    experiment = experiments.get(DEMO["experiment"])
+    arms = len(experiment.arms)
+    examples = 60_000 - experiment.split.get("validation", 0)
+    expected, rate = estimate.seconds(models.build(experiment.model, norm="none"), examples,
+                                      DEMO["epochs"], DEMO["seeds"], arms)
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    busy = (f"; the load average is {load:.0f} on {cores} cores now, so it will take longer"
+            if load > cores else "")
+    print(f"bnlab demo: {experiment.name}, {arms} arms × {DEMO['seeds']} seeds × "
+          f"{DEMO['epochs']} epochs; this host multiplies at {rate:.0f} GFLOP/s, so expect about "
+          f"{expected / 60:.0f} minutes on idle cores{busy}", file=sys.stderr, flush=True)
     run_args = _parser().parse_args([
         "run", DEMO["experiment"], "--seeds", str(DEMO["seeds"]), "--epochs", str(DEMO["epochs"]),
         "--store", str(args.store),
@@ -400,7 +511,15 @@ def _existing_store(path, experiment):
     if not path.exists():
         raise UserError(f"no results store at {path}; run "
                         f"`bnlab run {experiment.source or experiment.name}` first")
-    return Store(path, create=False)
+    return Store(path, create=False, read_only=True)
+
+
+def _runs_folder(experiment, *parts):
+    """``runs/NAME/...``, refused unless it lies under ``runs/`` (``bnlab.paths.inside``)."""
+    from bnlab import paths
+
+    paths.inside("runs", experiment.name, *parts)
+    return Path("runs", experiment.name, *parts)
 
 
 def _split_names(text):
@@ -413,7 +532,11 @@ def _split_names(text):
 
 
 def _check_writable(folder, fix):
-    """Refuse, before any training, a report folder that is a file or cannot be written."""
+    """Refuse, before any training, a report folder that is a file, cannot be written, or holds
+    report files bnlab did not write (``bnlab.results.report.check_folder``)."""
+    from bnlab.results import report
+
+    report.check_folder(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{folder} is a file, not a folder, so it cannot hold the report; {fix}")
     existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
@@ -430,11 +553,28 @@ def _selection(store, experiment, configs):
     if configs is not None:
         ids = {store.trial_id(c) for c in configs}
         return [t for t in trials if t.id in ids]
+    trials = _of_this_configuration(store, experiment, trials)
     if not trials:
         return []
     newest = max(trials, key=lambda t: t.finished_at or "")
     key = _settings(experiment, newest.config)
     return [t for t in trials if _settings(experiment, t.config) == key]
+
+
+def _of_this_configuration(store, experiment, trials):
+    """The trials of ``experiment`` as it is defined now: another experiment with the same name
+    (another file, or arms defined otherwise) is never pooled with it; when it is all the store
+    has, the report is refused."""
+    from bnlab.lab import experiments
+
+    ours = [t for t in trials if experiments.same_configuration(experiment, t.config)]
+    if trials and not ours:
+        raise UserError(f"the {len(trials)} trial(s) named {experiment.name!r} in {store.path} "
+                        f"were run with another configuration than "
+                        f"{experiment.source or 'the built-in experiment'} (another file or version "
+                        "with this name); bnlab does not pool them: run this one, or give it its "
+                        "own name")
+    return ours
 
 
 # What an arm sets for itself: its model, and in the studies its batch size, with the learning
@@ -459,6 +599,11 @@ def _print_summary(store, experiment, configs):
         raise UserError(f"no finished trials of {experiment.name} in {store.path}; run "
                         f"`bnlab run {experiment.name}` first")
     rows = report.summary_rows(store, _spec(experiment, trials=trials), trials=trials)
+    others = len(store.trials(experiment.name)) - len(trials)
+    if configs is None and others:
+        print(f"bnlab: note: {others} other trial(s) named {experiment.name!r} in {store.path} "
+              "(other settings, or another experiment of this name) are not in this report",
+              file=sys.stderr)
     print()
     print(report.text_table(rows))
     for trial in trials:

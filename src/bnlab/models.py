@@ -4,7 +4,9 @@
 
 ``name``       ``"mlp"`` (seeds 000, 004), ``"deep-mlp"`` (seed 002), ``"lenet"`` (seed 001),
                ``"deep-cnn"`` (seed 003), ``"study-cnn"`` (the batch-size study's small CNN),
-               ``"sigmoid-mlp"`` (the ioffe-fig1 study's net).
+               ``"sigmoid-mlp"`` (the ioffe-fig1 study's net), ``"relu-mlp"`` (the depth-at-init
+               study's net, ``depth`` hidden layers of ``units``: ``SIZED``), ``"dropout-mlp"``
+               (the dropout-variance-shift study's net).
 ``norm``       the normalization after each hidden layer (``NORMS``):
 
     none     no normalization (the seeds' baselines)
@@ -32,6 +34,21 @@
                ``renorm_relaxation`` (renorm's schedule), ``virtual_batch_size`` (ghost, and
                renorm over groups), ``groups`` (group), ``epsilon`` (group, layer). ``momentum=``/``epsilon=`` given to ``build`` itself are shorthands for them.
 
+The literature studies' features (``FEATURES``: which models take each; a ValueError otherwise):
+
+``train``      what trains: ``"all"`` (default); ``"norm"``, only the norm layers' γ and β, every
+               other weight frozen at its initial value (Frankle et al. 2021); ``"norm+head"``,
+               γ, β and the last Dense layer; ``"two-per-channel"``, the control for ``"norm"``:
+               two random kernel entries per conv output channel (``ChannelTunedConv2D``), as
+               many parameters as γ and β, and nothing else (study CNN).
+``bn_mode``    ``"train"`` (default); ``"frozen"``, FrozenBN: Keras's ``trainable=False``,
+               moving statistics and fixed γ, β; ``"moving"``, moving statistics, γ and β
+               trained (``MovingStatisticsBN``, norm ``"scratch"``).
+``width``      the study CNN's channels times this (16w, 32w, 64w; default 1).
+``dropout``    the dropout MLP's dropout (Li et al. 2019): ``"before-bn"``, Dropout in front of
+               every hidden Dense → BN but the first; ``"after-bn"``, one Dropout after the last
+               BN block, before the classifier; ``dropout_rate`` (default 0.5).
+
 Convolutions and max pooling are ``bnlab.layers.fast_conv``' ``Conv2D`` and ``MaxPooling2D``: Keras's
 layers, with the same weights and outputs, whose gradients run faster on JAX on the CPU.
 
@@ -46,7 +63,7 @@ import keras
 
 from bnlab.errors import UserError
 from bnlab.layers.fast_conv import Conv2D, MaxPooling2D
-from bnlab.layers import BatchNorm, ghost, renorm
+from bnlab.layers import BatchNorm, ChannelTunedConv2D, MovingStatisticsBN, ghost, renorm
 
 NORMS = ("none", "keras", "scratch", "renorm", "ghost", "group", "layer")
 BATCH_NORMS = ("keras", "scratch", "renorm", "ghost")  # those with moving statistics
@@ -64,6 +81,13 @@ NORM_OPTIONS = {
 GHOST_VIRTUAL_BATCH_SIZE = 8
 MAX_GROUPS = 32
 PLACEMENTS = ("after", "before")
+TRAIN = ("all", "norm", "norm+head", "two-per-channel")
+BN_MODES = ("train", "frozen", "moving")
+DROPOUTS = ("before-bn", "after-bn")
+# The features of build(**features) (see the module docstring), the models that take each
+# (None: every model), and the default that changes nothing.
+FEATURES = {"train": (None, "all"), "bn_mode": (None, "train"), "width": (("study-cnn",), 1),
+            "dropout": (("dropout-mlp",), "before-bn"), "dropout_rate": (("dropout-mlp",), 0.5)}
 INPUT_SHAPE = (28, 28)
 NUM_CLASSES = 10
 
@@ -75,10 +99,15 @@ LOSSES = {
     "deep-cnn": "sigmoid_cross_entropy",  # seed 003: sigmoid cross-entropy on one-hot labels
     "study-cnn": "sparse_categorical_crossentropy",
     "sigmoid-mlp": "sparse_categorical_crossentropy",
+    "relu-mlp": "sparse_categorical_crossentropy",
+    "dropout-mlp": "sparse_categorical_crossentropy",
 }
 # Where each model puts the norm when placement=None: the seed's own choice.
 OWN_PLACEMENT = {"mlp": "after", "deep-mlp": "after", "lenet": "before", "deep-cnn": "before",
-                 "study-cnn": "before", "sigmoid-mlp": "before"}
+                 "study-cnn": "before", "sigmoid-mlp": "before", "relu-mlp": "before",
+                 "dropout-mlp": "before"}
+# The models built at any depth and width: build(name, depth=, units=) (their defaults).
+SIZED = {"relu-mlp": {"depth": 20, "units": 256}}
 
 
 # ``init`` of the sigmoid MLP: Keras's default, or Ioffe & Szegedy's "small random Gaussian"
@@ -87,7 +116,7 @@ INITS = {"glorot": "glorot_uniform", "gaussian": {"class_name": "RandomNormal",
 
 
 def build(name, *, norm="keras", placement=None, activation=None, momentum=None, epsilon=None,
-          norm_options=None, seed=None, init=None):
+          norm_options=None, seed=None, init=None, depth=None, units=None, **features):
     """Build one of the models; see the module docstring for the arguments.
 
     ``activation`` overrides the model's own (seed 000's BN-before MLP uses ``"elu"``);
@@ -95,7 +124,8 @@ def build(name, *, norm="keras", placement=None, activation=None, momentum=None,
     layer: 0.9 and 1e-5; Keras's defaults 0.99 and 1e-3 otherwise); ``seed`` seeds the weight
     initializers, so the same seed builds the same weights. ``init`` (the sigmoid MLP only):
     its Dense kernels' initializer, ``INITS``: "glorot" (Keras's default) or "gaussian"
-    (N(0, 0.01²), the paper's "small random Gaussian").
+    (N(0, 0.01²), the paper's "small random Gaussian"). ``depth`` and ``units``: the size of
+    a ``SIZED`` model (hidden layers, units per layer).
     """
     if name not in BUILDERS:
         raise UserError(f"unknown model {name!r}; known models: {', '.join(BUILDERS)}")
@@ -107,14 +137,84 @@ def build(name, *, norm="keras", placement=None, activation=None, momentum=None,
     if init is not None and (name != "sigmoid-mlp" or init not in INITS):
         raise ValueError(f"init {init!r}: only the sigmoid-mlp takes one, among "
                          f"{', '.join(INITS)}")
+    sizes = _check_sizes(name, depth=depth, units=units)
+    features = check_features(name, norm, features)
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
-    norms = _Norms(norm, options)
-    extra = {"init": INITS[init]} if init else {}
+    norms = _Norms(norm, options, moving=features["bn_mode"] == "moving")
+    own = {k: v for k, v in features.items() if FEATURES[k][0] is not None}
+    if name == "study-cnn":
+        own["tuned"] = features["train"] == "two-per-channel"
+    if init:
+        own["init"] = INITS[init]
     model = BUILDERS[name](norms if norm != "none" else None,
-                           placement or OWN_PLACEMENT[name], activation, **extra)
+                           placement or OWN_PLACEMENT[name], activation, **sizes, **own)
     norms.check(name)
+    _set_trainable(model, features["train"], features["bn_mode"])
     return model
+
+
+def _check_sizes(name, **sizes):
+    given = {k: v for k, v in sizes.items() if v is not None}
+    if name not in SIZED:
+        if given:
+            raise UserError(f"model {name!r} has a fixed size; depth and units are for "
+                             f"{', '.join(SIZED)}")
+        return {}
+    for key, value in given.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UserError(f"{key} must be a positive int, got {value!r}")
+    return {**SIZED[name], **given}
+
+
+def check_features(name, norm, features):
+    """``features`` with the defaults filled in, each checked against the model and norm."""
+    for key in features:
+        if key not in FEATURES:
+            raise ValueError(f"unknown model feature {key!r}; known: {', '.join(FEATURES)}")
+        models = FEATURES[key][0]
+        if models is not None and name not in models:
+            raise ValueError(f"model feature {key!r} is for {', '.join(models)}, not {name!r}")
+    features = {key: features.get(key, default) for key, (models, default) in FEATURES.items()
+                if models is None or name in models}
+    for key, allowed in (("train", TRAIN), ("bn_mode", BN_MODES), ("dropout", DROPOUTS)):
+        if key in features and features[key] not in allowed:
+            raise ValueError(f"unknown {key} {features[key]!r}; choose one of "
+                             f"{', '.join(allowed)}")
+    if features["train"] == "two-per-channel" and name != "study-cnn":
+        raise ValueError("train='two-per-channel' is for the study-cnn only")
+    if features["bn_mode"] == "moving" and norm != "scratch":
+        raise ValueError("bn_mode='moving' needs norm='scratch' (bnlab's BatchNorm)")
+    if features["bn_mode"] != "train" and norm not in BATCH_NORMS:
+        raise ValueError(f"bn_mode={features['bn_mode']!r} needs a BN norm, not {norm!r}")
+    width = features.get("width", 1)
+    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+        raise ValueError(f"width must be a positive int, got {width!r}")
+    rate = features.get("dropout_rate", 0.5)
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout_rate must be in [0, 1), got {rate!r}")
+    return features
+
+
+NORM_LAYERS = (keras.layers.BatchNormalization, BatchNorm, keras.layers.GroupNormalization,
+               keras.layers.LayerNormalization)
+
+
+def _set_trainable(model, train, bn_mode):
+    """Freeze what ``train`` and ``bn_mode`` leave out (their docstring)."""
+    norms = [layer for layer in model.layers if isinstance(layer, NORM_LAYERS)]
+    if train in ("norm", "norm+head"):
+        head = model.layers[-1] if train == "norm+head" else None
+        for layer in model.layers:
+            if layer not in norms and layer is not head:
+                layer.trainable = False
+    elif train == "two-per-channel":  # the tuned convs freeze their own kernels
+        for layer in model.layers:
+            if not isinstance(layer, ChannelTunedConv2D):
+                layer.trainable = False
+    if bn_mode == "frozen":
+        for layer in norms:
+            layer.trainable = False
 
 
 def check_norm_options(norm, momentum=None, epsilon=None, norm_options=None):
@@ -146,8 +246,8 @@ class _Norms:
     (N, H, W, C) output, else (N, C)), with the norm's options; a GroupNormalization whose
     ``groups`` does not divide its channels is recorded, and ``check`` names them all."""
 
-    def __init__(self, norm, options):
-        self.norm, self.options = norm, options
+    def __init__(self, norm, options, moving=False):
+        self.norm, self.options, self.moving = norm, options, moving
         self.channels, self.undivided = [], []
 
     def __call__(self, channels, spatial=False):
@@ -156,7 +256,7 @@ class _Norms:
         if self.norm == "keras":
             return keras.layers.BatchNormalization(**options)
         if self.norm == "scratch":
-            return BatchNorm(**options)
+            return MovingStatisticsBN(**options) if self.moving else BatchNorm(**options)
         if self.norm == "renorm":
             return BatchNorm(renorm=True, **options)
         if self.norm == "ghost":
@@ -268,23 +368,28 @@ def _deep_cnn(make_norm, placement, activation):
     return keras.Sequential(layers, name=_model_name("deep_cnn", make_norm, placement))
 
 
-def _study_cnn(make_norm, placement, activation):
-    """The batch-size study's small CNN (issue 10; no seed has it): 28×28×1 → Conv 16@3×3 → norm
+def _study_cnn(make_norm, placement, activation, width=1, tuned=False):
+    """The batch-size study's small CNN (no seed has it): 28×28×1 → Conv 16@3×3 → norm
     → relu → maxpool 2 → Conv 32@3×3 → norm → relu → maxpool 2 → Conv 64@3×3 → norm → relu →
     global average pooling → Dense 10 softmax (shapes 28×28×16, 14×14×32, 7×7×64, 64, 10; "same"
     padding). Small enough for batches of 2 on a CPU, with a norm after every conv and no Dense
     hidden layer, so that the norm under study is the only one in the net. Convolutions carry a
     bias only where no norm follows them directly (norm "none", or placement "after").
+    ``width`` multiplies the channels; ``tuned``: the convs are ``ChannelTunedConv2D`` (two
+    trainable kernel entries per channel, its random positions fixed by the layer's index).
     """
     activation = activation or "relu"
     use_bias = make_norm is None or placement == "after"
     layers = [keras.Input(INPUT_SHAPE + (1,))]
-    for filters, after_pooling in ((16, False), (32, True), (64, True)):
+    for i, (filters, after_pooling) in enumerate(((16, False), (32, True), (64, True))):
         if after_pooling:
             layers.append(MaxPooling2D(2, 2))
-        conv = Conv2D(filters, 3, padding="same", use_bias=use_bias,
-                      input_gradient="scatter" if after_pooling else "sum")
-        layers += _norm_block(conv, filters, make_norm, placement, activation, spatial=True)
+        tuning = {"tuned": 2, "tuned_seed": i} if tuned else {}
+        channels = filters * width
+        conv = (ChannelTunedConv2D if tuned else Conv2D)(
+            channels, 3, padding="same", use_bias=use_bias,
+            input_gradient="scatter" if after_pooling else "sum", **tuning)
+        layers += _norm_block(conv, channels, make_norm, placement, activation, spatial=True)
     layers += [keras.layers.GlobalAveragePooling2D(),
                keras.layers.Dense(NUM_CLASSES, activation="softmax")]
     return keras.Sequential(layers, name=_model_name("study_cnn", make_norm, placement))
@@ -304,6 +409,40 @@ def _sigmoid_mlp(make_norm, placement, activation, init="glorot_uniform"):
     layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax",
                                      kernel_initializer=keras.initializers.get(init)))
     return keras.Sequential(layers, name=_model_name("sigmoid_mlp", make_norm, placement))
+
+
+def _dropout_mlp(make_norm, placement, activation, dropout="before-bn", dropout_rate=0.5):
+    """Li et al. (2019)'s setting: Flatten → 4 × (Dense 256 → norm → relu) → Dense 10 softmax,
+    the Dense layers without bias where a norm follows. ``dropout="before-bn"``: Dropout in
+    front of the 2nd, 3rd and 4th Dense (so BN sees dropout's training-time variance);
+    ``"after-bn"``: one Dropout after the last block only, where no BN follows it."""
+    activation = activation or "relu"
+    use_bias = make_norm is None or placement == "after"
+    layers = [keras.Input(INPUT_SHAPE), keras.layers.Flatten()]
+    for i in range(4):
+        if dropout == "before-bn" and i > 0:
+            layers.append(keras.layers.Dropout(dropout_rate))
+        layers += _norm_block(keras.layers.Dense(256, use_bias=use_bias), 256, make_norm,
+                              placement, activation)
+    if dropout == "after-bn":
+        layers.append(keras.layers.Dropout(dropout_rate))
+    layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax"))
+    return keras.Sequential(layers, name=_model_name("dropout_mlp", make_norm, placement))
+
+
+def _relu_mlp(make_norm, placement, activation, depth, units):
+    """Yang et al. (2019)'s fully connected net: Flatten → depth × (Dense units → norm → relu)
+    → Dense 10 softmax, no skip connections, He-normal kernels (the variance that keeps a ReLU
+    net without BN at the edge of chaos, so its gradients neither vanish nor explode with depth;
+    BN makes the kernels' scale irrelevant). No bias where a norm follows directly."""
+    activation = activation or "relu"
+    use_bias = make_norm is None or placement == "after"
+    layers = [keras.Input(INPUT_SHAPE), keras.layers.Flatten()]
+    for _ in range(depth):
+        dense = keras.layers.Dense(units, use_bias=use_bias, kernel_initializer="he_normal")
+        layers += _norm_block(dense, units, make_norm, placement, activation)
+    layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax"))
+    return keras.Sequential(layers, name=_model_name("relu_mlp", make_norm, placement))
 
 
 def _norm_block(layer, channels, make_norm, placement, activation, spatial=False):
@@ -339,5 +478,6 @@ def count_params(model):
 
 
 BUILDERS = {"mlp": _mlp, "deep-mlp": _deep_mlp, "lenet": _lenet, "deep-cnn": _deep_cnn,
-            "study-cnn": _study_cnn, "sigmoid-mlp": _sigmoid_mlp}
+            "study-cnn": _study_cnn, "sigmoid-mlp": _sigmoid_mlp, "relu-mlp": _relu_mlp,
+            "dropout-mlp": _dropout_mlp}
 CONVOLUTIONAL = ("lenet", "deep-cnn", "study-cnn")  # the models with convolutions

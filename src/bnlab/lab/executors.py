@@ -20,17 +20,32 @@ keeps it for its later tasks. A config fully describes its trial, so nothing but
 results crosses the network; shipping the arrays through the object store would copy tens of MB
 to every node for each run and tie the workers to the driver's files. A worker that dies is
 retried once by Ray (``max_retries=1``); a task that still fails comes back as an ``error``
-string: the driver marks its trials failed with it and the sweep goes on.
+string: the driver marks its trials failed with it and the sweep goes on (``bnlab run`` then
+exits 1 and says how many failed).
+
+Joining a cluster (``address``) is bounded: the address must accept a connection within
+:data:`CONNECT_TIMEOUT` seconds, and a refusal (a cluster with token authentication, which
+``ray start --head`` turns on since Ray 2.5x, joined without ``RAY_AUTH_MODE=token``) comes back
+within about 20 s as one line saying what to do. The local Ray bnlab starts ends with the driver:
+``ray.shutdown`` on a normal exit, and a watchdog process (:func:`watch`) kills what is left of it
+(Ray's agents outlive a driver killed with ``kill -9``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import subprocess
+import sys
+import time
 import traceback
 from collections import deque
 from pathlib import Path
 
 from bnlab.errors import UserError
+
+CONNECT_TIMEOUT = 15.0  # seconds for a cluster's address (--address) to accept a connection
 
 
 class InProcess:
@@ -63,12 +78,16 @@ _WORKER_DATASETS = {}  # a Ray worker's loaded datasets, kept for its next tasks
 
 
 def _train_on_worker(group, together, data_dir, save_models):
+    import ray
+
     from bnlab.lab import runtime, train
 
     runtime.configure_xla(vectorized=together, convolutional=runtime.trains_convolutions(group))
     runtime.enable_compilation_cache()
-    return train.train_unit(group, together, _WORKER_DATASETS, data_dir, progress=False,
-                            save_models=save_models)
+    outcomes = train.train_unit(group, together, _WORKER_DATASETS, data_dir, progress=False,
+                                save_models=save_models)
+    node = ray.get_runtime_context().get_node_id()  # which machine trained it, in the results
+    return [(history, {**results, "ray_node": node}) for history, results in outcomes]
 
 
 class RayExecutor:
@@ -83,13 +102,13 @@ class RayExecutor:
             raise UserError("--executor ray needs Ray: pip install 'bnlab[ray]'") from None
         self.ray = ray
         if not ray.is_initialized():
-            if address:  # a cluster's workers get the driver's backend; local ones inherit it
-                ray.init(address=address, runtime_env={"env_vars": {
-                    "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "jax")}},
-                    log_to_driver=False, logging_level="ERROR")
+            if address:
+                _join(ray, address)
             else:
-                ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-                         log_to_driver=False, logging_level="ERROR")
+                _start_watchdog()  # first: it sees Ray's processes as they start
+                # "local": a Ray of its own, even where `ray start` left a cluster on this machine
+                ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
+                         include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         self.cpus_per_task = cpus_per_task
         self.slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_task))
         self._task = ray.remote(_train_on_worker).options(num_cpus=cpus_per_task, max_retries=1)
@@ -120,6 +139,82 @@ class RayExecutor:
         self._pending.clear()
 
 
+def _join(ray, address, timeout=CONNECT_TIMEOUT):
+    """``ray.init(address=...)``, bounded (see the module's docstring); UserError in one line."""
+    fix = ("give the address `ray start --head` printed (HOST:6379), and for a cluster with token "
+           "authentication set RAY_AUTH_MODE=token (its token in ~/.ray/auth_token or "
+           "RAY_AUTH_TOKEN)")
+    if address != "auto":
+        host, _, port = address.split("://", 1)[-1].rpartition(":")
+        if not port.isdigit():
+            raise UserError(f"--address {address}: expected HOST:PORT or ray://HOST:PORT; {fix}")
+        try:
+            socket.create_connection((host or "127.0.0.1", int(port)), timeout).close()
+        except OSError as exc:
+            raise UserError(f"--address {address}: no Ray cluster answered within {timeout:.0f} s "
+                             f"({exc.strerror or exc}); {fix}") from None
+    try:  # a cluster's workers get the driver's backend; local ones inherit it
+        with _quiet_stderr():  # Ray's C++ client logs each retry there
+            ray.init(address=address, runtime_env={"env_vars": {
+                "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "jax")}},
+                log_to_driver=False, logging_level="ERROR")
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise UserError(f"--address {address}: could not join the Ray cluster ({reason}); "
+                         f"{fix}") from None
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """File descriptor 2 to /dev/null within the block (native code's logs included)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _start_watchdog():
+    """A process that kills this driver's local Ray once the driver is gone (:func:`watch`)."""
+    subprocess.Popen([sys.executable, "-c", "from bnlab.lab.executors import watch; "
+                      f"watch({os.getpid()})"], stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def watch(driver, every=1.0):
+    """Remember the descendants of process ``driver`` while it lives; when it has gone, kill those
+    still running (a pid is matched with its start time, so a reused one is spared)."""
+    import psutil
+
+    known = {}
+    try:
+        parent = psutil.Process(driver)
+        while parent.is_running() and parent.status() != psutil.STATUS_ZOMBIE:
+            for child in parent.children(recursive=True):
+                if child.pid != os.getpid():
+                    known.setdefault(child.pid, child)
+            time.sleep(every)
+    except psutil.NoSuchProcess:
+        pass
+    alive = [p for p in known.values() if p.is_running()]  # is_running checks the start time
+    for process in alive:
+        try:
+            process.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, left = psutil.wait_procs(alive, timeout=5)
+    for process in left:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
 EXECUTORS = ("process", "ray")
 
 
@@ -127,7 +222,7 @@ def make(name, *, address=None, data_dir=None, progress=True, datasets=None, sav
     """The executor called ``name`` (one of :data:`EXECUTORS`)."""
     if name == "process":
         if address is not None:
-            raise UserError("--address is for --executor ray")
+            raise UserError("--address needs --executor ray")
         return InProcess(data_dir, progress=progress, datasets=datasets, save_models=save_models)
     if name == "ray":
         return RayExecutor(address, data_dir, save_models=save_models)

@@ -40,6 +40,10 @@ A file names the experiment and fixes what ``bnlab.lab.experiments.Experiment`` 
     paper = "23.6 % -> 34.7 %"           # the paper's own figure, as text
     otherwise = "..."                    # optional: the likely reason, should it not appear
 
+The experiment's and the arms' names become folder and file names (``runs/NAME/``, saved models,
+TensorBoard folders), so each must be one plain file name (``bnlab.paths.check_name``: not empty,
+no '/' or '\\', no leading dot, no control characters, at most 100 bytes).
+
 Every mistake raises ``FileError``, one line naming the file, the key and the allowed values; a
 file that loads is a valid experiment, so nothing is run or written before it is checked.
 """
@@ -50,6 +54,7 @@ from pathlib import Path
 
 from bnlab import data as bndata
 from bnlab import models
+from bnlab import paths
 from bnlab.errors import UserError
 from bnlab.lab.experiments import EXPERIMENTS, Arm, Experiment
 from bnlab.results import claims as claim_spec
@@ -138,9 +143,16 @@ class _Checker:
         if value <= 0:
             self.fail(name, f"must be positive, got {value!r}")
 
+    def file_name(self, key, name, what="the name"):
+        """A name that becomes a folder or file name (``bnlab.paths.check_name``)."""
+        try:
+            return paths.check_name(name, what)
+        except paths.PathError as exc:
+            self.fail(key, str(exc))
+
     def experiment(self, doc):
         self.table(doc, TOP_KEYS, required=("name", "model", "optimizer", "batch_size"))
-        name = doc["name"]
+        name = self.file_name("name", doc["name"])
         if name in EXPERIMENTS:
             self.fail("name", f"{name!r} is a built-in experiment; choose another name")
         self.choice("model", doc["model"], tuple(models.BUILDERS))
@@ -198,6 +210,7 @@ class _Checker:
             self.fail("arms", "no arms: give [[arms]] tables or a [grid]")
         names = [arm.name for arm in arms]
         for name in names:
+            self.file_name("arms", name, "arm name")
             if names.count(name) > 1 or "," in name:
                 self.fail("arms", f"arm name {name!r} is repeated or holds a comma")
         return tuple(arms)

@@ -7,7 +7,7 @@ overrides) into the plain dict that describes a trial completely and is stored w
 """
 
 from bnlab.errors import UserError
-from bnlab.lab import seed_figures, studies
+from bnlab.lab import literature, seed_figures, studies
 from bnlab.lab.spec import Arm, Experiment  # noqa: F401  (the names others import from here)
 from bnlab.results import claims
 
@@ -142,7 +142,7 @@ _register(Experiment(
 
 
 
-for _study in studies.STUDIES:
+for _study in studies.STUDIES + literature.STUDIES:
     _register(_study)
 _register(studies.CNN_BATCHES)
 
@@ -179,8 +179,8 @@ def trial_config(experiment, arm, seed, *, dataset=None, epochs=None, steps=None
     optimizer = dict(experiment.optimizer)
     if ratio != 1:
         optimizer["learning_rate"] = experiment.optimizer["learning_rate"] * ratio
-    if "learning_rate" in arm.training:
-        optimizer["learning_rate"] = arm.training["learning_rate"]
+    # the arm's own optimizer arguments (learning_rate, and the studies' weight_decay, ...)
+    optimizer.update({k: v for k, v in arm.training.items() if k != "batch_size"})
     config = {
         "experiment": experiment.name,
         "arm": arm.name,
@@ -210,6 +210,24 @@ def trial_config(experiment, arm, seed, *, dataset=None, epochs=None, steps=None
     if experiment.precise_samples:
         config["precise_samples"] = list(experiment.precise_samples)
     return config
+
+
+# What an experiment's definition fixes in a trial's config; the rest (dataset, epochs or steps,
+# limit, backend) the command line may change.
+DEFINED_KEYS = ("model", "optimizer", "batch_size", "split", "preprocessing", "extras", "probe")
+
+
+def same_configuration(experiment, config):
+    """Whether ``config`` is a trial of ``experiment`` as defined now: its arm is one of the
+    experiment's and every key of :data:`DEFINED_KEYS` is what ``trial_config`` gives it. Two
+    files with one name and an arm ``a`` of another model are two experiments, never pooled."""
+    arm = next((a for a in experiment.arms if a.name == config.get("arm")), None)
+    if arm is None or not isinstance(config.get("seed"), int):
+        return False
+    expected = trial_config(experiment, arm, config["seed"], dataset=config.get("dataset"),
+                            epochs=config.get("epochs"), limit=config.get("limit"),
+                            backend=config.get("backend"))
+    return all(expected.get(k) == config.get(k) for k in DEFINED_KEYS)
 
 
 def command_line(experiment, config, seeds):

@@ -25,6 +25,8 @@ with other statistics than the EMA's, each evaluated on the same trained weights
   (default: ``PRECISE_BATCHES`` batches) is how many training images it reads; a second and
   further entries S add ``precise_test_accuracy_S`` from the first S images.
 
+The literature studies' extras (``LITERATURE``: ``bnlab.lab.literature.measures`` and
+``.extras``, each ``fn(model, config, arrays) -> results``) run first, in the config's order.
 It restores the model's moving statistics except PreciseBN's, which it leaves last;
 ``after_wanted(config)`` says whether it measures anything (the seeds-together path then puts each
 seed's state into a Keras model for it).
@@ -34,11 +36,14 @@ import keras
 import numpy as np
 
 from bnlab.lab import recipe
+from bnlab.lab.literature import extras as literature_extras
+from bnlab.lab.literature import measures as literature_measures
 from bnlab.tools import precise
 
 PRECISE_BATCHES = 100  # PreciseBN's batches of the trial's batch size (3,200 images at 32)
 BATCH_EVAL_IMAGES = 800  # the batch-statistics evaluation's chunk: a multiple of every group size
 AFTER = ("precise_bn", "batch_statistics", "debiased_ema")
+LITERATURE = {**literature_measures.AFTER, **literature_extras.AFTER}
 
 
 def _accuracy(model, x, y):
@@ -50,7 +55,7 @@ def scores_test_curve(config):
 
 
 def after_wanted(config):
-    return any(extra in config.get("extras", ()) for extra in AFTER)
+    return any(extra in config.get("extras", ()) for extra in (*AFTER, *LITERATURE))
 
 
 def training_chunk(model, batch_size, images=BATCH_EVAL_IMAGES):
@@ -99,8 +104,16 @@ def debiased_accuracy(model, x, y, steps):
 
 
 def after(model, config, arrays):
+    out = {}
+    for extra in config.get("extras", ()):
+        if extra in LITERATURE:
+            out.update(LITERATURE[extra](model, config, arrays))
+    return {**out, **_statistics(model, config, arrays)}
+
+
+def _statistics(model, config, arrays):
     extras = config.get("extras", ())
-    if not after_wanted(config) or not precise.bn_layers(model):
+    if not any(extra in extras for extra in AFTER) or not precise.bn_layers(model):
         return {}
     (x, _), (xt, yt) = arrays["train"], arrays["test"]
     out = {}

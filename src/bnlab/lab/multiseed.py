@@ -35,11 +35,10 @@ from bnlab.tools import probe as probe_tools
 # Models ``bnlab run`` trains together by default: those for which it is faster than K fit runs.
 # Any model and norm can be trained together (``--path together``; the tests hold every norm, the
 # conv models included, against fit). Of the conv models only the batch-size study's small CNN
-# gains, at the study's small batches (24 Nov, YNNPACK's reductions on: one seed at batch 8, 0.64
-# against 0.80 ms a step with fit; three seeds together, 1.56-1.58 ms a step, 0.52 a seed). Five
-# LeNet seeds together cost 4.0 times one seed with fit, and the deep CNN's unrolled program would
-# compile for minutes: those two stay on fit (bench/tried.md).
-VECTORIZED_MODELS = ("mlp", "deep-mlp", "sigmoid-mlp", "study-cnn")
+# gains, at the study's small batches; LeNet's seeds gain little together over one seed at a time
+# with fit, and the deep CNN's unrolled program would compile for minutes: those two stay on fit
+# (the numbers: bench/tried.md, "XLA's options").
+VECTORIZED_MODELS = ("mlp", "deep-mlp", "sigmoid-mlp", "study-cnn", "relu-mlp", "dropout-mlp")
 
 # Conv models' seed-steps per compiled call (``SeedGroup._unrolled``): UNROLL // K steps of the K
 # seeds, written out one after the other, so no while loop slows the convolutions and Python is
@@ -334,7 +333,7 @@ def run_group(configs, arrays, class_names, bar=None, save_models=None):
             results[i]["model_path"] = recipe.save_model(
                 group.keras_model(i), recipe.model_path(save_models, configs[i]))
         if measure.after_wanted(config):  # last: it changes the model's moving statistics
-            results[i].update(measure.after(group.keras_model(i), config, labelled))
+            results[i].update(measure.after(group.keras_model(i), configs[i], labelled))
     return list(zip(histories, results))
 
 

@@ -5,6 +5,7 @@ as one vectorized JAX program). Keeping these here is what makes the two paths t
 thing: the same initial weights for a seed, the same loss, and the same batch order.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -12,8 +13,10 @@ import keras
 import numpy as np
 
 from bnlab import data as bndata
-from bnlab import models
+from bnlab import models, paths
 from bnlab.errors import UserError
+from bnlab.results.store import Store
+from bnlab.tools import scale_invariance
 
 EVAL_BATCH_SIZE = 500  # inference-mode BN makes evaluation independent of the batch size
 
@@ -22,15 +25,22 @@ def load_data(config, data_dir=None):
     """The trial's dataset: loaded, split, preprocessed, limited, shaped for its model.
 
     Returns ({"train": (x, y), "val": (x, y), "test": (x, y)}, class_names) with integer labels;
-    ``--limit N`` keeps the first N images of each split.
+    ``--limit N`` keeps the first N images of each split. Two keys of ``split`` choose a subset
+    first (the fine-tuning study): ``classes``, only the images of those classes (labels kept),
+    and ``train``, only the first N training images of those.
     """
-    ds = bndata.load(config["dataset"], data_dir, preprocessing=config["preprocessing"],
-                     **config["split"])
+    split = dict(config["split"])
+    classes, train_images = split.pop("classes", None), split.pop("train", None)
+    ds = bndata.load(config["dataset"], data_dir, preprocessing=config["preprocessing"], **split)
     limit = config.get("limit")
     channel = config["model"]["name"] in models.CONVOLUTIONAL
     arrays = {}
     for split in ("train", "val", "test"):
         x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
+        if classes is not None:
+            x, y = x[np.isin(y, classes)], y[np.isin(y, classes)]
+        if split == "train" and train_images:
+            x, y = x[:train_images], y[:train_images]
         if limit:
             x, y = x[:limit], y[:limit]
         arrays[split] = (x[..., None] if channel else x, y)
@@ -39,8 +49,9 @@ def load_data(config, data_dir=None):
 
 def data_key(config):
     """Configs with equal keys share one loaded dataset."""
-    return (config["dataset"], tuple(sorted(config["split"].items())), config["preprocessing"],
-            config.get("limit"), config["model"]["name"] in models.CONVOLUTIONAL)
+    return (config["dataset"], json.dumps(config["split"], sort_keys=True),
+            config["preprocessing"], config.get("limit"),
+            config["model"]["name"] in models.CONVOLUTIONAL)
 
 
 def one_hot_labels(config):
@@ -81,16 +92,34 @@ def learning_rate(config):
 
 
 def compile_model(config):
-    """Build (seeded: the seed fixes the initial weights) and compile the trial's model."""
+    """Build (seeded: the seed fixes the initial weights) and compile the trial's model. A model
+    spec with ``pretrained`` starts from pretrained weights instead (``bnlab.lab.pretrain``)."""
     spec = dict(config["model"])
-    name = spec.pop("name")
+    name, pretrained = spec.pop("name"), spec.pop("pretrained", None)
     model = models.build(name, seed=config["seed"], **spec)
-    opt = dict(config["optimizer"])  # the class name, then its arguments (learning_rate, ...)
-    opt["learning_rate"] = learning_rate(config)
-    optimizer = getattr(keras.optimizers, opt.pop("name"))(**opt)
+    if pretrained is not None:
+        from bnlab.lab import pretrain  # it trains through this module: imported when needed
+
+        pretrain.initialize(model, config)
+    optimizer = make_optimizer(config, model)
     loss, metric = loss_and_metric(config)
     model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
     return model
+
+
+# bnlab's own optimizers: made for one trial's model (``for_trial(config, model, **arguments)``)
+OPTIMIZERS = {"TracedSGD": scale_invariance.TracedSGD}
+
+
+def make_optimizer(config, model):
+    """The trial's optimizer: its class name (Keras's, or one of ``OPTIMIZERS``), then its
+    arguments (learning_rate, a schedule for Keras's: ``learning_rate(config)``, ...)."""
+    opt = dict(config["optimizer"])
+    name = opt.pop("name")
+    if name in OPTIMIZERS:
+        return OPTIMIZERS[name].for_trial(config, model, **opt)
+    opt["learning_rate"] = learning_rate(config)
+    return getattr(keras.optimizers, name)(**opt)
 
 
 def epoch_order(seed, epoch, n):
@@ -150,19 +179,26 @@ def single_sample_accuracy(predict, x, y, count=100):
 
 
 def model_path(folder, config):
-    """Where ``bnlab run --save-models`` keeps a trial's model: ``folder/ARM-sSEED.keras``."""
-    return Path(folder) / f"{config['arm']}-s{config['seed']}.keras"
+    """Where ``bnlab run --save-models`` keeps a trial's model: ``folder/ARM-sSEED-ID.keras``, ID
+    the trial's id (``Store.trial_id``), so trials of one arm and seed at other settings keep a
+    model each; resolved, so the path the store records is found from any working folder."""
+    name = f"{paths.check_name(config['arm'], 'arm name')}-s{config['seed']}-" \
+           f"{Store.trial_id(config)}.keras"
+    return paths.inside(folder, name)
 
 
 def save_model(model, path):
-    """Save ``model`` as a ``.keras`` file, whole or not at all (a temporary file, then renamed);
-    returns the path as a string."""
+    """Save ``model`` as a ``.keras`` file, whole or not at all (a temporary file, then renamed),
+    where its folder's manifest allows (``bnlab.paths.Manifest``); returns the path as a string."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    owned = paths.Manifest(path.parent)
+    path = owned.target(path.name)
     partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.keras")
     try:
         model.save(partial)
         os.replace(partial, path)
+        owned.wrote(path.name)
     finally:
         partial.unlink(missing_ok=True)
     return str(path)

@@ -38,20 +38,15 @@ def configure_xla(vectorized, convolutional=False):
 
     XLA reads its flags when JAX starts its CPU backend, once per process: a later call changes
     nothing. A YNNPACK flag the user put in ``XLA_FLAGS`` is kept. No effect on other backends.
-    What it picks, from measurements (bench/tried.md, docs/performance.md):
+    What it picks, each the fastest measured (the numbers: bench/tried.md, "XLA's options"):
 
     - ``convolutional`` (the process trains a conv model): YNNPACK for reductions only
-      (``YNNPACK_REDUCTIONS``). XLA's own CPU code reduces a conv layer's (N, H, W, C) tensor
-      over N, H, W at 1-2 G elements a second, and a batch norm takes five such reductions a
-      step (statistics, their gradients, γ's and β's): half of the study CNN's step at batch 8.
-      YNNPACK's reductions cut that step from 1.21 to 0.80 ms with ``fit`` (1.09 to 0.64 with
-      the seeds-together path), LeNet's from 2.59-3.39 to 2.38-3.15 (24 Nov, alternated).
+      (``YNNPACK_REDUCTIONS``): XLA's own CPU code is slow at reducing a conv layer's
+      (N, H, W, C) tensor over N, H, W, and a batch norm takes five such reductions a step.
     - dense models, seeds together (``vectorized``): jaxlib's default, YNNPACK's matrix
-      products, which run the K-seed programs of ``bnlab.lab.multiseed`` fastest (five MLP
-      seeds: 3.1-3.2 ms a step, against 4.2-4.4 without).
-    - dense models, one seed at a time: YNNPACK off (``YNNPACK_OFF``): BN-after MLP 0.90-0.93
-      against 0.97-1.11 ms with it; YNNPACK's reductions make its one-seed step slower too,
-      0.42 against 0.30 ms (24 Nov, three rounds alternated).
+      products, which run the K-seed programs of ``bnlab.lab.multiseed`` fastest.
+    - dense models, one seed at a time: YNNPACK off (``YNNPACK_OFF``), faster for one seed's
+      small matrix products and reductions.
     """
     if keras.backend.backend() != "jax":
         return

@@ -7,15 +7,13 @@ interrupted run leaves nothing marked finished that did not finish and the next 
 what is missing. Several processes may run on one store at once: each trains what it claimed.
 """
 
-import contextlib
 import math
-import signal
-import threading
 import time
 import traceback
 
 from tqdm.auto import tqdm
 
+from bnlab import signals
 from bnlab.errors import UserError
 from bnlab.lab import executors
 from bnlab.lab.runtime import configure_xla, enable_compilation_cache, trains_convolutions
@@ -40,8 +38,9 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
     once everything else is done the run waits for those, and claims any whose owner died, so
     N concurrent runs train each trial once and the last to end has stored them all. A finished
     trial is trained again only with ``force``. A trial whose training loss became NaN or infinite
-    is stored with ``results["diverged"]``. Interrupting (Ctrl-C) marks every trial this run holds
-    failed and re-raises; a killed process leaves them running until its death is noticed.
+    is stored with ``results["diverged"]``. Interrupting (Ctrl-C, or SIGTERM: ``bnlab.signals``)
+    marks every trial this run holds failed and re-raises; a killed process leaves them running
+    until its death is noticed.
     ``save_models``: a folder where every trial run keeps its trained model (``train.run_trial``), for
     the default executor (an executor given here was made with its own ``save_models``).
     """
@@ -61,10 +60,10 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
     forced = {store.trial_id(c) for c in todo} if force else set()
     in_flight, waiting, done, announced = {}, [], [], 0
     with tqdm(total=len(todo), desc="trials", unit="trial", disable=not progress or not todo,
-              dynamic_ncols=True) as bar, store.keep_alive(), _interrupts() as interrupted:
+              dynamic_ncols=True) as bar, store.keep_alive(), signals.writing():
         try:
             while queue or in_flight or waiting:
-                if interrupted.is_set():  # a Ctrl-C that some library swallowed still stops us
+                if signals.received():  # a Ctrl-C that some library swallowed still stops us
                     raise KeyboardInterrupt
                 while queue and len(in_flight) < executor.slots:
                     group = queue.pop(0)
@@ -75,7 +74,7 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
                         in_flight[executor.submit(mine, together)] = mine
                 if in_flight:
                     handle, outcomes, error = executor.next_done()
-                    if interrupted.is_set():  # swallowed while it trained: not stored as finished
+                    if signals.received():  # swallowed while it trained: not stored as finished
                         raise KeyboardInterrupt
                     group = in_flight.pop(handle)
                     done += _record(store, group, outcomes, error, bar, log)
@@ -93,27 +92,6 @@ def run_trials(configs, store, *, force=False, data_dir=None, progress=True, log
             store.fail_mine(reason or type(exc).__name__)  # claimed but not yet submitted too
             raise
     return done
-
-
-@contextlib.contextmanager
-def _interrupts():
-    """Ctrl-C raises KeyboardInterrupt as usual and is also remembered in the Event yielded, which
-    the driver checks between units: code that catches the exception (a library's broad
-    ``except``) cannot make the run go on. Only in the main thread, where signals land."""
-    interrupted = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield interrupted
-        return
-
-    def handler(signum, frame):
-        interrupted.set()
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield interrupted
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _claim(store, group, forced):

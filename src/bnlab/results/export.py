@@ -9,9 +9,9 @@ TensorBoard (:func:`export_tensorboard`, with tensorboardX: no TensorFlow needed
 
 One scalar per history row and metric, at TensorBoard step = the row's ``epoch`` (epoch-based
 experiments) or its ``step`` (step-based ones), wall time = the trial's start + the row's
-``seconds``; the trial's numeric test results (``test_*``) at the last step. A trial's folder is
-written whole into a hidden temporary folder beside it, then moved into place, so exporting again
-replaces the points instead of adding a second copy.
+``seconds``; the trial's numeric test results (``test_*``) at the last step. A trial's event file
+is written whole in a hidden folder, then moved into the trial's folder; exporting again replaces
+the event files bnlab wrote there (and only those) instead of adding a second copy.
 
 MLflow (:func:`export_mlflow`): one run per trial in the MLflow experiment named like bnlab's, with
 the config as params, the history as metrics with steps, the numeric results as metrics and
@@ -33,12 +33,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+from bnlab import paths
 from bnlab.errors import UserError
 from bnlab.results.store import INDEX_KEYS, Store, Trial
 
 TRIAL_TAG = "bnlab.trial_id"
 CONTENT_TAG = "bnlab.content"  # digest of what was exported: a rerun trial differs
 DEFAULT_MLFLOW_URI = "runs/mlruns"  # a file store: MLflow 3 refuses those unless asked to allow them
+# A tracking server that is down or unreachable fails the export in seconds, not minutes: MLflow's
+# own HTTP settings, unless the user set them (each request: 10 s, then 2 retries 1 s and 2 s apart).
+MLFLOW_HTTP = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+               "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
 
 def _need(module: str):
@@ -84,26 +89,21 @@ def _numeric_results(trial: Trial) -> Iterator[tuple[str, float]]:
 
 
 # ------------------------------------------------------------------------------------ TensorBoard
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Put the finished folder ``tmp`` at ``final``, removing the previous one."""
-    old = None
-    if final.exists():
-        old = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.old."))
-        os.replace(final, old / final.name)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def export_tensorboard(store: Store, trials: Iterable[Trial], out_dir: str | Path) -> list[Path]:
     """Write each trial's scalars as a TensorBoard event file under ``out_dir``; return the trial
-    folders written (see :func:`trial_folder`)."""
+    folders written (see :func:`trial_folder`), each proven to lie under ``out_dir``.
+
+    The event file is written in a hidden folder inside the trial's, then moved in; the event
+    files an earlier export wrote there (the folder's ``bnlab.paths.Manifest``) are then deleted,
+    and every other file in the folder is left as it is."""
     SummaryWriter = _need("tensorboardX").SummaryWriter
     out, written = Path(out_dir), []
     for trial in trials:
-        final = out / trial_folder(trial)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+        final = paths.inside(out, trial_folder(trial))
+        final.mkdir(parents=True, exist_ok=True)
+        owned = paths.Manifest(final)
+        earlier = {n for n in owned.names() if n.startswith("events.out.tfevents")}
+        tmp = Path(tempfile.mkdtemp(dir=final, prefix=".export.", suffix=".tmp"))
         try:
             writer = SummaryWriter(logdir=str(tmp))
             try:
@@ -113,10 +113,14 @@ def export_tensorboard(store: Store, trials: Iterable[Trial], out_dir: str | Pat
                                                                sort_keys=True) + "\n```")
             finally:
                 writer.close()
-            _replace_dir(tmp, final)
-        except BaseException:
+            for event in sorted(tmp.iterdir()):
+                os.replace(event, owned.target(event.name))
+                owned.wrote(event.name)
+                earlier.discard(event.name)
+            for name in earlier:
+                owned.remove(name)
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise
         written.append(final)
     return written
 
@@ -149,6 +153,8 @@ def export_mlflow(store: Store, trials: Iterable[Trial], tracking_uri: str = DEF
 
     if _is_file_store(tracking_uri):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # bnlab's default store kind
+    for key, value in MLFLOW_HTTP.items():
+        os.environ.setdefault(key, value)
     done: dict[str, list[str]] = {"created": [], "unchanged": []}
     try:
         client = MlflowClient(tracking_uri=tracking_uri)
@@ -190,7 +196,7 @@ def export_mlflow(store: Store, trials: Iterable[Trial], tracking_uri: str = DEF
             client.log_batch(rid, tags=[RunTag(CONTENT_TAG, content)])
             client.set_terminated(rid, end_time=end)
             done["created"].append(rid)
-    except MlflowException as exc:
+    except (MlflowException, OSError) as exc:
         message = " ".join(str(exc).split())
         raise UserError(f"tracking_uri {tracking_uri!r}: {message[:300]}") from None
     return done

@@ -1,12 +1,16 @@
 """Reports from the store: confidence intervals, learning curves, tables, Markdown and HTML.
 
 The statistics (t intervals, Welch's difference, verdicts) live in :mod:`bnlab.results.stats`.
-Every file is written atomically (temporary name in the same folder, then ``os.replace``).
+Every file is written atomically (temporary name in the same folder, then ``os.replace``), and only
+where ``bnlab.paths.Manifest`` allows: a file in the folder that bnlab did not write is refused,
+never replaced. Text from an experiment (title, description, names) is escaped in both outputs:
+HTML by Jinja2, Markdown by :func:`_md_text`, so neither carries raw HTML a viewer would run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import html
 import io
 import json
 import math
@@ -26,6 +30,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bnlab import paths  # noqa: E402
 from bnlab.results import beside, claims as claim_verdicts, per_trial  # noqa: E402
 from bnlab.results.stats import NO_TRIALS, diff_ci, fmt_ci, mean_ci, verdict  # noqa: E402,F401
 from bnlab.results.store import Store, Trial  # noqa: E402
@@ -461,6 +466,12 @@ def _blocks(store: Store, experiment: Any, arms: list[Arm], figures: dict[str, s
                   ("p", "The command was not recorded; each trial's config is in the store.")]
 
 
+def _md_text(text: Any) -> str:
+    """Text as Markdown shows it, never as HTML: ``<``, ``>`` and ``&`` as entities (Markdown
+    passes raw HTML through), on one line."""
+    return html.escape(" ".join(str(text).splitlines()), quote=False)
+
+
 def _claims_blocks(experiment: Any, arms: list[Arm]) -> list[tuple]:
     """"Did the paper's shape appear?": each claim's verdict on paired seeds (results.claims)."""
     declared = _field(experiment, "claims") or []
@@ -474,15 +485,15 @@ def _claims_blocks(experiment: Any, arms: list[Arm]) -> list[tuple]:
 
 def _md(blocks: list[tuple]) -> str:
     def cell(s: str) -> str:
-        return str(s).replace("|", "\\|").replace("\n", " ")
+        return _md_text(s).replace("|", "\\|")
     parts = []
     for kind, *args in blocks:
         if kind in ("h1", "h2"):
-            parts.append(f"{'#' * int(kind[1])} {args[0]}")
+            parts.append(f"{'#' * int(kind[1])} {_md_text(args[0])}")
         elif kind == "p":
-            parts.append(args[0])
+            parts.append(_md_text(args[0]))
         elif kind == "list":
-            parts.append("\n".join(f"- {item}" for item in args[0]))
+            parts.append("\n".join(f"- {_md_text(item)}" for item in args[0]))
         elif kind == "code":
             parts.append(f"```\n{args[0]}\n```")
         elif kind == "img":
@@ -506,12 +517,16 @@ def _html(blocks: list[tuple], title: str) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> Path:
+    """Write ``path`` whole or not at all, if its folder's manifest allows (bnlab.paths)."""
+    owned = paths.Manifest(path.parent)
+    owned.target(path.name)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+        owned.wrote(path.name)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -528,6 +543,17 @@ def _save_figure(fig, path: Path) -> Path:
     return _write_atomic(path, buffer.getvalue())
 
 
+REPORT_FILES = ("report.md", "report.html", "trials.csv", "curves.png", "final_accuracy.png",
+                "probe.png")
+
+
+def check_folder(out_dir: str | Path) -> None:
+    """Refuse (PathError), before anything is trained or written, a report folder that holds a
+    report file bnlab did not write."""
+    if Path(out_dir).is_dir():
+        paths.Manifest(out_dir).check(REPORT_FILES)
+
+
 def write_report(store: Store, experiment: Any, out_dir: str | Path,
                  confidence: float = 0.95, trials: Sequence[Trial] | None = None,
                  sections: Any = None) -> dict[str, Path]:
@@ -540,6 +566,7 @@ def write_report(store: Store, experiment: Any, out_dir: str | Path,
     writes a figure beside the report and returns its file name."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    check_folder(out)
     arms = _arms(store, experiment, trials)
     written: dict[str, Path] = {}
     figures = {"curves": "curves.png", "final_accuracy": "final_accuracy.png"}
@@ -553,8 +580,7 @@ def write_report(store: Store, experiment: Any, out_dir: str | Path,
             written["probe"] = _save_figure(_probe_figure(arms), out / figures["probe"])
     else:
         for name in figures.values():
-            with contextlib.suppress(FileNotFoundError):
-                (out / name).unlink()
+            paths.Manifest(out).remove(name)
         figures = {}
     study = sections(arms, lambda fig, name: _save_figure(fig, out / name).name,
                      confidence) if sections else []

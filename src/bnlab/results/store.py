@@ -33,7 +33,7 @@ import socket
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -145,6 +145,27 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _reason(path: Path, exc: Exception) -> str:
+    """SQLite's reason, said plainly where it misleads: a full disk shows as a disk I/O error."""
+    import shutil
+
+    text = str(exc)
+    if "disk I/O error" in text or "full" in text:
+        with suppress(OSError):
+            if shutil.disk_usage(path.resolve().parent).free < 1 << 20:
+                return f"the disk is full: {text}; free some space and run again"
+    if "readonly" in text or "read-only" in text:
+        return f"{text}; the store's folder is not writable (read-only mount?)"
+    return text
+
+
+def _read_only_mount(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def _opt(value: Any, kind: type) -> Any:
     return None if value is None else kind(value)
 
@@ -158,16 +179,20 @@ class Store:
     is not SQLite are refused with a :class:`StoreError` before any write.
     """
 
-    def __init__(self, path: str | Path, *, create: bool = True):
+    def __init__(self, path: str | Path, *, create: bool = True, read_only: bool = False):
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
         self.owner = this_process()
         memory = str(path) == ":memory:"
         try:
-            if not memory and not create and not self.path.is_file():
+            if not memory and (read_only or not create) and not self.path.is_file():
                 raise StoreError(f"{self.path}: no results store there")
-            if not memory and create:
+            if not memory and create and not read_only:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+            if read_only:
+                self._conn = self._connect_read_only()
+                self._check_read_only()
+                return
             # IMMEDIATE: a write transaction takes the write lock at BEGIN, so concurrent writers
             # wait on the busy timeout instead of failing to upgrade.
             self._conn = sqlite3.connect(str(path), timeout=60.0, isolation_level="IMMEDIATE")
@@ -204,7 +229,35 @@ class Store:
             self.close()
             what = "not a SQLite database" if isinstance(exc, sqlite3.DatabaseError) and \
                 "not a database" in str(exc) else "cannot open the results store"
-            raise StoreError(f"{self.path}: {what} ({exc})") from None
+            raise StoreError(f"{self.path}: {what} ({_reason(self.path, exc)})") from None
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A connection that never writes (``mode=ro``). A WAL store on a read-only mount, whose
+        shared-memory file cannot be made, is read as immutable: nothing there can change it."""
+        uri = self.path.resolve().as_uri()
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=60.0)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+            if os.access(self.path.parent, os.W_OK) and not _read_only_mount(self.path):
+                raise
+            return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True)
+
+    def _check_read_only(self) -> None:
+        version, tables = self._conn.execute(
+            "SELECT (SELECT user_version FROM pragma_user_version), "
+            "(SELECT count(*) FROM sqlite_master)").fetchone()
+        if version == 0:
+            raise StoreError(f"{self.path}: " + ("a SQLite file of another program; bnlab leaves "
+                                                 "it unchanged" if tables else
+                                                 "not a bnlab results store (empty)"))
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: store schema version {version}, this bnlab reads "
+                             f"{SCHEMA_VERSION}; " + ("upgrade bnlab" if version > SCHEMA_VERSION
+                                                      else "open it once with `bnlab run` to "
+                                                           "upgrade it"))
 
     def _use_wal(self, patience=60.0):
         """Switch the file to write-ahead logging (persistent: once any process has, the others
@@ -231,7 +284,8 @@ class Store:
                     self.conn.execute("BEGIN IMMEDIATE")
                 yield self.conn
         except sqlite3.OperationalError as exc:
-            raise StoreError(f"{self.path}: cannot write to the results store ({exc})") from None
+            raise StoreError(f"{self.path}: cannot write to the results store "
+                             f"({_reason(self.path, exc)})") from None
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
@@ -394,12 +448,19 @@ class Store:
     _COLUMNS = ("id, experiment, arm, seed, config, status, results, started_at, finished_at, "
                 "error, owner, attempts")
 
-    @staticmethod
-    def _trial(row: tuple) -> Trial:
+    def _trial(self, row: tuple) -> Trial:
         tid, exp, arm, seed, config, status, results, started, finished, error, owner, n = row
-        return Trial(tid, exp, arm, seed, json.loads(config), status,
-                     json.loads(results) if results else {}, started, finished, error,
-                     json.loads(owner) if owner else None, n)
+        try:
+            trial = Trial(tid, exp, arm, seed, json.loads(config), status,
+                          json.loads(results) if results else {}, started, finished, error,
+                          json.loads(owner) if owner else None, n)
+        except (ValueError, TypeError) as exc:
+            raise StoreError(f"{self.path}: trial {tid} is damaged (its stored JSON does not "
+                             f"read: {exc}); delete that row or use another store") from None
+        if not isinstance(trial.config, dict) or not isinstance(trial.results, dict):
+            raise StoreError(f"{self.path}: trial {tid} is damaged (its config or results is "
+                             "not a JSON object); delete that row or use another store")
+        return trial
 
     def get(self, trial_id: str) -> Trial | None:
         row = self.conn.execute(f"SELECT {self._COLUMNS} FROM trials WHERE id = ?",

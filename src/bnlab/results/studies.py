@@ -273,4 +273,6 @@ def for_experiment(spec):
     """The study sections of the experiment ``spec`` describes (a report spec: its name), as
     ``bnlab.results.report.write_report``'s ``sections``; None for an experiment without any."""
     name = spec["name"] if isinstance(spec, dict) else spec.name
-    return SECTIONS.get(name)
+    from bnlab.results import literature  # later studies' sections, built on this module
+
+    return SECTIONS.get(name) or literature.SECTIONS.get(name)

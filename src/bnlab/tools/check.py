@@ -91,14 +91,15 @@ def evaluate(model, x, y, *, training, batch_size):
     return _scores(outputs, None if y is None else y[:len(outputs)], loss, one_hot)
 
 
-def check(model, x_train, x_test, y_test=None, *, batch_size=32, names=None):
+def check(model, x_train, x_test, y_test=None, *, batch_size=32, names=None, pytorch=False):
     """Diagnose the model's BN layers on data; returns {"layers": [...], "modes": {...},
     "findings": [{"kind", "layer", "detail", "advice"}]}.
 
     ``x_train``: inputs whose training-mode statistics are the population (full batches of
     ``batch_size``); ``x_test``, ``y_test``: inputs and integer labels scored in both modes
     (``y_test=None``: no labels, no accuracy; the modes' predictions are compared instead).
-    ``names``: {Keras layer name: the name to show} (a converted PyTorch model's modules).
+    ``names``: {Keras layer name: the name to show} (a converted PyTorch model's modules);
+    ``pytorch=True``: the model is PyTorch's, whose ε and momentum conventions are no mistake.
     """
     names = names or {}
 
@@ -123,7 +124,7 @@ def check(model, x_train, x_test, y_test=None, *, batch_size=32, names=None):
                "trainable": layer.trainable, "momentum": layer.momentum,
                "epsilon": layer.epsilon}
         rows.append(row)
-        found += _layer_findings(layer, label)
+        found += _layer_findings(layer, label, pytorch)
     found += findings.batch_dependence(model, layers, x_test, label)
     inference = evaluate(model, x_test, y_test, training=False, batch_size=500)
     with findings.dropout_off(model):  # the gap is BN's: dropout would lower training mode alone
@@ -216,13 +217,15 @@ def _with_statistics(model, population, x, y):
     return {"loss": loss, "accuracy": accuracy}
 
 
-def _layer_findings(layer, label):
+def _layer_findings(layer, label, pytorch):
     found = []
     name = label(layer)
     if not layer.trainable:
         found.append({"kind": "frozen", "layer": name,
                       "detail": "trainable=False: runs in inference mode, also during fit",
                       "advice": "intended for fine-tuning; set trainable=True to train it"})
+    if pytorch:
+        return found
     if layer.epsilon < 1e-4:
         found.append({"kind": "epsilon", "layer": name,
                       "detail": f"epsilon={layer.epsilon:g}, PyTorch's default (Keras's is 1e-3)",
