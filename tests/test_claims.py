@@ -75,6 +75,17 @@ def test_verdicts_on_a_known_effect(effect, direction, margin, expected):
     assert verdict.mean == pytest.approx(effect, abs=0.3)
 
 
+def test_the_table_gives_the_likely_reason_only_where_the_shape_did_not_appear():
+    values = synthetic(0.0)
+    absent = claims.judge(Claim("a > b", a="a", b="b", otherwise="too few steps"),
+                          lookup_from(values))
+    present = claims.judge(Claim("a > b", a="a", b="b", otherwise="too few steps"),
+                           lookup_from(synthetic(3.0)))
+    _, rows = claims.table([absent, present])
+    assert rows[0][3] == "inconclusive: most likely, too few steps" and rows[1][3] == "appeared"
+    assert rows[0][6] == "test_accuracy(a) − test_accuracy(b)"
+
+
 def test_pairing_finds_what_an_unpaired_interval_hides():
     """Each seed's shared spread (±5 points) swamps a 1-point effect unless the seeds are paired."""
     values = synthetic(1.0)
@@ -285,6 +296,8 @@ def test_claims_in_a_toml_file(tmp_path):
     ("margin = 1", 'margin = "1"', "claims[1].margin: expected a number"),
     ('statement = "LN does not care"\n', "", "claims[1].statement: missing"),
     ('metric = "error:test_accuracy"', 'metric = "steps_to:x"', "claims[0].metric: 'steps_to:x'"),
+    ('metric = "error:test_accuracy"', 'metric = ["a", "b"]',
+     "claims[0].metric: a pair of metrics goes with a pair of arms"),
 ])
 def test_a_bad_claim_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, old, new, message):
     monkeypatch.chdir(tmp_path)

@@ -579,7 +579,7 @@ def _of_this_configuration(store, experiment, trials):
 
 # What an arm sets for itself: its model, and in the studies its batch size, with the learning
 # rate and steps that go with it (the command line's steps are the experiment's).
-ARM_KEYS = ("arm", "seed", "model", "batch_size", "optimizer", "steps", "log_every")
+ARM_KEYS = ("arm", "seed", "model", "batch_size", "optimizer", "steps", "log_every", "schedule")
 
 
 def _settings(experiment, config):

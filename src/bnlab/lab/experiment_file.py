@@ -33,10 +33,12 @@ A file names the experiment and fixes what ``bnlab.lab.experiments.Experiment`` 
     statement = "BN's error rises from batch 32 to 8"   # required (bnlab.results.claims)
     a = "keras-8"                        # required: an arm, or ["x", "y"] for x − y
     b = "keras-32"                       # optional (default 0): an arm or ["x", "y"]
-    metric = "error:test_accuracy"       # default test_accuracy; steps_to:KEY:T, points:KEY
+    metric = "error:test_accuracy"       # default test_accuracy; steps_to:KEY:T, points:KEY;
+                                         # with a = ["x", "y"] also ["x's metric", "y's"]
     direction = "greater"                # greater (a − b > 0), less, or equal (with margin)
     margin = 1.5                         # equal only: |a − b| < margin, in the metric's units
     paper = "23.6 % -> 34.7 %"           # the paper's own figure, as text
+    otherwise = "..."                    # optional: the likely reason, should it not appear
 
 The experiment's and the arms' names become folder and file names (``runs/NAME/``, saved models,
 TensorBoard folders), so each must be one plain file name (``bnlab.paths.check_name``: not empty,
@@ -76,12 +78,13 @@ SPLIT_KEYS = {"validation": int, "validation_split": float}
 OPTIMIZER_KEYS = {"name": str, "learning_rate": float}
 COMPARISON_KEYS = {"a": str, "b": str, "question": str}
 # a claim's a and b: an arm's name (str) or a pair of them (list); checked in _Checker.term
-CLAIM_KEYS = {"statement": str, "a": (str, list), "b": (str, list), "metric": str,
-              "metric_b": str, "direction": str, "margin": float, "paper": str}
+CLAIM_KEYS = {"statement": str, "a": (str, list), "b": (str, list), "metric": (str, list),
+              "metric_b": (str, list), "direction": str, "margin": float, "paper": str,
+              "otherwise": str}
 PREPROCESSING = ("scale", "standardize")
 OPTIMIZERS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "Nadam", "Lion")
 TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", dict: "a table",
-              list: "an array", (str, list): "an arm's name or an array of two"}
+              list: "an array", (str, list): "a name or an array of two"}
 
 
 def find(paths):
@@ -254,6 +257,12 @@ class _Checker:
             for key in ("a", "b"):
                 if key in fields:
                     fields[key] = self.term(f"{where}{key}", fields[key], names)
+            for key in ("metric", "metric_b"):  # a pair term's metrics, x's and y's
+                if isinstance(fields.get(key), list):
+                    if len(fields[key]) != 2 or not all(isinstance(m, str) for m in fields[key]):
+                        self.fail(f"{where}{key}", f"a metric or an array of two, got "
+                                                   f"{fields[key]!r}")
+                    fields[key] = tuple(fields[key])
             if "direction" in fields:
                 self.choice(f"{where}direction", fields["direction"], claim_spec.DIRECTIONS)
             if "margin" in fields:

@@ -1,4 +1,4 @@
-"""Three paper-shaped studies, as named experiments with their papers' claims and a ``--quick`` form.
+"""Three paper-shaped studies: named experiments with their papers' claims and a ``--quick`` form.
 
     ioffe-fig1   Ioffe & Szegedy 2015, Fig. 1: a 3 × 100 sigmoid MLP, BN before each sigmoid vs
                  none, from Glorot's and from the paper's small Gaussian initialization; steps to
@@ -48,11 +48,15 @@ def _ioffe_claims():
                 f"{label} init: BN reaches {threshold * 100:g} % test accuracy in fewer steps",
                 a=f"bn-{init}", b=f"none-{init}", metric=f"steps_to:test_accuracy:{threshold}",
                 direction="less",
-                paper="Fig. 1(a): BN reaches the no-BN net's accuracy far sooner (MNIST)"))
+                paper="Fig. 1(a): BN reaches the no-BN net's accuracy far sooner (MNIST)",
+                otherwise="both nets get there at about the same step at this learning rate, or "
+                          "neither within 6,000 steps (counted at the last step)"))
         claims.append(Claim(
             f"{label} init: the last layer's sigmoid inputs drift less with BN",
             a=f"bn-{init}", b=f"none-{init}", metric="median_drift", direction="less",
-            paper="Fig. 1(b, c): without BN the distribution drifts; with BN it stays steady"))
+            paper="Fig. 1(b, c): without BN the distribution drifts; with BN it stays steady",
+            otherwise="BN's γ and β move its sigmoid inputs freely, and a net without BN that "
+                      "barely learns (small init) barely moves its inputs either"))
     return tuple(claims)
 
 
@@ -129,28 +133,42 @@ def _batch_arms():
 
 
 WU_HE = "Wu & He 2018, Table 3 (ResNet-50, ImageNet): BN 23.6 % at N = 32, 34.7 % at N = 2"
+NOT_NOISY = ("2 epochs of an MLP are too short for the noise of small-N statistics to cost "
+             "accuracy, or the optimization at small N (more, smaller steps) makes up for it")
+NOT_LINEAR = ("the linear scaling rule does not hold for this net from gradient batches of 256 "
+              "down to 16 in 2 epochs: more, smaller steps train it to a different error")
 BATCH_CLAIMS = (
     Claim("BN's error rises from N = 32 to N = 2 (EMA statistics)", a="bn-n2", b="bn-n32",
-          metric="error:test_accuracy", direction="greater", paper=WU_HE + " (+11.1 pt)"),
+          metric="error:test_accuracy", direction="greater", paper=WU_HE + " (+11.1 pt)",
+          otherwise=NOT_NOISY),
     Claim("… with PreciseBN statistics (not staleness)", a="bn-n2", b="bn-n32",
-          metric="error:precise_test_accuracy", direction="greater", paper=WU_HE),
+          metric="error:precise_test_accuracy", direction="greater", paper=WU_HE,
+          otherwise=NOT_NOISY),
     Claim("… normalizing test batches of N as in training (the small-batch effect itself)",
           a="bn-n2", b="bn-n32", metric="error:batch_test_accuracy", direction="greater",
-          paper=WU_HE),
+          paper=WU_HE,
+          otherwise=NOT_NOISY),
     Claim("GN's error does not depend on N (within ±1.5 pt)", a="group-n2", b="group-n32",
           metric="error:test_accuracy", direction="equal", margin=1.5,
-          paper="GN 24.1 % at N = 32, 24.1 % at N = 2"),
+          paper="GN 24.1 % at N = 32, 24.1 % at N = 2",
+          otherwise=NOT_LINEAR),
     Claim("LN's error does not depend on N (within ±1.5 pt)", a="layer-n2", b="layer-n32",
           metric="error:test_accuracy", direction="equal", margin=1.5,
-          paper="LN is batch-independent (Wu & He: 25.3 % at 32, from their Fig. 1)"),
+          paper="LN is batch-independent (Wu & He: 25.3 % at 32, from their Fig. 1)",
+          otherwise=NOT_LINEAR),
     Claim("BN loses more from N = 32 to 2 than GN does", a=("bn-n2", "bn-n32"),
           b=("group-n2", "group-n32"), metric="error:test_accuracy", direction="greater",
-          paper="+11.1 pt against +0.0 pt"),
+          paper="+11.1 pt against +0.0 pt",
+          otherwise="what N does to the optimization, shared by every norm, is as large as "
+                    "what it does to BN's statistics"),
     Claim("Batch Renorm recovers part of BN's loss at N = 2", a="renorm-n2", b="bn-n2",
           metric="error:test_accuracy", direction="less",
-          paper="Ioffe 2017 §4.3, microbatches of 4: 76.5 % with renorm against 74.2 % (BN)"),
+          paper="Ioffe 2017 §4.3, microbatches of 4: 76.5 % with renorm against 74.2 % (BN)",
+          otherwise="at N = 2 every σ_B is of two values, so r and d sit at their clips: the "
+                    "clipped correction cannot undo that noise (the paper used N = 4)"),
     Claim("… and at N = 4", a="renorm-n4", b="bn-n4", metric="error:test_accuracy",
-          direction="less", paper="as above"),
+          direction="less", paper="as above",
+          otherwise="2 epochs leave few steps after the relaxation for r and d to act"),
 )
 
 BATCH_SIZE = Experiment(
@@ -220,6 +238,10 @@ PRECISE_ARMS = (
 )
 
 
+NOT_FASTER = ("with BN the weights' scale grows under a large learning rate, so the effective "
+              "step η/‖w‖² shrinks and the weights need not move faster (van Laarhoven 2017)")
+
+
 def _gap(arm):
     """PreciseBN's accuracy minus the EMA's, on the same weights (one arm, both metrics)."""
     return {"a": (arm, arm), "metric": ("precise_test_accuracy", "test_accuracy")}
@@ -231,22 +253,30 @@ PRECISE_CLAIMS = (
           a=("lr0.05-short", "lr0.05-short"), metric=("debiased_test_accuracy", "test_accuracy"),
           b=("lr0.05-short", "lr0.05-short"),
           metric_b=("precise_test_accuracy", "debiased_test_accuracy"), direction="greater",
-          paper="Wu & Johnson 2021 §3: EMA statistics are inaccurate early in training"),
+          paper="Wu & Johnson 2021 §3: EMA statistics are inaccurate early in training",
+          otherwise="the weights move fastest in the first steps, so the lag of an EMA over "
+                    "them is as large as its initial bias"),
     Claim("PreciseBN beats the EMA after 2,000 steps at lr 0.25", **_gap("lr0.25"),
-          direction="greater", paper="§3.1: the EMA lags when the weights move fast"),
+          direction="greater", paper="§3.1: the EMA lags when the weights move fast",
+          otherwise=NOT_FASTER),
     Claim("The EMA's lag grows with the learning rate (0.25 against 0.01)", **_gap("lr0.25"),
           b=("lr0.01", "lr0.01"), metric_b=("precise_test_accuracy", "test_accuracy"),
-          direction="greater", paper="§3.1: larger steps, staler EMA"),
+          direction="greater", paper="§3.1: larger steps, staler EMA",
+          otherwise=NOT_FASTER),
     Claim("After the learning rate decays the EMA catches up (gap within ±0.5 pt)",
           **_gap("lr0.25-decay"), direction="equal", margin=0.005,
-          paper="§3.1: the EMA is accurate once the weights settle"),
+          paper="§3.1: the EMA is accurate once the weights settle",
+          otherwise="the decay came too late for the EMA (about 100 steps at 0.99) to settle"),
     Claim("3,200 images suffice for PreciseBN (within ±0.5 pt of 32,000)", a="lr0.05",
           b="lr0.05", metric="precise_test_accuracy", metric_b="precise_test_accuracy_32000",
           direction="equal", margin=0.005,
-          paper="§3.2: PreciseBN needs a few thousand samples (fvcore: 200 batches)"),
+          paper="§3.2: PreciseBN needs a few thousand samples (fvcore: 200 batches)",
+          otherwise="the statistics vary more between images than 3,200 of them average out"),
     Claim("320 images do not (worse than 32,000)", a="lr0.05", b="lr0.05",
           metric="precise_test_accuracy_320", metric_b="precise_test_accuracy_32000",
-          direction="less", paper="§3.2: too few samples give a noisy estimate"),
+          direction="less", paper="§3.2: too few samples give a noisy estimate",
+          otherwise="a Dense unit's BN sees 320 values, which already fix its mean and "
+                    "variance to a few percent: the paper's deeper conv nets need more"),
 )
 
 PRECISE_BN = Experiment(

@@ -13,6 +13,7 @@ same seed, so a difference of differences is written as it is said::
     Claim("BN loses more than GN from batch 32 to 2",
           a=("bn-b2", "bn-b32"), b=("group-b2", "group-b32"), metric="error:test_accuracy")
 
+``otherwise`` says, in the report, the most likely reason should the shape not appear.
 ``b=None`` compares term a against 0; ``metric_b`` (default: ``metric``) lets the two terms read
 different metrics of the same trials (PreciseBN's accuracy against the EMA's, one arm). A pair
 term may also take a pair of metrics, x's and y's: ``a=("short", "short"),
@@ -97,6 +98,7 @@ class Claim:
     margin: float | None = None  # δ of an equivalence claim, in the metric's units
     paper: str = ""  # the paper's own figure, as text
     metric_b: str | tuple[str, str] | None = None  # term b's, when it is not ``metric``
+    otherwise: str = ""  # the most likely reason, should the shape not appear (in the report)
 
     def __post_init__(self):
         check(self)
@@ -373,7 +375,7 @@ def units(metric: str) -> tuple[float, str]:
         return 1.0, " steps"
     if prefix in ("error", "points"):
         return 1.0, " pt"
-    if metric.endswith("accuracy"):
+    if "accuracy" in metric:  # test_accuracy, precise_test_accuracy_320, ...
         return 100.0, " pt"
     return 1.0, ""
 
@@ -421,8 +423,13 @@ def table(verdicts: Sequence[Verdict]) -> tuple[list[str], list[list[str]]]:
         else:
             side = ">" if c.direction == "greater" else "<"
             test = f"t, paper: d {side} 0, p = {v.p_value:.3g}"
-        diff = f"{describe_term(c.a, c.metric)} − {describe_term(c.b, c.metric_b or c.metric)}"
+        diff = describe_term(c.a, c.metric)
+        if c.b is not None:
+            diff += f" − {describe_term(c.b, c.metric_b or c.metric)}"
+        verdict = v.verdict
+        if verdict != "appeared" and c.otherwise:
+            verdict += f": most likely, {c.otherwise}"
         rows.append([c.statement, c.paper or "—",
-                     fmt_verdict(v) + (f" ({v.note})" if v.note else ""), v.verdict, str(v.n),
+                     fmt_verdict(v) + (f" ({v.note})" if v.note else ""), verdict, str(v.n),
                      test, diff])
     return head, rows
