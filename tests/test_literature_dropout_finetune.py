@@ -47,13 +47,13 @@ def test_fine_tuning_starts_from_the_cached_source_weights_with_a_fresh_head(
     monkeypatch.setenv("BNLAB_DATA_DIR", str(fashion_mnist))
     config = _fine_tuning_config()
     trained = []
-    real = pretrain.train_source
+    real = recipe.train_source
 
     def counted(source):
         trained.append(source["seed"])
         return real(source)
 
-    monkeypatch.setattr(pretrain, "train_source", counted)
+    monkeypatch.setattr(recipe, "train_source", counted)
     first = recipe.compile_model(config)
     again = recipe.compile_model(_fine_tuning_config("train-mode-b4"))
     assert trained == [1]  # the second arm of the seed read the cache

@@ -614,14 +614,14 @@ def _print_summary(store, experiment, configs):
 
 def _write_report(store, experiment, configs, out_dir):
     from bnlab.lab import experiments
-    from bnlab.results import report, studies
+    from bnlab.results import report, sections
 
     trials = _selection(store, experiment, configs)
     newest = max(trials, key=lambda t: t.finished_at or "")
     command = experiments.command_line(experiment, newest.config, len({t.seed for t in trials}))
     spec = _spec(experiment, command, trials)
     paths = report.write_report(store, spec, out_dir, trials=trials,
-                                sections=studies.for_experiment(spec))
+                                sections=sections.for_experiment(spec))
     print(f"\nreport: {paths['markdown']}  (also {paths['html'].name} and the PNG figures in "
           f"{out_dir})")
 

@@ -1,7 +1,8 @@
 """Pretrained initial weights for the fine-tuning study, trained once per seed and cached.
 
 A trial's model spec may carry ``pretrained`` (``bnlab.lab.recipe.compile_model`` calls
-``initialize``)::
+``initialize`` and hands it the two things only the recipe knows: how to train the source network
+and the trial's training images, so this module stays below the recipe)::
 
     {"name": "study-cnn", "norm": "scratch", "bn_mode": "frozen",
      "pretrained": {"classes": [0, 1, 2, 3, 4], "epochs": 1, "batch_size": 32,
@@ -25,11 +26,9 @@ import hashlib
 import json
 import os
 
-import keras
 import numpy as np
 
 from bnlab import data as bndata
-from bnlab.lab import recipe
 from bnlab.tools import precise
 
 RESTATISTICS_BATCH = 50
@@ -53,22 +52,10 @@ def cache_path(source):
     return bndata.cache_dir() / "pretrained" / f"{digest}.npz"
 
 
-def train_source(source):
-    """Train the source network; returns its weights, one list of arrays per layer."""
-    arrays, _ = recipe.load_data(source)
-    x, y = arrays["train"]
-    keras.utils.set_random_seed(source["seed"])
-    model = recipe.compile_model(source)
-    for epoch in range(source["epochs"]):
-        order = recipe.epoch_order(source["seed"], epoch, len(x))
-        model.fit(x[order], y[order], batch_size=source["batch_size"], epochs=1,
-                  shuffle=False, verbose=0)
-    return [[np.asarray(w) for w in layer.get_weights()] for layer in model.layers]
-
-
-def source_weights(config):
-    """The source network's per-layer weights for ``config``: from the cache, else trained and
-    cached (written whole or not at all)."""
+def source_weights(config, train_source):
+    """The source network's per-layer weights for ``config``: from the cache, else trained by
+    ``train_source(source config) -> [[arrays] per layer]`` and cached (written whole or not at
+    all)."""
     source = source_config(config)
     path = cache_path(source)
     if path.exists():
@@ -91,17 +78,18 @@ def source_weights(config):
     return weights
 
 
-def initialize(model, config):
+def initialize(model, config, train_source, train_images):
     """Load the source weights into every layer of ``model`` but its head; with
-    ``restatistics``, PreciseBN on the trial's training images (module docstring)."""
-    weights = source_weights(config)
+    ``restatistics``, PreciseBN on ``train_images()``, the trial's training images (module
+    docstring)."""
+    weights = source_weights(config, train_source)
     if len(weights) != len(model.layers):
         raise ValueError(f"the source network has {len(weights)} layers, the model "
                          f"{len(model.layers)}")
     for layer, values in zip(model.layers[:-1], weights[:-1]):
         layer.set_weights(values)
     if config["model"]["pretrained"].get("restatistics"):
-        restatistics(model, recipe.load_data(config)[0]["train"][0])
+        restatistics(model, train_images())
 
 
 def restatistics(model, x):

@@ -15,6 +15,7 @@ import numpy as np
 from bnlab import data as bndata
 from bnlab import models, paths
 from bnlab.errors import UserError
+from bnlab.lab import pretrain
 from bnlab.results.store import Store
 from bnlab.tools import scale_invariance
 
@@ -98,13 +99,26 @@ def compile_model(config):
     name, pretrained = spec.pop("name"), spec.pop("pretrained", None)
     model = models.build(name, seed=config["seed"], **spec)
     if pretrained is not None:
-        from bnlab.lab import pretrain  # it trains through this module: imported when needed
-
-        pretrain.initialize(model, config)
+        pretrain.initialize(model, config, train_source=train_source,
+                            train_images=lambda: load_data(config)[0]["train"][0])
     optimizer = make_optimizer(config, model)
     loss, metric = loss_and_metric(config)
     model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
     return model
+
+
+def train_source(source):
+    """Train a fine-tuning trial's source network (``bnlab.lab.pretrain``) with Keras ``fit`` in
+    the recipe's batch order; returns its weights, one list of arrays per layer."""
+    arrays, _ = load_data(source)
+    x, y = arrays["train"]
+    keras.utils.set_random_seed(source["seed"])
+    model = compile_model(source)
+    for epoch in range(source["epochs"]):
+        order = epoch_order(source["seed"], epoch, len(x))
+        model.fit(x[order], y[order], batch_size=source["batch_size"], epochs=1,
+                  shuffle=False, verbose=0)
+    return [[np.asarray(w) for w in layer.get_weights()] for layer in model.layers]
 
 
 # bnlab's own optimizers: made for one trial's model (``for_trial(config, model, **arguments)``)

@@ -1,9 +1,10 @@
 """The studies' own report sections: the paper-shaped tables and figures, the paper's numbers
-beside ours, and the differences of setting (issue 10 §2; the studies are bnlab.lab.studies).
+beside ours, and the differences of setting (the studies are bnlab.lab.studies).
 
-    for_experiment(spec) -> sections(arms, save, confidence) -> [blocks]   (None: not a study)
+    SECTIONS[name](arms, save, confidence) -> [blocks]
 
-The caller (``bnlab.cli``) passes the sections to ``bnlab.results.report.write_report``; this
+``bnlab.results.sections.for_experiment`` looks a study's sections up; the caller (``bnlab.cli``)
+passes them to ``bnlab.results.report.write_report``; this
 module imports the report, never the other way. What a section plots comes from the study's
 declaration: an arm's ``group`` (its curve) and ``x`` (its place on the axis), never its name.
 ``arms``: ``bnlab.results.report.Arm`` (trials and histories per arm); ``save(fig, file name)``
@@ -14,13 +15,12 @@ the 95% confidence interval of the mean as its band, as in the generic report.
 
 from __future__ import annotations
 
-import os
-import platform
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from bnlab.results import claims
+from bnlab.results.host import machine
 from bnlab.results.report import probe_setting
 from bnlab.results.stats import fmt_ci, mean_ci
 
@@ -38,12 +38,6 @@ WU_JOHNSON_2021 = ("Wu & Johnson 2021 (Rethinking 'Batch' in BatchNorm, §3): th
                    "statistics lags the moving weights, so EMA statistics are inaccurate when "
                    "the weights move fast or training is short; PreciseBN recomputes them with "
                    "the weights fixed.")
-
-
-def machine():
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    return (f"machine: {platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores "
-            f"(load average {load} when the report was written: a shared, busy machine)")
 
 
 def _values(arm, key):
@@ -267,12 +261,3 @@ def precise_bn(arms, save, confidence):
 
 
 SECTIONS = {"ioffe-fig1": ioffe_fig1, "batch-size": batch_size, "precise-bn": precise_bn}
-
-
-def for_experiment(spec):
-    """The study sections of the experiment ``spec`` describes (a report spec: its name), as
-    ``bnlab.results.report.write_report``'s ``sections``; None for an experiment without any."""
-    name = spec["name"] if isinstance(spec, dict) else spec.name
-    from bnlab.results import literature  # later studies' sections, built on this module
-
-    return SECTIONS.get(name) or literature.SECTIONS.get(name)

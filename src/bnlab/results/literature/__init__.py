@@ -1,6 +1,6 @@
 """Report sections of the literature studies (``bnlab.lab.literature``), one module each, in the
 form of ``bnlab.results.studies``: ``SECTIONS[name](arms, save, confidence) -> [blocks]``.
-``bnlab.results.studies.for_experiment`` looks a study up here after its own three.
+``bnlab.results.sections.for_experiment`` looks a study up here after those of ``studies``.
 """
 
 from bnlab.results.literature import dropout_variance_shift, fine_tuning_bn, only_bn_trainable

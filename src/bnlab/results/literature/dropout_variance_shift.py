@@ -6,7 +6,7 @@ import numpy as np
 
 from bnlab.results.literature.common import bars, by_name, cell
 from bnlab.results.stats import mean_ci
-from bnlab.results.studies import machine
+from bnlab.results.host import machine
 
 LI_2019 = ("Li, Chen, Hu & Yang 2019 (CVPR), CIFAR-10/100 ResNets, Wide ResNets, DenseNets: "
            "dropout before BN makes the variance BN learned in training differ from the one it "

@@ -8,7 +8,7 @@ import numpy as np
 from bnlab.results import claims
 from bnlab.results.literature.common import by_name, cell
 from bnlab.results.stats import mean_ci
-from bnlab.results.studies import machine
+from bnlab.results.host import machine
 
 GUIDES = ("Keras's transfer-learning guide and keras#9214/#20285, pytorch/vision#5443: keep BN "
           "in inference mode when fine-tuning (Keras: trainable=False, which in Keras 3 also "

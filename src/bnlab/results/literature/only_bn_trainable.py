@@ -4,9 +4,10 @@ all weights and against as many random weights, and the distribution of |γ|."""
 import matplotlib.pyplot as plt
 import numpy as np
 
-from bnlab.lab.literature.extras import GAMMA_NEAR_ZERO
 from bnlab.results.literature.common import bars, by_name, cell
-from bnlab.results.studies import machine
+from bnlab.results.host import machine
+
+GAMMA_NEAR_ZERO = 0.1  # γ starts at 1: a tenth of that is a channel mostly switched off
 
 FRANKLE_2021 = ("Frankle, Schwab & Morcos 2021 (ICLR), ResNets on CIFAR-10 and ImageNet: with "
                 "all other weights frozen at random initialization, training only BN's γ and β "
