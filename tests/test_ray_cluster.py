@@ -4,6 +4,7 @@ both nodes; a local Ray whose trials fail makes the run exit 1 with a count; ``k
 driver leaves none of its Ray processes behind. Each starts Ray (tens of seconds): marked slow."""
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -52,8 +53,10 @@ def kill_all(processes):
 
 def processes_of(marks):
     """The processes whose command line holds one of ``marks``, and their descendants."""
-    found = {}
+    found, me = {}, {os.getpid(), *(p.pid for p in psutil.Process().parents())}
     for process in psutil.process_iter(["cmdline"]):
+        if process.pid in me:
+            continue
         line = " ".join(process.info["cmdline"] or [])
         if any(mark in line for mark in marks):
             for p in [process, *process.children(recursive=True)]:
@@ -63,8 +66,8 @@ def processes_of(marks):
 
 @pytest.fixture
 def cluster(tmp_path):
-    """A head and a second node on this machine, one CPU each, in their own HOME (Ray writes its
-    token there) and temporary folder; every process of it is killed afterwards (by pid, never
+    """A head and a second node on this machine, one CPU each, with token authentication (the
+    token in RAY_AUTH_TOKEN, shared by the nodes and the driver), their own HOME and folder; every process of it is killed afterwards (by pid, never
     `ray stop`, which would stop other users' Ray too)."""
     if not os.access(RAY, os.X_OK):
         pytest.skip("the `ray` command is not installed")
@@ -73,7 +76,7 @@ def cluster(tmp_path):
     # RAY_TMPDIR: the cluster's address file too stays in its folder, so no other `ray.init()` on
     # this machine finds and joins it
     env = {**os.environ, "HOME": str(tmp_path), "RAY_AUTH_MODE": "token", "RAY_TMPDIR": str(temp),
-           "RAY_USAGE_STATS_ENABLED": "0"}
+           "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0"}
     common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
     try:
         subprocess.run([RAY, "start", "--head", "--port", str(port), "--include-dashboard",
