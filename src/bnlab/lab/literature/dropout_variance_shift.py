@@ -21,9 +21,10 @@ STUDY = Experiment(
     description=(
         "A 4 × (Dense 256 → BN → relu) MLP on Fashion-MNIST with Dropout (p = 0.5) in front of "
         "the 2nd-4th Dense → BN, against one Dropout after the last BN. SGD with momentum 0.9 "
-        "at 0.02, batch 64. After training: the last BN layer's moving variance over the "
-        "variance of its inputs at test time (mean over channels), and the test accuracy with "
-        "the statistics recomputed (PreciseBN, 100 batches) with dropout on and off."
+        "at 0.02, batch 64, 3 epochs over the first 15,000 training images. After training: "
+        "the variance of the last BN layer's inputs in training (PreciseBN, dropout on) over "
+        "their variance at test time (mean over channels), and the test accuracy with the "
+        "statistics recomputed (PreciseBN, 100 batches) with dropout on and off."
     ),
     dataset="fashion_mnist",
     model="dropout-mlp",
@@ -35,7 +36,7 @@ STUDY = Experiment(
     ),
     optimizer={"name": "SGD", "learning_rate": 0.02, "momentum": 0.9},
     batch_size=64,
-    split={"validation": 5000},
+    split={"validation": 5000, "train": 15000},  # the first 15,000 training images
     preprocessing="scale",
     epochs=3,
     comparisons=({"a": "after-bn", "b": "before-bn", "question": "dropout after vs before BN"},),
