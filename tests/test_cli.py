@@ -25,6 +25,8 @@ def test_list_names_every_experiment(capsys):
     for name in ("bn-placement", "lenet-bn", "deep-mlp", "deep-cnn"):
         assert name in out
     assert "arms: baseline, bn-after, bn-before, bn-before-elu" in out
+    assert out.index("seed notebooks:") < out.index("bn-placement") < out.index("studies (")
+    assert out.index("studies (") < out.index("ioffe-fig1") and "6 claims of the paper" in out
 
 
 @pytest.mark.parametrize("argv,message", [

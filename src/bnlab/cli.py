@@ -228,13 +228,24 @@ def cmd_list(args):
         except experiment_file.FileError as exc:
             errors.append(str(exc))
     width = max(len(exp.source or exp.name) for exp in listed)
-    for exp in listed:
-        length = f"{exp.steps} steps" if exp.steps else f"{exp.epochs} epochs"
-        origin = exp.seed_source if exp.source else f"seed {exp.seed_source}"
-        print(printable(f"{exp.source or exp.name:<{width}}  {origin:<14}  {exp.title}"))
-        print(f"{'':<{width}}  arms: {', '.join(a.name for a in exp.arms)}; "
-              f"{exp.dataset}, {exp.model}, {exp.optimizer['name']}, batch {exp.batch_size}, "
-              f"{length}")
+    groups = (("seed notebooks", lambda e: not e.source and e.seed_source != "study"),
+              ("studies (bnlab run NAME --quick for a small form)",
+               lambda e: not e.source and e.seed_source == "study"),
+              ("experiment files", lambda e: e.source))
+    for heading, member in groups:
+        members = [exp for exp in listed if member(exp)]
+        if members:
+            print(f"{heading}:")
+        for exp in members:
+            length = f"{exp.steps} steps" if exp.steps else f"{exp.epochs} epochs"
+            origin = exp.seed_source if exp.source else f"seed {exp.seed_source}"
+            print(printable(f"  {exp.source or exp.name:<{width}}  {origin:<14}  {exp.title}"))
+            print(f"  {'':<{width}}  arms: {', '.join(a.name for a in exp.arms)}; "
+                  f"{exp.dataset}, {exp.model}, {exp.optimizer['name']}, batch {exp.batch_size}, "
+                  f"{length}")
+            if exp.claims:  # the paper is in the title; its claims are the report's first table
+                print(f"  {'':<{width}}  {len(exp.claims)} claims of the paper, each with a verdict "
+                      "in the report")
     for error in errors:
         _error(error)
     return 2 if errors else 0
@@ -251,7 +262,7 @@ def cmd_run(args):
     experiment = _experiment(args.experiment)
     if args.quick and not experiment.quick:
         raise UserError(f"{experiment.name} has no --quick form; the studies have one: "
-                        f"{', '.join(s.name for s in experiments.studies.STUDIES)}")
+                        f"{', '.join(e.name for e in experiments.EXPERIMENTS.values() if e.quick)}")
     quick = experiment.quick if args.quick else {}
     args.seeds = args.seeds or quick.get("seeds") or experiment.seeds or 3
     args.steps = args.steps or quick.get("steps")
