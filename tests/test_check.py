@@ -77,8 +77,11 @@ def test_cli_check_bad_input_is_one_line_and_exit_2(trained, tmp_path, capsys, f
     other_shape = tmp_path / "rgb.keras"
     keras.Sequential([keras.Input((32, 32, 3)), keras.layers.BatchNormalization()]).save(
         other_shape)
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(no_bn.read_bytes()[: no_bn.stat().st_size // 2])
     cases = [(tmp_path / "missing.keras", "no model file"), (not_model, "not a Keras model"),
-             (no_bn, "no BatchNormalization"), (other_shape, "does not fit")]
+             (no_bn, "no BatchNormalization"), (other_shape, "does not fit"),
+             (truncated, "truncated or damaged")]
     for path, words in cases:
         assert main(["check", str(path), "--limit", "64"]) == 2
         err = capsys.readouterr().err.strip()

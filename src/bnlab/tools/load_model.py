@@ -18,8 +18,13 @@ def load(path):
 
         model, names = torch_to_keras.load_pt2(path)
         return model, names, "nchw"
+    import zipfile
+
     import keras
 
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):  # Keras says "File not found"
+        raise UserError(f"{path} is not a Keras model file (not a complete .keras zip archive: "
+                        "truncated or damaged; save the model again)")
     try:
         model = keras.saving.load_model(path)
     except Exception as exc:  # any failure to read it means: not a Keras model file bnlab reads
