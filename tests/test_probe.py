@@ -146,7 +146,7 @@ def test_bad_probe_spec_names_the_argument(spec, word):
 
 
 @pytest.mark.parametrize("layers,unit,word", [(["activation:3"], None, "has 3 activation"),
-                                              (["dense_99"], None, "not a layer"),
+                                              (["no_such_layer"], None, "not a layer"),
                                               ([12], None, "out of range"),
                                               (["activation:-1"], 100, "'unit' 100")])
 def test_probe_layers_that_do_not_fit_the_model(layers, unit, word):
