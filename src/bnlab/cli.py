@@ -186,8 +186,8 @@ def _add_run_options(p):
     p.add_argument("--force", action="store_true", help="rerun trials already finished")
     p.add_argument("--no-report", action="store_true", help="do not write the report")
     p.add_argument("--save-models", action="store_true",
-                   help="keep each trial run as OUT/models/ARM-sSEED.keras (OUT: --out, default "
-                        "runs/EXPERIMENT)")
+                   help="keep each trial run as OUT/models/ARM-sSEED-TRIALID.keras (OUT: --out, "
+                        "default runs/EXPERIMENT)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--tensorboard", type=Path, metavar="DIR",
                    help="also write the trials' scalars as TensorBoard event files under DIR")
