@@ -30,8 +30,8 @@ demo: $(VENV)/.installed-demo data
 
 # Each phase prints its 30 slowest tests and how long it took. WORKERS=2 runs the tests in two
 # processes (pytest-xdist, each test file in one of them); the default, 0, runs them in this one.
-WORKERS ?= 0
-PYTEST  := $(PY) -m pytest -n $(WORKERS) --dist loadfile --durations=30
+WORKERS ?= 2
+PYTEST  := $(PY) -m pytest -n $(WORKERS) --dist loadgroup --durations=30
 
 test: $(VENV)/.installed-test data
 	@start=$$(date +%s); KERAS_BACKEND=jax $(PYTEST) || exit 1; \

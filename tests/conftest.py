@@ -5,9 +5,24 @@ from pathlib import Path
 
 import pytest
 
-import bnlab  # noqa: F401  (picks bnlab's default backend before a test module imports keras)
+# The tests' programs are tiny and each runs a few times, so XLA's compile time dominates: compile
+# them at LLVM's lowest level (set before JAX starts; the CLI subprocesses inherit it).
+os.environ["XLA_FLAGS"] = " ".join(
+    filter(None, [os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0"]))
+
+import bnlab  # noqa: E402,F401  (picks bnlab's default backend before a test module imports keras)
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+# Modules that start Ray clusters run in one pytest-xdist worker, one after the other.
+RAY_MODULES = {"test_ray_cluster", "test_executors"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under ``pytest -n N --dist loadgroup`` each test module runs in one worker (its module
+    fixtures built once), and the Ray modules share one."""
+    for item in items:
+        name = item.module.__name__.rpartition(".")[2]
+        item.add_marker(pytest.mark.xdist_group("ray" if name in RAY_MODULES else name))
 
 
 @pytest.fixture(autouse=True, scope="session")
