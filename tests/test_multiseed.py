@@ -163,12 +163,12 @@ def test_one_step_of_every_norm_together_equals_train_on_batch(model, norm, fash
 
 
 def test_step_loop_logs_like_the_fit_path(fashion_mnist):
-    """Seed 003's step loop, run on LeNet: the loop does not depend on the model, and the deep
-    CNN's vectorized program takes minutes to compile on two cores."""
+    """Seed 003's step loop, run on the MLP: the loop (``bnlab.lab.loop``) does not depend on the
+    model, and the deep CNN's vectorized program takes minutes to compile on two cores."""
     configs = configs_for("deep-cnn", "scratch", (1, 2), steps=20, limit=600)
     for config in configs:
         config["log_every"] = {"batch": 10, "validation": 20}
-        config["model"] = {"name": "lenet", "norm": "scratch"}
+        config["model"] = {"name": "mlp", "norm": "scratch"}
         config["extras"] = ["single_sample"]
     arrays, class_names = recipe.load_data(configs[0])
     (history, results), _ = multiseed.run_group(configs, arrays, class_names)
