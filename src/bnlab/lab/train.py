@@ -123,9 +123,16 @@ def train_unit(group, together, datasets, data_dir=None, progress=True, save_mod
             for config in group]
 
 
+# The most seeds one unit trains together. The driver claims a unit's trials when it starts the
+# unit (``bnlab.lab.sweep``), so a run of many seeds holds at most this many of an arm's trials
+# before it has trained them, and the program's memory, which grows with K, stays bounded.
+MAX_TOGETHER = 16
+
+
 def work_units(configs, path):
     """What is trained at once: the seeds of an arm together where ``multiseed`` applies (configs
-    that differ only in their seed, in first-seen order), every other trial alone."""
+    that differ only in their seed, in first-seen order, ``MAX_TOGETHER`` at most), every other
+    trial alone."""
     groups = {}
     for config in configs:
         if trains_together(config, path):
@@ -133,5 +140,6 @@ def work_units(configs, path):
         else:
             key = json.dumps(config, sort_keys=True)
         groups.setdefault(key, []).append(config)
-    return list(groups.values())
+    return [group[start:start + MAX_TOGETHER] for group in groups.values()
+            for start in range(0, len(group), MAX_TOGETHER)]
 
