@@ -521,8 +521,8 @@ def _runs_folder(experiment, *parts):
     """``runs/NAME/...``, refused unless it lies under ``runs/`` (``bnlab.paths.inside``)."""
     from bnlab import paths
 
-    paths.inside("runs", experiment.name, *parts)
-    return Path("runs", experiment.name, *parts)
+    paths.inside(RUNS, experiment.name, *parts)
+    return Path(RUNS, experiment.name, *parts)
 
 
 def _split_names(text):
