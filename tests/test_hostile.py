@@ -140,11 +140,11 @@ def test_hostile_experiment_and_arm_names_are_refused_before_anything_runs(tmp_p
 
 
 def test_a_saved_model_path_stays_in_its_folder(tmp_path):
-    from bnlab.lab import recipe
+    from bnlab.lab import loop
 
     for arm in ("../../../x", "/abs", "x/y", "a\x00b"):
         with pytest.raises(paths.PathError):
-            recipe.model_path(tmp_path, {"arm": arm, "seed": 1})
+            loop.model_path(tmp_path, {"arm": arm, "seed": 1})
     (tmp_path / "link").symlink_to("/tmp")
     with pytest.raises(paths.PathError, match="outside"):
         paths.inside(tmp_path, "link", "x")

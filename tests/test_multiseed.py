@@ -163,12 +163,12 @@ def test_one_step_of_every_norm_together_equals_train_on_batch(model, norm, fash
 
 
 def test_step_loop_logs_like_the_fit_path(fashion_mnist):
-    """Seed 003's step loop, run on LeNet: the loop does not depend on the model, and the deep
-    CNN's vectorized program takes minutes to compile on two cores."""
+    """Seed 003's step loop, run on the MLP: the loop (``bnlab.lab.loop``) does not depend on the
+    model, and the deep CNN's vectorized program takes minutes to compile on two cores."""
     configs = configs_for("deep-cnn", "scratch", (1, 2), steps=20, limit=600)
     for config in configs:
         config["log_every"] = {"batch": 10, "validation": 20}
-        config["model"] = {"name": "lenet", "norm": "scratch"}
+        config["model"] = {"name": "mlp", "norm": "scratch"}
         config["extras"] = ["single_sample"]
     arrays, class_names = recipe.load_data(configs[0])
     (history, results), _ = multiseed.run_group(configs, arrays, class_names)
@@ -236,6 +236,11 @@ def test_paths_choose_which_seeds_train_together():
     units = {path: [len(u) for u in train.work_units(mlp + lenet, path)]
              for path in train.PATHS}
     assert units == {"auto": [2, 1, 1], "together": [2, 2], "fit": [1, 1, 1, 1]}
+    # many seeds: units of at most MAX_TOGETHER, each claimed when it starts (bnlab.lab.sweep)
+    many = configs_for("bn-placement", "bn-after", range(1, 2 * train.MAX_TOGETHER + 2), epochs=1)
+    units = train.work_units(many, "auto")
+    assert [len(u) for u in units] == [train.MAX_TOGETHER, train.MAX_TOGETHER, 1]
+    assert [c["seed"] for u in units for c in u] == [c["seed"] for c in many]
     assert not multiseed.SeedGroup(mlp).convolutional
     assert multiseed.SeedGroup(lenet).convolutional
 
@@ -271,3 +276,34 @@ def test_unrolled_conv_steps_equal_one_step_calls(monkeypatch, fashion_mnist):
 
 def jax_leaves(state):
     return [np.asarray(v) for group in state for v in group]
+
+
+def test_a_units_trials_are_claimed_when_it_starts(tmp_path):
+    """The driver claims a unit's trials when it hands the unit to the executor, not a run's all
+    at once: while the first unit of MAX_TOGETHER seeds trains, the rest are not yet claimed."""
+    configs = configs_for("bn-placement", "bn-after", range(1, train.MAX_TOGETHER + 3), epochs=1)
+
+    class Recording:
+        slots = 1
+
+        def __init__(self, store):
+            self.store, self.seen, self.queue = store, [], []
+
+        def submit(self, group, together):
+            running = [t.seed for t in self.store.trials(status="running")]
+            self.seen.append((len(group), len(running)))
+            self.queue.append((handle := object(), group))
+            return handle
+
+        def next_done(self):
+            handle, group = self.queue.pop(0)
+            return handle, [([], {"test_accuracy": 0.5}) for _ in group], None
+
+        def cancel(self):
+            self.queue.clear()
+
+    with Store(tmp_path / "s.sqlite") as store:
+        executor = Recording(store)
+        sweep.run_trials(configs, store, progress=False, log=lambda *a: None, executor=executor)
+        assert executor.seen == [(train.MAX_TOGETHER, train.MAX_TOGETHER), (2, 2)]
+        assert len(store.trials()) == len(configs)

@@ -243,17 +243,24 @@ def test_report_and_store_import_no_keras():
 
 
 def test_curve_band_is_the_confidence_interval_of_the_mean():
-    from bnlab.results.report import _series
+    """The one curve rule of the report's and the studies' figures (``stats.curve``)."""
+    from bnlab.results.stats import curve
 
     histories = [[{"epoch": 1, "loss": v}, {"epoch": 2, "loss": v / 2}] for v in (1.0, 1.2, 1.7)]
     histories.append([{"epoch": 1, "loss": math.nan}])  # a diverged seed is left out, not averaged
-    xs, st = _series(histories, "epoch", "loss")
+    xs, *st = curve(histories, "epoch", "loss")
+    st = np.array(st).T
     assert list(xs) == [1, 2]
     for i, values in enumerate(([1.0, 1.2, 1.7], [0.5, 0.6, 0.85])):
         mean, hw = mean_ci(values)
         assert st[i] == pytest.approx([mean, mean - hw, mean + hw])
     # not min–max: at three seeds the 95% interval of the mean is wider than the seeds' spread
     assert st[0, 2] - st[0, 1] > 1.7 - 1.0
+    # one finite seed: its value, no band; none: a gap
+    xs, mean, low, high = curve([[{"step": 0, "acc": 0.5}, {"step": 1, "acc": math.inf}],
+                                 [{"step": 0, "acc": math.nan}, {"step": 1, "acc": math.nan}]],
+                                "step", "acc")
+    assert list(xs) == [0, 1] and mean[0] == 0.5 and np.isnan([low[0], high[0], mean[1]]).all()
 
 
 def test_seed_figures_beside_bnlab(store, tmp_path):

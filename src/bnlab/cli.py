@@ -90,6 +90,9 @@ def _os_error(exc):
 
 
 def _parser():
+    from bnlab import models
+    from bnlab.data import DATASETS, arrays
+
     parser = argparse.ArgumentParser(prog="bnlab", description="A batch-normalization laboratory.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -125,10 +128,10 @@ def _parser():
     e.set_defaults(func=cmd_export)
 
     p = sub.add_parser("summary", help="print a model's summary and its norm layers' variables")
-    p.add_argument("model", help="mlp, deep-mlp, lenet, deep-cnn or study-cnn")
-    p.add_argument("--norm", default="keras",
-                   help="none, keras, scratch, renorm, ghost, group or layer (default keras)")
-    p.add_argument("--placement", help="after or before (default: the model's own)")
+    p.add_argument("model", help=", ".join(models.BUILDERS))
+    p.add_argument("--norm", default="keras", help=f"{', '.join(models.NORMS)} (default keras)")
+    p.add_argument("--placement",
+                   help=f"{' or '.join(models.PLACEMENTS)} (default: the model's own)")
     p.add_argument("--activation", help="override the model's activation (e.g. elu)")
     p.add_argument("--momentum", type=float)
     p.add_argument("--epsilon", type=float)
@@ -141,10 +144,10 @@ def _parser():
     p.add_argument("model", type=Path, help="a .keras file (e.g. from bnlab run --save-models) or "
                                             "a PyTorch .pt2 (torch.export.save)")
     p.add_argument("--data", default="fashion_mnist",
-                   help="fashion_mnist, mnist, a .npz (x_train/x_test[/y_train/y_test], or x[/y]), "
+                   help=f"{', '.join(DATASETS)}, a .npz (x_train/x_test[/y_train/y_test], or x[/y]), "
                         "a .npy of inputs, or a folder of images in class subfolders")
     p.add_argument("--data-dir", type=Path, help="where the built-in dataset files are")
-    p.add_argument("--preprocessing", choices=("none", "scale", "standardize"),
+    p.add_argument("--preprocessing", choices=arrays.PREPROCESSING,
                    help="as the model was trained: scale divides by 255, standardize uses the "
                         "training part's mean and std (default scale for built-in datasets, none "
                         "for one's own)")
@@ -169,6 +172,7 @@ def _parser():
 
 
 def _add_run_options(p):
+    from bnlab.data import DATASETS
     from bnlab.lab import executors, multiseed, train
 
     p.add_argument("--arms", help="comma-separated arm names (default: all)")
@@ -180,7 +184,7 @@ def _add_run_options(p):
     p.add_argument("--epochs", type=_positive, help="override the experiment's epochs")
     p.add_argument("--steps", type=_positive, help="override the experiment's steps (deep-cnn)")
     p.add_argument("--limit", type=_positive, help="use only the first N images of each split")
-    p.add_argument("--dataset", help="fashion_mnist or mnist (default: the experiment's)")
+    p.add_argument("--dataset", help=f"{' or '.join(DATASETS)} (default: the experiment's)")
     p.add_argument("--data-dir", type=Path, help="where the dataset files are")
     p.add_argument("--store", type=Path, default=DEFAULT_STORE, help="results store (SQLite)")
     p.add_argument("--force", action="store_true", help="rerun trials already finished")
@@ -255,7 +259,7 @@ def cmd_run(args):
     from bnlab.lab import experiments
     from bnlab.data import DATASETS, DatasetError
     from bnlab.results.store import Store
-    from bnlab.lab import executors
+    from bnlab.lab import executors, selection
     from bnlab.lab.sweep import run_trials
     from bnlab.lab.train import load_datasets
 
@@ -323,7 +327,7 @@ def cmd_run(args):
             if not args.no_report:
                 _write_report(store, experiment, configs, report_dir)
             if args.tensorboard:
-                _export_tensorboard(store, _selection(store, experiment, configs),
+                _export_tensorboard(store, selection.trials(store, experiment, configs),
                                     args.tensorboard)
         if failed:
             print(f"bnlab: {len(failed)} of {len(configs)} trial(s) failed (first: {failed[0].arm} "
@@ -345,12 +349,13 @@ def cmd_report(args):
 
 def cmd_export(args):
     from bnlab import signals
+    from bnlab.lab import selection
 
     experiment = _experiment(args.experiment)
     if args.target == "tensorboard":
         _check_tensorboard_dir(args.dir)
     with signals.writing(), _existing_store(args.store, experiment) as store:
-        trials = _selection(store, experiment, None)
+        trials = selection.trials(store, experiment)
         if not trials:
             raise UserError(f"no finished trials of {experiment.name} in {store.path}; run "
                             f"`bnlab run {experiment.name}` first")
@@ -392,27 +397,14 @@ def _export_tensorboard(store, trials, out_dir):
 
 
 def cmd_summary(args):
-    import keras
-
     from bnlab import models
+    from bnlab.tools import summary
 
     model = models.build(args.model, norm=args.norm, placement=args.placement,
                          activation=args.activation, momentum=args.momentum,
                          epsilon=args.epsilon, norm_options=_norm_options(args.norm_option))
     model.summary()
-    total, trainable, non_trainable = models.count_params(model)
-    print(f"parameters: {total:,} total, {trainable:,} trainable, {non_trainable:,} non-trainable")
-    norm_types = (keras.layers.BatchNormalization, models.BatchNorm,
-                  keras.layers.GroupNormalization, keras.layers.LayerNormalization)
-    for index, layer in enumerate(model.layers):
-        if isinstance(layer, norm_types):
-            settings = ", ".join(f"{key} {getattr(layer, key)}" for key in
-                                 ("groups", "momentum", "epsilon", "renorm_momentum",
-                                  "virtual_batch_size") if getattr(layer, key, None) is not None)
-            print(f"\nlayer {index}: {layer.name} ({type(layer).__name__}, {settings})")
-            for variable in layer.variables:
-                print(f"  {variable.path:<45} shape {str(tuple(variable.shape)):<8} "
-                      f"trainable={variable.trainable}")
+    print("\n".join(summary.norm_layer_lines(model)))
 
 
 def cmd_check(args):
@@ -529,8 +521,8 @@ def _runs_folder(experiment, *parts):
     """``runs/NAME/...``, refused unless it lies under ``runs/`` (``bnlab.paths.inside``)."""
     from bnlab import paths
 
-    paths.inside("runs", experiment.name, *parts)
-    return Path("runs", experiment.name, *parts)
+    paths.inside(RUNS, experiment.name, *parts)
+    return Path(RUNS, experiment.name, *parts)
 
 
 def _split_names(text):
@@ -556,60 +548,15 @@ def _check_writable(folder, fix):
                         f"{fix}")
 
 
-def _selection(store, experiment, configs):
-    """The trials a report covers: those of ``configs`` after a run; otherwise the trials that
-    share the settings of the experiment's most recently finished trial (a store may hold the
-    same experiment at several settings, e.g. a quick --limit look and the full run)."""
-    trials = store.trials(experiment.name)
-    if configs is not None:
-        ids = {store.trial_id(c) for c in configs}
-        return [t for t in trials if t.id in ids]
-    trials = _of_this_configuration(store, experiment, trials)
-    if not trials:
-        return []
-    newest = max(trials, key=lambda t: t.finished_at or "")
-    key = _settings(experiment, newest.config)
-    return [t for t in trials if _settings(experiment, t.config) == key]
-
-
-def _of_this_configuration(store, experiment, trials):
-    """The trials of ``experiment`` as it is defined now: another experiment with the same name
-    (another file, or arms defined otherwise) is never pooled with it; when it is all the store
-    has, the report is refused."""
-    from bnlab.lab import experiments
-
-    ours = [t for t in trials if experiments.same_configuration(experiment, t.config)]
-    if trials and not ours:
-        raise UserError(f"the {len(trials)} trial(s) named {experiment.name!r} in {store.path} "
-                        f"were run with another configuration than "
-                        f"{experiment.source or 'the built-in experiment'} (another file or version "
-                        "with this name); bnlab does not pool them: run this one, or give it its "
-                        "own name")
-    return ours
-
-
-# What an arm sets for itself: its model, and in the studies its batch size, with the learning
-# rate and steps that go with it (the command line's steps are the experiment's).
-ARM_KEYS = ("arm", "seed", "model", "batch_size", "optimizer", "steps", "log_every", "schedule")
-
-
-def _settings(experiment, config):
-    from bnlab.lab import experiments
-
-    if config["arm"] not in {a.name for a in experiment.arms}:
-        return {k: v for k, v in config.items() if k not in ("arm", "seed", "model")}
-    return {**{k: v for k, v in config.items() if k not in ARM_KEYS},
-            "command": experiments.command_line(experiment, config, 0)}
-
-
 def _print_summary(store, experiment, configs):
+    from bnlab.lab import selection
     from bnlab.results import report
 
-    trials = _selection(store, experiment, configs)
+    trials = selection.trials(store, experiment, configs)
     if not trials:
         raise UserError(f"no finished trials of {experiment.name} in {store.path}; run "
                         f"`bnlab run {experiment.name}` first")
-    rows = report.summary_rows(store, _spec(experiment, trials=trials), trials=trials)
+    rows = report.summary_rows(store, selection.report_spec(experiment, trials), trials=trials)
     others = len(store.trials(experiment.name)) - len(trials)
     if configs is None and others:
         print(f"bnlab: note: {others} other trial(s) named {experiment.name!r} in {store.path} "
@@ -624,28 +571,15 @@ def _print_summary(store, experiment, configs):
 
 
 def _write_report(store, experiment, configs, out_dir):
-    from bnlab.lab import experiments
+    from bnlab.lab import selection
     from bnlab.results import report, sections
 
-    trials = _selection(store, experiment, configs)
-    newest = max(trials, key=lambda t: t.finished_at or "")
-    command = experiments.command_line(experiment, newest.config, len({t.seed for t in trials}))
-    spec = _spec(experiment, command, trials)
+    trials = selection.trials(store, experiment, configs)
+    spec = selection.report_spec(experiment, trials, command=True)
     paths = report.write_report(store, spec, out_dir, trials=trials,
                                 sections=sections.for_experiment(spec))
     print(f"\nreport: {paths['markdown']}  (also {paths['html'].name} and the PNG figures in "
           f"{out_dir})")
-
-
-def _spec(experiment, command=None, trials=()):
-    """The report's description; a study's lists only the arms run (its grid has many)."""
-    from bnlab.lab import experiments
-
-    spec = experiments.as_report_spec(experiment, command)
-    if experiment.quick:
-        ran = {t.arm for t in trials}
-        spec["arms"] = [a for a in spec["arms"] if a["name"] in ran]
-    return spec
 
 
 if __name__ == "__main__":

@@ -20,15 +20,13 @@ over its examples, taken while training; validation and test metrics are compute
 mode after the epoch.
 """
 
-import time
-
 import jax
 import jax.numpy as jnp
 import keras
 import numpy as np
 
 from bnlab import models
-from bnlab.lab import measure, recipe
+from bnlab.lab import loop, recipe
 from bnlab.tools import precise
 from bnlab.tools import probe as probe_tools
 
@@ -193,7 +191,16 @@ class SeedGroup:
 
         return steps
 
-    # -- training and evaluation of all K seeds ------------------------------------------------
+    # -- training and evaluation of all K seeds (the engine of bnlab.lab.loop) -----------------
+    def describe(self):
+        return {"backend": "jax", "path": "jax-vmap" if self.k > 1 else "jax-scan",
+                "seeds_together": self.k}
+
+    @staticmethod
+    def inputs(x, y):
+        """The training images on the device, gathered there step by step."""
+        return jnp.asarray(x, dtype="float32"), jnp.asarray(y)
+
     def train_epoch(self, x_dev, y_dev, epoch, batch_size):
         """One epoch for every seed, each on its own order; returns (loss, accuracy), each (K,)."""
         n = x_dev.shape[0]
@@ -256,12 +263,11 @@ class SeedGroup:
             record.add(self.step, [np.asarray(o[i]) for o in outputs])
 
     def train_steps(self, x_dev, y_dev, idx):
-        """Steps on idx (K, S, B); returns the last batch's (x, y) per seed, shape (K, B, ...)."""
+        """Steps on idx (K, S, B), finished when it returns."""
         for segment in self._segments(idx.transpose(1, 0, 2)):
             self.state, _, _ = self._train_steps(self.state, x_dev, y_dev, segment)
             self._count_steps(len(segment))
-        last = jnp.asarray(idx[:, -1])
-        return x_dev[last], y_dev[last]
+        jax.block_until_ready(self.state)
 
     def evaluate(self, x, y):
         """Inference-mode (loss, accuracy) of every seed on the same images: two (K,) arrays."""
@@ -297,111 +303,9 @@ class SeedGroup:
         return np.asarray(self._predict(trainable, non_trainable, x))
 
 
-def run_group(configs, arrays, class_names, bar=None, save_models=None):
-    """Train the seeds of ``configs`` together; returns one (history, results) per config.
-    With ``save_models`` (a folder) each seed's trained model is saved there as a Keras model."""
-    config = configs[0]
-    group = SeedGroup(configs)
-    if config.get("probe"):
-        group.attach_probe(config["probe"], arrays)
-    labelled = {k: (x, recipe.labels(config, y)) for k, (x, y) in arrays.items()}
-    (x, y), (xv, yv), (xt, yt) = (labelled[s] for s in ("train", "val", "test"))
-    x_dev, y_dev = jnp.asarray(x, dtype="float32"), jnp.asarray(y)
-    histories = [[] for _ in configs]
-    if config.get("steps"):
-        test = (xt, yt) if measure.scores_test_curve(config) else None
-        timing = _fit_steps(group, config, x_dev, y_dev, xv, yv, histories, bar, test)
-    else:
-        timing = _fit_epochs(group, config, x_dev, y_dev, xv, yv, histories, bar)
-    val_loss, val_acc = group.evaluate(xv, yv)
-    test_loss, test_acc = group.evaluate(xt, yt)
-    total, trainable, non_trainable = group.params
-    extras = _extras(group, config, arrays["test"], class_names)
-    results = []
-    for i in range(group.k):
-        results.append({
-            "val_loss": float(val_loss[i]), "val_accuracy": float(val_acc[i]),
-            "test_loss": float(test_loss[i]), "test_accuracy": float(test_acc[i]),
-            "params_total": total, "params_trainable": trainable,
-            "params_non_trainable": non_trainable, "backend": "jax",
-            "path": "jax-vmap" if group.k > 1 else "jax-scan", "seeds_together": group.k,
-            **timing, **{key: values[i] for key, values in extras.items()},
-        })
-        if group.probes is not None:
-            results[i]["probe"] = group.probes[i].as_dict()
-        if save_models is not None:
-            results[i]["model_path"] = recipe.save_model(
-                group.keras_model(i), recipe.model_path(save_models, configs[i]))
-        if measure.after_wanted(config):  # last: it changes the model's moving statistics
-            results[i].update(measure.after(group.keras_model(i), configs[i], labelled))
-    return list(zip(histories, results))
-
-
-def _fit_epochs(group, config, x_dev, y_dev, xv, yv, histories, bar):
-    seconds = []
-    for epoch in range(config["epochs"]):
-        start = time.perf_counter()
-        loss, acc = group.train_epoch(x_dev, y_dev, epoch, config["batch_size"])
-        seconds.append(time.perf_counter() - start)
-        val_loss, val_acc = group.evaluate(xv, yv)
-        for i, history in enumerate(histories):
-            row = {"epoch": epoch + 1, "step": None, "seconds": float(sum(seconds)),
-                   "loss": float(loss[i]), "accuracy": float(acc[i])}
-            if len(xv):
-                row.update(val_loss=float(val_loss[i]), val_accuracy=float(val_acc[i]))
-            history.append(row)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(val_acc=f"{np.mean(val_acc):.4f}")
-    return recipe.epoch_timing(seconds)
-
-
-def _fit_steps(group, config, x_dev, y_dev, xv, yv, histories, bar, test=None):
-    """Seed 003's loop for every seed at once: training-batch metrics every ``batch`` steps
-    (the last batch, in inference mode), validation every ``validation`` steps (and the test
-    split's metrics there too, given ``test`` = (x, y))."""
-    every_batch, every_val = config["log_every"]["batch"], config["log_every"]["validation"]
-    idx = np.stack([recipe.step_order(len(x_dev), config["batch_size"], config["steps"],
-                                      c["seed"]) for c in group.configs])  # (K, steps, B)
-
-    def validation():
-        scores = {"val": group.evaluate(xv, yv)}
-        if test is not None:
-            scores["test"] = group.evaluate(*test)
-        return [{f"{split}_{name}": float(values[i]) for split, pair in scores.items()
-                 for name, values in zip(("loss", "accuracy"), pair)} for i in range(group.k)]
-
-    for history, row in zip(histories, validation()):
-        history.append({"epoch": None, "step": 0, "seconds": 0.0, **row})
-    train_seconds, steps = 0.0, idx.shape[1]
-    for start in range(0, steps, every_batch):
-        chunk = idx[:, start:start + every_batch]
-        t0 = time.perf_counter()
-        x_last, y_last = group.train_steps(x_dev, y_dev, chunk)
-        jax.block_until_ready(group.state)
-        train_seconds += time.perf_counter() - t0
-        step = start + chunk.shape[1]
-        if recipe.validation_due(step, chunk.shape[1], every_val, steps):
-            rows = validation()
-        else:
-            loss, acc = group.evaluate_own(x_last, y_last)
-            rows = [{"batch_loss": float(loss[i]), "batch_accuracy": float(acc[i])}
-                    for i in range(group.k)]
-        for history, row in zip(histories, rows):
-            history.append({"epoch": None, "step": step, "seconds": train_seconds, **row})
-        if bar is not None:
-            bar.update(chunk.shape[1])
-    return {"train_seconds": train_seconds, "seconds_per_step": train_seconds / max(steps, 1)}
-
-
-def _extras(group, config, test, class_names):
-    """Seed 002's predictions and seed 003's one-at-a-time accuracy, per seed."""
-    x, y = test
-    extras = {}
-    if "predictions" in config.get("extras", ()):
-        extras["predictions"] = [recipe.describe_predictions(p, y, class_names)
-                                 for p in group.predict(x[:3])]
-    if "single_sample" in config.get("extras", ()):
-        extras["single_sample_accuracy"] = [
-            float(a) for a in recipe.single_sample_accuracy(group.predict, x, y)]
-    return extras
+def run_group(configs, arrays, class_names, *, progress=False, save_models=None):
+    """Train the seeds of ``configs`` together (``bnlab.lab.loop`` driving a ``SeedGroup``);
+    returns one (history, results) per config. With ``save_models`` (a folder) each seed's
+    trained model is saved there as a Keras model."""
+    return loop.run(SeedGroup(configs), arrays, class_names, progress=progress,
+                    save_models=save_models)

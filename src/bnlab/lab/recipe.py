@@ -1,22 +1,20 @@
 """How a trial's config becomes its data, its compiled model, its loss and its batch order.
 
-Shared by both training paths: ``train`` (Keras ``fit``, any backend) and ``multiseed`` (K seeds
-as one vectorized JAX program). Keeping these here is what makes the two paths train the same
-thing: the same initial weights for a seed, the same loss, and the same batch order.
+Shared by both engines of the trial loop (``bnlab.lab.loop``): ``train``'s Keras ``fit`` (any
+backend) and ``multiseed``'s K seeds as one vectorized JAX program. Keeping these here is what
+makes the two train the same thing: the same initial weights for a seed, the same loss, and the
+same batch order.
 """
 
 import json
-import os
-from pathlib import Path
 
 import keras
 import numpy as np
 
 from bnlab import data as bndata
-from bnlab import models, paths
+from bnlab import models
 from bnlab.errors import UserError
 from bnlab.lab import pretrain
-from bnlab.results.store import Store
 from bnlab.tools import scale_invariance
 
 EVAL_BATCH_SIZE = 500  # inference-mode BN makes evaluation independent of the batch size
@@ -151,68 +149,3 @@ def step_order(n, batch_size, steps, seed):
     passes = -(-steps // per_pass)
     order = [epoch_order(seed, p, n)[: per_pass * batch_size] for p in range(passes)]
     return np.concatenate(order).reshape(-1, batch_size)[:steps]
-
-
-def validation_due(step, chunk, every, last):
-    """Whether a step trial validates after the chunk of ``chunk`` steps that ends at ``step``:
-    when the chunk reached a multiple of ``every`` (even where ``every`` is not a multiple of the
-    chunk length), and after the ``last`` step."""
-    return step // every > (step - chunk) // every or step == last
-
-
-def epoch_timing(seconds):
-    """An epoch trial's timing from each epoch's training seconds: the first (compiling) epoch
-    apart, the mean of the others (of the first when there is one), and the total. Both paths
-    report it the same way, so that their figures compare."""
-    later = seconds[1:] or seconds
-    return {"first_epoch_seconds": seconds[0], "seconds_per_epoch": float(np.mean(later)),
-            "train_seconds": float(sum(seconds))}
-
-
-def describe_predictions(probabilities, y, class_names):
-    """Seed 002's last cell: for each image, its true class, the predicted one, and the class
-    probabilities (``probabilities``: (N, classes), the model's inference-mode outputs)."""
-    return [{"index": i, "label": class_names[int(y[i])],
-             "predicted": class_names[int(np.argmax(p))],
-             "probabilities": [round(float(v), 4) for v in p]}
-            for i, p in enumerate(np.asarray(probabilities))]
-
-
-def single_sample_accuracy(predict, x, y, count=100):
-    """Seed 003's check: the first ``count`` images fed one at a time, in inference mode.
-
-    ``predict(batch of one)`` returns outputs of shape (..., 1, classes): one model's, or K
-    seeds' at once (then the result is one accuracy per seed). With batch statistics a batch of
-    one would normalize every activation to β; with population statistics the accuracy matches
-    the batched one.
-    """
-    count = min(count, len(x))
-    correct = sum(np.argmax(np.asarray(predict(x[i:i + 1]))[..., 0, :], axis=-1) == int(y[i])
-                  for i in range(count))
-    return correct / max(count, 1)
-
-
-def model_path(folder, config):
-    """Where ``bnlab run --save-models`` keeps a trial's model: ``folder/ARM-sSEED-ID.keras``, ID
-    the trial's id (``Store.trial_id``), so trials of one arm and seed at other settings keep a
-    model each; resolved, so the path the store records is found from any working folder."""
-    name = f"{paths.check_name(config['arm'], 'arm name')}-s{config['seed']}-" \
-           f"{Store.trial_id(config)}.keras"
-    return paths.inside(folder, name)
-
-
-def save_model(model, path):
-    """Save ``model`` as a ``.keras`` file, whole or not at all (a temporary file, then renamed),
-    where its folder's manifest allows (``bnlab.paths.Manifest``); returns the path as a string."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    owned = paths.Manifest(path.parent)
-    path = owned.target(path.name)
-    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.keras")
-    try:
-        model.save(partial)
-        os.replace(partial, path)
-        owned.wrote(path.name)
-    finally:
-        partial.unlink(missing_ok=True)
-    return str(path)

@@ -1,9 +1,9 @@
-"""Training: one trial from its config, or the seeds of an arm together (a unit of work).
+"""Training: one trial on Keras's fit, or the seeds of an arm together (a unit of work).
 
-``run_trial(config, dataset) -> (history, results)`` builds the model, trains it with Keras's
-``fit`` (epoch experiments) or in chunks of steps (seed 003's step experiment), and evaluates it.
-Same config, same backend and same seed give the same history: the seed fixes the initial weights
-(``keras.utils.set_random_seed`` before building) and the batch order.
+``FitEngine`` is one seed on Keras's ``fit`` (any backend), the K = 1 engine of the trial loop
+(``bnlab.lab.loop``, which owns the schedule, the history rows and the results); ``run_trial``
+runs it. Same config, same backend and same seed give the same history: the seed fixes the
+initial weights (``keras.utils.set_random_seed`` before building) and the batch order.
 
 ``train_unit`` trains what an executor (``bnlab.lab.executors``) is handed: one trial with
 ``fit``, or, on the JAX backend, the seeds of an arm together as one vectorized program
@@ -11,128 +11,75 @@ Same config, same backend and same seed give the same history: the seed fixes th
 """
 
 import json
-import time
 
 import keras
-from tqdm.auto import tqdm
+import numpy as np
 
 from bnlab import models
-from bnlab.lab import measure, multiseed, recipe
-from bnlab.lab.runtime import configure_xla, enable_compilation_cache  # noqa: F401  (bench/'s)
+from bnlab.lab import loop, multiseed, recipe
 from bnlab.tools import probe as probe_tools
 
 
-# ----------------------------------------------------------------------------------------------
-# one trial on Keras's fit (any backend)
+class FitEngine:
+    """One trial's model trained with Keras's ``fit``: ``bnlab.lab.loop``'s engine for K = 1
+    (every answer an array of one)."""
 
+    def __init__(self, config):
+        self.configs, self.k = [config], 1
+        keras.utils.set_random_seed(config["seed"])
+        self.model = recipe.compile_model(config)
+        self.params = models.count_params(self.model)
+        self._probe = None
 
-def _evaluate(model, x, y):
-    if len(x) == 0:
-        return float("nan"), float("nan")
-    loss, acc = model.evaluate(x, y, batch_size=recipe.EVAL_BATCH_SIZE, verbose=0)
-    return float(loss), float(acc)
+    def describe(self):
+        return {"backend": keras.backend.backend(), "path": "keras-fit"}
 
+    def attach_probe(self, spec, arrays):
+        self._probe = probe_tools.ActivationProbe.from_spec(spec, arrays)
 
-def _fit_epochs(model, config, arrays, bar, callbacks=()):
-    """``fit`` one epoch at a time, each on the training images in ``recipe.epoch_order``, then
-    evaluate. An epoch's seconds are its training alone: ``fit`` returns its metrics as numbers,
-    which waits for every step (JAX runs steps asynchronously), and validation runs after."""
-    (x, y), (xv, yv) = arrays["train"], arrays["val"]
-    rows, seconds = [], []
-    for epoch in range(config["epochs"]):
-        order = recipe.epoch_order(config["seed"], epoch, len(x))
-        start = time.perf_counter()
-        logs = model.fit(x[order], y[order], batch_size=config["batch_size"], epochs=1,
-                         shuffle=False, verbose=0, callbacks=list(callbacks)).history
-        seconds.append(time.perf_counter() - start)
-        row = {"epoch": epoch + 1, "step": None, "seconds": float(sum(seconds)),
-               "loss": float(logs["loss"][-1]), "accuracy": float(logs["accuracy"][-1])}
-        if len(xv):
-            row["val_loss"], row["val_accuracy"] = _evaluate(model, xv, yv)
-            bar.set_postfix(val_acc=f"{row['val_accuracy']:.4f}")
-        rows.append(row)
-        bar.update(1)
-    return rows, recipe.epoch_timing(seconds)
+    @property
+    def probes(self):
+        return None if self._probe is None else [self._probe.record]
 
+    def inputs(self, x, y):
+        return x, y
 
-def _fit_steps(model, config, arrays, bar, callbacks=()):
-    """Seed 003's loop: training-batch metrics every 25 steps, validation every 100 (and the test
-    split's there too where ``measure.scores_test_curve``)."""
-    (x, y), (xv, yv) = arrays["train"], arrays["val"]
-    every_batch = config["log_every"]["batch"]
-    every_val = config["log_every"]["validation"]
-    order = recipe.step_order(len(x), config["batch_size"], config["steps"], config["seed"])
+    def _fit(self, x, y, batch_size):
+        """``fit`` returns its metrics as numbers, which waits for every step (JAX runs steps
+        asynchronously)."""
+        return self.model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0,
+                              callbacks=[self._probe] if self._probe else []).history
 
-    def validation():
-        row = dict(zip(("val_loss", "val_accuracy"), _evaluate(model, xv, yv)))
-        if measure.scores_test_curve(config):
-            row.update(zip(("test_loss", "test_accuracy"), _evaluate(model, *arrays["test"])))
-        return row
+    def train_epoch(self, x, y, epoch, batch_size):
+        order = recipe.epoch_order(self.configs[0]["seed"], epoch, len(x))
+        logs = self._fit(x[order], y[order], batch_size)
+        return np.array([logs["loss"][-1]]), np.array([logs["accuracy"][-1]])
 
-    rows = [{"epoch": None, "step": 0, "seconds": 0.0, **validation()}]
-    train_seconds = 0.0
-    for start in range(0, len(order), every_batch):
-        chunk = order[start:start + every_batch]
-        t0 = time.perf_counter()
-        model.fit(x[chunk.ravel()], y[chunk.ravel()], batch_size=config["batch_size"], epochs=1,
-                  shuffle=False, verbose=0, callbacks=list(callbacks))
-        train_seconds += time.perf_counter() - t0
-        step = start + len(chunk)
-        row = {"epoch": None, "step": step, "seconds": train_seconds}
-        if recipe.validation_due(step, len(chunk), every_val, len(order)):
-            row.update(validation())
-            bar.set_postfix(val_acc=f"{row['val_accuracy']:.4f}")
-        else:  # the last training batch, scored in inference mode as the seed does
-            row["batch_loss"], row["batch_accuracy"] = _evaluate(model, x[chunk[-1]], y[chunk[-1]])
-        rows.append(row)
-        bar.update(len(chunk))
-    timing = {"train_seconds": train_seconds,
-              "seconds_per_step": train_seconds / max(len(order), 1)}
-    return rows, timing
+    def train_steps(self, x, y, idx):
+        self._fit(x[idx[0].ravel()], y[idx[0].ravel()], idx.shape[2])
+
+    def evaluate(self, x, y):
+        if len(x) == 0:
+            return np.array([np.nan]), np.array([np.nan])
+        loss, acc = self.model.evaluate(x, y, batch_size=recipe.EVAL_BATCH_SIZE, verbose=0)
+        return np.array([loss]), np.array([acc])
+
+    def evaluate_own(self, x, y):
+        return self.evaluate(x[0], y[0])
+
+    def predict(self, x):
+        return np.asarray(self.model.predict_on_batch(x))[None]
+
+    def keras_model(self, i):
+        return self.model
 
 
 def run_trial(config, arrays, class_names, *, progress=True, save_models=None):
-    """Train and evaluate one trial; returns (history rows, results dict). With ``save_models``
-    (a folder) the trained model is saved there (``recipe.model_path``) and results name it."""
-    labelled = {k: (x, recipe.labels(config, y)) for k, (x, y) in arrays.items()}
-    keras.utils.set_random_seed(config["seed"])
-    model = recipe.compile_model(config)
-    total, trainable, non_trainable = models.count_params(model)
-    probe = None
-    if config.get("probe"):  # the activation probe of bnlab.tools.probe, on a fixed batch
-        probe = probe_tools.ActivationProbe.from_spec(config["probe"], labelled)
-    callbacks = [probe] if probe else []
-    length = config.get("steps") or config["epochs"]
-    desc = f"{config['arm']} seed {config['seed']}"
-    with tqdm(total=length, desc=desc, unit="step" if config.get("steps") else "epoch",
-              disable=not progress, leave=False, dynamic_ncols=True) as bar:
-        if config.get("steps"):
-            history, timing = _fit_steps(model, config, labelled, bar, callbacks)
-        else:
-            history, timing = _fit_epochs(model, config, labelled, bar, callbacks)
-    val_loss, val_acc = _evaluate(model, *labelled["val"])
-    test_loss, test_acc = _evaluate(model, *labelled["test"])
-    results = {
-        "val_loss": val_loss, "val_accuracy": val_acc,
-        "test_loss": test_loss, "test_accuracy": test_acc,
-        "params_total": total, "params_trainable": trainable,
-        "params_non_trainable": non_trainable,
-        "backend": keras.backend.backend(), "path": "keras-fit",
-        **timing,
-    }
-    if probe:
-        results["probe"] = probe.record.as_dict()
-    x_test, y_test = arrays["test"]
-    if "predictions" in config.get("extras", ()):
-        results["predictions"] = recipe.describe_predictions(
-            model.predict(x_test[:3], verbose=0), y_test, class_names)
-    if "single_sample" in config.get("extras", ()):
-        results["single_sample_accuracy"] = float(recipe.single_sample_accuracy(
-            model.predict_on_batch, x_test, y_test))
-    if save_models is not None:
-        results["model_path"] = recipe.save_model(model, recipe.model_path(save_models, config))
-    results.update(measure.after(model, config, labelled))  # last: it may change the model
-    return history, results
+    """Train and evaluate one trial with ``fit``; returns (history rows, results dict). With
+    ``save_models`` (a folder) the trained model is saved there (``loop.model_path``)."""
+    [outcome] = loop.run(FitEngine(config), arrays, class_names, progress=progress,
+                         save_models=save_models)
+    return outcome
 
 
 # ----------------------------------------------------------------------------------------------
@@ -170,14 +117,22 @@ def train_unit(group, together, datasets, data_dir=None, progress=True, save_mod
         datasets[key] = recipe.load_data(group[0], data_dir)
     arrays, class_names = datasets[key]
     if together:
-        return _run_group(group, arrays, class_names, progress, save_models)
+        return multiseed.run_group(group, arrays, class_names, progress=progress,
+                                   save_models=save_models)
     return [run_trial(config, arrays, class_names, progress=progress, save_models=save_models)
             for config in group]
 
 
+# The most seeds one unit trains together. The driver claims a unit's trials when it starts the
+# unit (``bnlab.lab.sweep``), so a run of many seeds holds at most this many of an arm's trials
+# before it has trained them, and the program's memory, which grows with K, stays bounded.
+MAX_TOGETHER = 16
+
+
 def work_units(configs, path):
     """What is trained at once: the seeds of an arm together where ``multiseed`` applies (configs
-    that differ only in their seed, in first-seen order), every other trial alone."""
+    that differ only in their seed, in first-seen order, ``MAX_TOGETHER`` at most), every other
+    trial alone."""
     groups = {}
     for config in configs:
         if trains_together(config, path):
@@ -185,13 +140,6 @@ def work_units(configs, path):
         else:
             key = json.dumps(config, sort_keys=True)
         groups.setdefault(key, []).append(config)
-    return list(groups.values())
+    return [group[start:start + MAX_TOGETHER] for group in groups.values()
+            for start in range(0, len(group), MAX_TOGETHER)]
 
-
-def _run_group(configs, arrays, class_names, progress, save_models):
-    config = configs[0]
-    seeds = ", ".join(str(c["seed"]) for c in configs)
-    with tqdm(total=config.get("steps") or config["epochs"], leave=False, dynamic_ncols=True,
-              desc=f"{config['arm']} seeds {seeds}", disable=not progress,
-              unit="step" if config.get("steps") else "epoch") as bar:
-        return multiseed.run_group(configs, arrays, class_names, bar, save_models)

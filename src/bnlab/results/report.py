@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 from bnlab import paths  # noqa: E402
 from bnlab.results import beside, claims as claim_verdicts, per_trial  # noqa: E402
-from bnlab.results.stats import NO_TRIALS, diff_ci, fmt_ci, mean_ci, verdict  # noqa: E402,F401
+from bnlab.results.stats import NO_TRIALS, curve, diff_ci, fmt_ci, mean_ci, verdict  # noqa: E402,F401
 from bnlab.results.store import Store, Trial  # noqa: E402
 ACCURACY_KEYS = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy")
 
@@ -154,23 +154,6 @@ def _pick(arms: list[Arm], candidates: Sequence[str]) -> str | None:
     return next((c for c in candidates if c in present), None)
 
 
-def _series(histories: list[list[dict]], x_key: str, metric: str, confidence: float = 0.95):
-    """x values, and per x: (mean, CI low, CI high) over the seeds that have a finite value there
-    (the CI of the mean, as in the tables; NaN where fewer than two seeds)."""
-    points: dict[float, list[float]] = {}
-    for history in histories:
-        for r in history:
-            if r.get(x_key) is not None and r.get(metric) is not None:
-                points.setdefault(r[x_key], []).append(r[metric])
-    xs = sorted(points)
-    stats = []
-    for x in xs:
-        values = np.asarray(points[x], dtype=float)
-        mean, hw = mean_ci(values[np.isfinite(values)], confidence)
-        stats.append((mean, mean - hw, mean + hw))
-    return np.asarray(xs, dtype=float), np.asarray(stats, dtype=float).reshape(-1, 3)
-
-
 def _curves_figure(arms: list[Arm], x_axis: str):
     step_based = x_axis == "step" or _pick(arms, ["epoch"]) is None
     x_key = "step" if step_based else "epoch"
@@ -194,15 +177,15 @@ def _curves_figure(arms: list[Arm], x_axis: str):
                 ax.set_ylabel(quantity)
             drawn = False
             for arm in arms if metric else []:
-                xs, st = _series(arm.histories, x_key, metric)
+                xs, mean, low, high = curve(arm.histories, x_key, metric)
                 if not len(xs):
                     continue
                 drawn = True
                 c = colours[arm.name]
-                ax.plot(xs, st[:, 0], color=c, lw=1.8, marker="o" if len(xs) <= 30 else None,
+                ax.plot(xs, mean, color=c, lw=1.8, marker="o" if len(xs) <= 30 else None,
                         ms=3.5, label=f"{arm.name} (n={len(arm.trials)})")
                 if len(arm.trials) > 1:
-                    ax.fill_between(xs, st[:, 1], st[:, 2], color=c, alpha=0.18, lw=0)
+                    ax.fill_between(xs, low, high, color=c, alpha=0.18, lw=0)
             if not drawn:
                 ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", color="grey")
     handles, labels = [], []

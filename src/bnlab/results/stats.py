@@ -13,7 +13,8 @@ For two arms a and b, ``diff_ci`` gives Welch's interval for the difference of t
     d ± t_{1−α/2, ν} · se
 
 Both are returned as (centre, half-width); α = 1 − confidence. ``verdict`` says in one plain
-sentence whether a difference is measurable.
+sentence whether a difference is measurable. ``curve`` is an arm's learning curve over its seeds,
+the one rule of every report's and study's figures.
 """
 
 from __future__ import annotations
@@ -80,3 +81,23 @@ def fmt_ci(mean: float, half_width: float, digits: int = 4) -> str:
     if half_width is None or math.isnan(half_width):
         return f"{mean:.{digits}f} (n=1, no interval)"
     return f"{mean:.{digits}f} ± {half_width:.{digits}f}"
+
+
+def curve(histories, x_key: str, metric: str, confidence: float = 0.95):
+    """(xs, mean, low, high): an arm's curve of ``metric`` against ``x_key`` over its seeds.
+
+    ``histories``: one list of rows (dicts) per seed. At every x some seed logged, the mean and
+    the ``mean_ci`` interval of the mean (low, high) over the seeds with a finite value there: a
+    seed that diverged (loss NaN or ∞) is left out from there on, not averaged in; NaN where no
+    seed is finite (a gap), and no band (low, high NaN) where only one is.
+    """
+    points: dict[float, list[float]] = {}
+    for history in histories:
+        for row in history:
+            if row.get(x_key) is not None and row.get(metric) is not None:
+                points.setdefault(row[x_key], []).append(row[metric])
+    xs = sorted(points)
+    finite = [np.asarray(points[x], dtype=float) for x in xs]
+    mean, half = np.array([mean_ci(v[np.isfinite(v)], confidence) for v in finite],
+                          dtype=float).reshape(-1, 2).T
+    return np.asarray(xs, dtype=float), mean, mean - half, mean + half

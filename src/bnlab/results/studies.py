@@ -9,8 +9,8 @@ module imports the report, never the other way. What a section plots comes from 
 declaration: an arm's ``group`` (its curve) and ``x`` (its place on the axis), never its name.
 ``arms``: ``bnlab.results.report.Arm`` (trials and histories per arm); ``save(fig, file name)``
 writes a figure next to the report and returns its name. Every number is mean ± the 95% t
-interval over seeds (``bnlab.results.stats.mean_ci``); an arm's curve is the mean over seeds with
-the 95% confidence interval of the mean as its band, as in the generic report.
+interval over seeds (``bnlab.results.stats.mean_ci``); an arm's curve is the generic report's
+(``bnlab.results.stats.curve``): the mean over seeds with the 95% interval of the mean as its band.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from bnlab.results import claims
 from bnlab.results.host import machine
 from bnlab.results.report import probe_setting
-from bnlab.results.stats import fmt_ci, mean_ci
+from bnlab.results.stats import curve, fmt_ci, mean_ci
 
 IOFFE_2015 = ("Ioffe & Szegedy 2015, Fig. 1 (MNIST, 3 × 100 sigmoid, batch 60, 50,000 steps): "
               "(a) the BN net reaches a higher test accuracy sooner; (b, c) the 15/50/85th "
@@ -44,21 +44,8 @@ def _values(arm, key):
     return arm.final(key)
 
 
-def _curve(histories, key):
-    """(steps, mean, low, high) of ``key`` over seeds, at the steps every seed logged; low and
-    high bound the 95% confidence interval of the mean (NaN, so no band, for one seed)."""
-    per_step = {}
-    for history in histories:
-        for row in history:
-            if row.get("step") is not None and row.get(key) is not None:
-                per_step.setdefault(row["step"], []).append(row[key])
-    steps = [s for s in sorted(per_step) if len(per_step[s]) == len(histories)]
-    mean, half = np.array([mean_ci(per_step[s]) for s in steps], dtype=float).reshape(-1, 2).T
-    return np.array(steps), mean, mean - half, mean + half
-
-
 def _plot_curve(ax, histories, key, **style):
-    steps, mean, low, high = _curve(histories, key)
+    steps, mean, low, high = curve(histories, "step", key)
     line, = ax.plot(steps, mean, **style)
     if len(histories) > 1:
         ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15, lw=0)

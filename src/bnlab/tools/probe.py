@@ -20,13 +20,14 @@ The spec, a trial config's ``probe`` (defaults in :data:`DEFAULTS`)::
 and ``"activation"`` every Activation layer; ``"bn:i"`` / ``"activation:i"`` the i-th of them
 (0-based, negative from the end: ``"activation:-1"`` is the last); any other string a layer name.
 Results are keyed ``"INDEX:CLASS"`` (stable across processes and seeds, unlike Keras's generated
-names). The ``ioffe-fig1`` study probes unit 0 of the last sigmoid's input on 1000 test images in
-inference mode, at its validation points.
+names). The ``ioffe-fig1`` study probes unit 0 (and per unit, all) of the last sigmoid's input on
+1000 test images in training mode, every 200 steps.
 
 Both of bnlab's training paths record it with the same spec and the same record
 (:meth:`ProbeRecord.as_dict`): Keras ``fit`` through the callback :class:`ActivationProbe`; the
 seeds-together program (``bnlab.lab.multiseed``) through :class:`ProbeRecord` fed with its own
-vmapped captures. A trial's record goes into its results (``results["probe"]``), which the report
+vmapped captures; in either mode the two agree to float round-off (tests/test_probe.py). A trial's
+record goes into its results (``results["probe"]``), which the report
 draws.
 """
 
