@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from bnlab.errors import UserError
+from bnlab.tools.convert import layout
 from bnlab.tools.convert.errors import UnsupportedOp
 from bnlab.tools.convert.keras_layers import BatchStatisticsOnly
 
@@ -33,9 +34,10 @@ def load_program(path):
 
 
 def load_pt2(path):
-    """(Keras model, {Keras layer name: PyTorch module}) from a ``torch.export.save`` file."""
-    model, names, _ = to_keras(load_program(path))
-    return model, names
+    """(Keras model, {Keras layer name: PyTorch module}, info) from a ``torch.export.save``
+    file (info: ``to_keras``'s)."""
+    model, names, _, info = to_keras(load_program(path))
+    return model, names, info
 
 
 def module_path(node):
@@ -61,45 +63,54 @@ def baked(node, mode):
     return None
 
 
+def cumulative(node, mode):
+    """A BN op of PyTorch's ``momentum=None`` (the cumulative average of all batches): an eval
+    export writes its factor as 0.0 (a training export cannot trace 1/num_batches_tracked)."""
+    return not mode and node.args[3] is not None and not bool(node.args[5]) \
+        and float(node.args[6]) == 0.0
+
+
 def to_keras(program):
-    """(Keras model, {layer name: module path}, [(BN layer, running-stat buffer prefix)]) of an
-    exported program. Raises ``UnsupportedOp`` for an op outside the table."""
+    """(Keras model, {layer name: module path}, [(BN layer, running-stat buffer prefix)], info)
+    of an exported program; info: {"inputs", "outputs": their layouts, "notes": lines to print}.
+    Raises ``UnsupportedOp`` for an op outside the table."""
     import keras
 
     graph = program.graph
     state = {**program.state_dict, **program.constants}
     targets = {spec.arg.name: spec.target for spec in program.graph_signature.input_specs
                if spec.target is not None}
-    converter = _Converter(keras, state, targets, export_mode(graph))
-    inputs = [n for n in graph.nodes if n.op == "placeholder" and n.name not in targets]
-    if len(inputs) != 1:
-        raise UnsupportedOp(f"the program takes {len(inputs)} inputs; the conversion covers "
-                            "models of one input tensor")
+    one_d = any(n.target in ONE_D for n in graph.nodes)
+    converter = _Converter(keras, state, targets, export_mode(graph), one_d)
     for node in graph.nodes:
         if node.op == "placeholder":
             converter.placeholder(node)
         elif node.op == "call_function":
             converter.call(node)
         elif node.op == "output":
-            outputs = node.args[0]
-    if len(outputs) != 1:
-        raise UnsupportedOp(f"the program returns {len(outputs)} outputs; the conversion covers "
-                            "models of one output tensor")
-    output = converter.env[outputs[0].name]
-    model = keras.Model(converter.input, output[0], name="converted")
+            user = [spec.kind == torch.export.graph_signature.OutputKind.USER_OUTPUT
+                    for spec in program.graph_signature.output_specs]
+            outputs = [a for a, keep in zip(node.args[0], user) if keep]
+    results = [converter.tensor(node, a) for a in outputs]
+    inputs = converter.inputs
+    model = keras.Model(inputs[0] if len(inputs) == 1 else inputs,
+                        results[0][0] if len(results) == 1 else [r[0] for r in results],
+                        name="converted")
     for layer, weights in converter.weights:
         layer.set_weights(weights)
-    return model, converter.names, converter.bn_buffers
+    info = {"inputs": converter.input_layouts, "outputs": [r[1] for r in results],
+            "notes": converter.notes}
+    return model, converter.names, converter.bn_buffers, info
 
 
 class _Converter:
-    def __init__(self, keras, state, targets, mode):
-        self.keras, self.L, self.state, self.targets, self.mode = keras, keras.layers, state, \
-            targets, mode
-        self.env = {}  # node name -> (Keras tensor, layout): "nchw" for rank-4 torch tensors
+    def __init__(self, keras, state, targets, mode, one_d):
+        self.keras, self.L, self.state, self.targets, self.mode, self.one_d = \
+            keras, keras.layers, state, targets, mode, one_d
+        self.env = {}  # node name -> (Keras tensor, layout.CF | layout.SAME)
         self.layers = {}  # weight targets -> layer (a module called twice: one layer)
         self.names, self.weights, self.bn_buffers, self.used = {}, [], [], set()
-        self.input = None
+        self.inputs, self.input_layouts, self.notes = [], [], []
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -135,25 +146,33 @@ class _Converter:
         return layer, True
 
     def unsupported(self, node, why=""):
+        hint = NEAREST.get(node.target, "supported: see bnlab.tools.convert")
         return UnsupportedOp(f"unsupported op {node.target} at node {node.name} (module "
                              f"{module_path(node) or 'the model'}){': ' + why if why else ''}; "
-                             "supported: see bnlab.tools.convert")
+                             f"{hint}")
 
-    def image(self, node, arg):
-        x, layout = self.tensor(node, arg)
-        if layout != "nchw":
-            raise self.unsupported(node, "it wants an (N, C, H, W) image tensor")
-        return x
+    def spatial(self, node, arg, dims=None):
+        """(Keras tensor, number of spatial axes) of a channels-first tensor."""
+        x, where = self.tensor(node, arg)
+        if where != layout.CF or len(x.shape) < 3 or dims is not None and len(x.shape) != dims + 2:
+            want = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}.get(
+                dims, "a channels-first (N, C, ...)")
+            raise self.unsupported(node, f"it wants a {want} tensor")
+        return x, len(x.shape) - 2
 
     # -- graph nodes ---------------------------------------------------------------------------
 
     def placeholder(self, node):
         if node.name in self.targets:
             return
-        shape = tuple(node.meta["val"].shape[1:])
-        shape = (shape[1], shape[2], shape[0]) if len(shape) == 3 else shape
-        self.input = self.keras.Input(tuple(int(s) for s in shape), name="input")
-        self.env[node.name] = (self.input, "nchw" if len(shape) == 3 else "same")
+        shape = tuple(int(s) for s in node.meta["val"].shape[1:])
+        where = layout.input_layout(len(shape) + 1, self.one_d)
+        if where == layout.CF:
+            shape = (*shape[1:], shape[0])
+        x = self.keras.Input(shape, name=node.name if self.inputs else "input")
+        self.inputs.append(x)
+        self.input_layouts.append(where)
+        self.env[node.name] = (x, where)
 
     def call(self, node):
         target = node.target
@@ -162,18 +181,18 @@ class _Converter:
         handler = _HANDLERS.get(target)
         if handler is None:
             raise self.unsupported(node)
-        out = handler(self, node)
-        self.env[node.name] = out
+        self.env[node.name] = handler(self, node)
 
     def elementwise(self, node, layer_factory):
-        x, layout = self.tensor(node, node.args[0])
-        return layer_factory(name=self.name(node))(x), layout
+        x, where = self.tensor(node, node.args[0])
+        return layer_factory(name=self.name(node))(x), where
 
 
 def _linear(c, node):
-    x, layout = c.tensor(node, node.args[0])
-    if len(x.shape) != 2:
-        raise c.unsupported(node, "Linear is covered on (N, features) inputs")
+    x, where = c.tensor(node, node.args[0])
+    if where != layout.SAME:
+        raise c.unsupported(node, "Linear is covered on (N, ..., features), not on a "
+                                  "channels-first tensor")
     w, b = c.value(node.args[1]), c.value(node.args[2] if len(node.args) > 2 else None)
     key = (node.args[1].name,)
     layer, new = c.layer(node, lambda n: c.L.Dense(w.shape[0], use_bias=b is not None, name=n),
@@ -181,70 +200,85 @@ def _linear(c, node):
     y = layer(x)
     if new:
         c.weights.append((layer, [w.T] + ([b] if b is not None else [])))
-    return y, "same"
+    return y, layout.SAME
 
 
-def _pairs(v, n=2):
+def _ints(v, n):
     v = list(v) if isinstance(v, (list, tuple)) else [v]
     return tuple(int(a) for a in (v * n if len(v) == 1 else v))
 
 
 def _conv(c, node):
-    x = c.image(node, node.args[0])
+    dims = CONV_DIMS[node.target]
+    x, _ = c.spatial(node, node.args[0], dims)
     args = list(node.args) + [None] * (7 - len(node.args))
     w, b = c.value(args[1]), c.value(args[2])
-    stride, padding, dilation = (_pairs(args[3] or 1), args[4] if args[4] is not None else 0,
-                                 _pairs(args[5] or 1))
+    stride, dilation = _ints(args[3] or 1, dims), _ints(args[5] or 1, dims)
+    padding = args[4] if args[4] is not None else 0
     groups = int(args[6] or 1)
-    if isinstance(padding, str):
+    if isinstance(padding, str):  # PyTorch allows "same" only with stride 1: Keras's "same" then
         mode = padding
-        if mode == "same" and stride != (1, 1):
-            raise c.unsupported(node, "padding='same' with a stride")
     else:
-        padding, mode = _pairs(padding), "valid"
-        if padding != (0, 0):
-            x = c.L.ZeroPadding2D(padding, name=c.name(node) + ".pad")(x)
+        padding, mode = _ints(padding, dims), "valid"
+        if any(padding):
+            pad = getattr(c.L, f"ZeroPadding{dims}D")
+            x = pad(padding[0] if dims == 1 else padding, name=c.name(node) + ".pad")(x)
     key = (args[1].name,)
-    layer, new = c.layer(node, lambda n: c.L.Conv2D(
+    conv = getattr(c.L, f"Conv{dims}D")
+    layer, new = c.layer(node, lambda n: conv(
         w.shape[0], w.shape[2:], strides=stride, padding=mode, dilation_rate=dilation,
         groups=groups, use_bias=b is not None, name=n), key)
     y = layer(x)
-    if new:
-        c.weights.append((layer, [w.transpose(2, 3, 1, 0)] + ([b] if b is not None else [])))
-    return y, "nchw"
+    if new:  # (out, in/groups, *k) -> (*k, in/groups, out)
+        kernel = w.transpose(*range(2, 2 + dims), 1, 0)
+        c.weights.append((layer, [kernel] + ([b] if b is not None else [])))
+    return y, layout.CF
 
 
 def _batch_norm(c, node):
     from bnlab.layers import BatchNorm
 
-    x, layout = c.tensor(node, node.args[0])
+    x, where = c.tensor(node, node.args[0])
     weight, bias, mean, variance = (c.value(a) for a in node.args[1:5])
     momentum, eps = float(node.args[6]), float(node.args[7])
     kind = baked(node, c.mode)
-    options = dict(axis=-1, epsilon=eps, center=bias is not None, scale=weight is not None,
+    # PyTorch's channels are axis 1: the last Keras axis of a cf tensor, axis 1 of (N, C, L)
+    axis = -1 if where == layout.CF or len(x.shape) == 2 else 1
+    options = dict(axis=axis, epsilon=eps, center=bias is not None, scale=weight is not None,
                    unbiased_moving_variance=True)
     key = tuple(a.name for a in node.args[1:5] if a is not None) or (node.name,)
+    counting = cumulative(node, c.mode)
 
     def make(name):
         if kind == "batch":
             return BatchStatisticsOnly(name=name, **options)
-        return BatchNorm(momentum=1.0 - momentum, trainable=kind != "frozen", name=name,
-                         **options)
+        return BatchNorm(momentum=None if counting else 1.0 - momentum,
+                         trainable=kind != "frozen", name=name, **options)
 
     layer, new = c.layer(node, make, key)
     y = layer(x)
     if new:
-        channels = x.shape[-1]
+        channels = x.shape[axis]
         mean = np.zeros(channels, "float32") if mean is None else mean
         variance = np.ones(channels, "float32") if variance is None else variance
-        c.weights.append((layer, [v for v in (weight, bias) if v is not None] + [mean, variance]))
+        weights = [v for v in (weight, bias) if v is not None] + [mean, variance]
         if node.args[3] is not None:
-            c.bn_buffers.append((layer, c.targets[node.args[3].name].rsplit(".", 1)[0]))
-    return y, layout
+            prefix = c.targets[node.args[3].name].rsplit(".", 1)[0]
+            c.bn_buffers.append((layer, prefix))
+            if counting:
+                count = c.state.get(prefix + ".num_batches_tracked")
+                weights.append(np.asarray(0 if count is None else int(count), "int32"))
+                c.notes.append(f"{prefix or 'the model'}: momentum 0 in an eval export is "
+                               "PyTorch's momentum=None (cumulative average): converted to "
+                               f"BatchNorm(momentum=None), {int(weights[-1])} batches counted")
+        c.weights.append((layer, weights))
+    return y, where
 
 
 def _group_norm(c, node):
-    x, layout = c.tensor(node, node.args[0])
+    x, where = c.tensor(node, node.args[0])
+    if where != layout.CF:
+        raise c.unsupported(node, "GroupNorm is covered on channels-first tensors")
     groups, weight, bias, eps = node.args[1], c.value(node.args[2]), c.value(node.args[3]), \
         float(node.args[4])
     key = tuple(a.name for a in node.args[2:4] if a is not None) or None
@@ -254,31 +288,29 @@ def _group_norm(c, node):
     y = layer(x)
     if new:
         c.weights.append((layer, [v for v in (weight, bias) if v is not None]))
-    return y, layout
+    return y, where
 
 
 def _layer_norm(c, node):
-    x, layout = c.tensor(node, node.args[0])
+    """LayerNorm over the last len(shape) PyTorch axes: the same axes of the Keras tensor, its
+    weight's axes in Keras's order ((C, H, W) -> (H, W, C))."""
+    x, where = c.tensor(node, node.args[0])
     shape = list(node.args[1])
     weight, bias = c.value(node.args[2]), c.value(node.args[3])
     eps = float(node.args[4])
     rank = len(x.shape)
     torch_axes = list(range(rank - len(shape), rank))
-    if layout == "nchw":  # torch axis -> Keras axis for (N, C, H, W) -> (N, H, W, C)
-        to_keras = {0: 0, 1: 3, 2: 1, 3: 2}
-        axes = sorted(to_keras[a] for a in torch_axes)
-        order = [torch_axes.index({3: 1, 1: 2, 2: 3}[a]) for a in axes]
-        weight = None if weight is None else weight.transpose(order)
-        bias = None if bias is None else bias.transpose(order)
-    else:
-        axes = torch_axes
+    axes = sorted(layout.keras_axis(a, rank, where) for a in torch_axes)
+    order = [torch_axes.index(layout.torch_axis(a, rank, where)) for a in axes]
+    weight = None if weight is None else weight.transpose(order)
+    bias = None if bias is None else bias.transpose(order)
     key = tuple(a.name for a in node.args[2:4] if a is not None) or None
     layer, new = c.layer(node, lambda n: c.L.LayerNormalization(
         axis=axes, epsilon=eps, center=bias is not None, scale=weight is not None, name=n), key)
     y = layer(x)
     if new:
         c.weights.append((layer, [v for v in (weight, bias) if v is not None]))
-    return y, layout
+    return y, where
 
 
 def _activation(kind):
@@ -299,51 +331,76 @@ def _elu(c, node):
     return c.elementwise(node, lambda name: c.L.ELU(alpha=alpha, name=name))
 
 
+def _gelu(c, node):
+    if node.kwargs.get("approximate", "none") != "none":
+        raise c.unsupported(node, "GELU(approximate='tanh'); GELU() (exact) is covered")
+    return _activation("gelu")(c, node)
+
+
+def _hardtanh(c, node):
+    low = float(node.args[1]) if len(node.args) > 1 else -1.0
+    high = float(node.args[2]) if len(node.args) > 2 else 1.0
+    if (low, high) == (-1.0, 1.0):
+        return _activation("hard_tanh")(c, node)
+    if low == 0.0 and high > 0:
+        return c.elementwise(node, lambda name: c.L.ReLU(max_value=high, name=name))
+    raise c.unsupported(node, f"Hardtanh({low:g}, {high:g}); covered: (-1, 1) and (0, max) "
+                              "(ReLU6)")
+
+
 def _softmax(c, node):
-    x, layout = c.tensor(node, node.args[0])
-    if int(node.args[1]) % len(x.shape) != len(x.shape) - 1 or layout == "nchw":
-        raise c.unsupported(node, "softmax is covered over the last axis of (N, features)")
+    x, where = c.tensor(node, node.args[0])
+    if int(node.args[1]) % len(x.shape) != len(x.shape) - 1 or where == layout.CF:
+        raise c.unsupported(node, "softmax is covered over the last axis of (N, ..., features)")
     return c.elementwise(node, lambda name: c.L.Softmax(name=name))
 
 
 def _pool(kind):
     def handler(c, node):
-        x = c.image(node, node.args[0])
+        dims = POOL_DIMS[node.target]
+        x, _ = c.spatial(node, node.args[0], dims)
         args = list(node.args) + [None] * (7 - len(node.args))
-        size = _pairs(args[1])
-        stride = _pairs(args[2]) if args[2] else size
-        if args[3] and _pairs(args[3]) != (0, 0):
+        size = _ints(args[1], dims)
+        stride = _ints(args[2], dims) if args[2] else size
+        if args[3] and any(_ints(args[3], dims)):
             raise c.unsupported(node, "pooling with padding")
-        if kind == "max" and (args[4] and _pairs(args[4]) != (1, 1) or args[5]):
+        if kind == "max" and (args[4] and set(_ints(args[4], dims)) != {1} or args[5]):
             raise c.unsupported(node, "max pooling with dilation or ceil_mode")
         if kind == "avg" and (args[4] or args[6] is not None):
             raise c.unsupported(node, "average pooling with ceil_mode or divisor_override")
-        layer = (c.L.MaxPooling2D if kind == "max" else c.L.AveragePooling2D)(
-            size, stride, name=c.name(node))
-        return layer(x), "nchw"
+        cls = getattr(c.L, f"{'Max' if kind == 'max' else 'Average'}Pooling{dims}D")
+        return cls(size, stride, name=c.name(node))(x), layout.CF
     return handler
 
 
 def _global_pool(c, node):
-    x = c.image(node, node.args[0])
-    if node.target == ATEN.adaptive_avg_pool2d.default:
-        if _pairs(node.args[1]) != (1, 1):
-            raise c.unsupported(node, "adaptive average pooling to other sizes than 1x1")
-    elif sorted(d % 4 for d in node.args[1]) != [2, 3] or not (
-            len(node.args) > 2 and node.args[2]):
-        raise c.unsupported(node, "mean over other axes than H and W with keepdim")
-    return c.L.GlobalAveragePooling2D(keepdims=True, name=c.name(node))(x), "nchw"
+    """Adaptive average pooling to 1, or a mean over all spatial axes."""
+    if node.target == ATEN.mean.dim:
+        x, where = c.tensor(node, node.args[0])
+        rank = len(x.shape)
+        keep = bool(node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False))
+        if where != layout.CF or sorted(d % rank for d in node.args[1]) != list(range(2, rank)):
+            raise c.unsupported(node, "mean is covered over all spatial axes of a channels-first "
+                                      "tensor (global average pooling)")
+    else:
+        x, _ = c.spatial(node, node.args[0], POOL_DIMS[node.target])
+        keep = True
+        if set(_ints(node.args[1], len(x.shape) - 2)) != {1}:
+            raise c.unsupported(node, "adaptive average pooling to other sizes than 1")
+    cls = getattr(c.L, f"GlobalAveragePooling{len(x.shape) - 2}D")
+    return cls(keepdims=keep, name=c.name(node))(x), layout.CF if keep else layout.SAME
 
 
 def _flatten(c, node):
-    x, layout = c.tensor(node, node.args[0])
+    x, where = c.tensor(node, node.args[0])
+    rank = len(x.shape)
     start = int(node.args[1]) if len(node.args) > 1 else 0
     end = int(node.args[2]) if len(node.args) > 2 else -1
-    if start != 1 or end % len(x.shape) != len(x.shape) - 1:
+    if start != 1 or end % rank != rank - 1:
         raise c.unsupported(node, "flatten is covered from axis 1 to the last")
-    if layout == "nchw":  # PyTorch flattens (C, H, W): put the channels first, then flatten
-        x = c.L.Permute((3, 1, 2), name=c.name(node) + ".nchw")(x)
-    return c.L.Flatten(name=c.name(node))(x), "same"
+    if where == layout.CF:  # PyTorch flattens (C, *S): put the channels first, then flatten
+        x = c.L.Permute((rank - 1, *range(1, rank - 1)), name=c.name(node) + ".cf")(x)
+    return c.L.Flatten(name=c.name(node))(x), layout.SAME
 
 
 def _view(c, node):
@@ -363,10 +420,16 @@ class _Flat:
 
 
 def _permute(c, node):
-    x, layout = c.tensor(node, node.args[0])
-    if layout == "nchw" and list(node.args[1]) == [0, 2, 3, 1]:
-        return x, "same"  # the Keras tensor is already (N, H, W, C)
-    raise c.unsupported(node, "permute is covered as (0, 2, 3, 1) before a flatten")
+    """The two permutations between channels-first and channels-last: the Keras tensor stays,
+    its layout changes."""
+    x, where = c.tensor(node, node.args[0])
+    rank, order = len(x.shape), [int(d) % len(x.shape) for d in node.args[1]]
+    if where == layout.CF and order == [0, *range(2, rank), 1]:
+        return x, layout.SAME  # the Keras tensor is already channels-last
+    if where == layout.SAME and rank >= 3 and order == [0, rank - 1, *range(1, rank - 1)]:
+        return x, layout.CF
+    raise c.unsupported(node, "permute is covered between channels-first and channels-last "
+                              "((0, 2, .., 1) and back)")
 
 
 def _dropout(c, node):
@@ -374,17 +437,44 @@ def _dropout(c, node):
     return c.elementwise(node, lambda name: c.L.Dropout(rate, name=name))
 
 
-def _add(c, node):
-    if len(node.args) < 2 or not hasattr(node.args[1], "name") or node.kwargs.get("alpha", 1) != 1:
-        raise c.unsupported(node, "addition of two tensors (a residual) is covered")
-    (a, la), (b, lb) = c.tensor(node, node.args[0]), c.tensor(node, node.args[1])
+def _binary(c, node):
+    """a + b, a − b, a · b of two tensors (Add, Subtract, Multiply; broadcasting as in an SE
+    block), or of a tensor and a number (Rescaling: x · scale + offset)."""
+    op = BINARY[node.target]
+    other = node.args[1] if len(node.args) > 1 else None
+    if node.kwargs.get("alpha", 1) != 1:
+        raise c.unsupported(node, "add/sub with alpha")
+    if isinstance(other, (int, float)) and not isinstance(other, bool):
+        scale, offset = {"add": (1.0, other), "sub": (1.0, -other), "mul": (other, 0.0),
+                         "div": (1.0 / other if other else None, 0.0)}[op]
+        if scale is None:
+            raise c.unsupported(node, "division by 0")
+        return c.elementwise(node, lambda name: c.L.Rescaling(float(scale), float(offset),
+                                                              name=name))
+    if op == "div" or not hasattr(other, "name"):
+        raise c.unsupported(node, "covered: a + b, a - b, a * b of two tensors, and + - * / by "
+                                  "a number")
+    (a, la), (b, lb) = c.tensor(node, node.args[0]), c.tensor(node, other)
     if la != lb:
-        raise c.unsupported(node, "adds tensors of different layouts")
-    return c.L.Add(name=c.name(node))([a, b]), la
+        raise c.unsupported(node, "combines tensors of different layouts")
+    cls = {"add": c.L.Add, "sub": c.L.Subtract, "mul": c.L.Multiply}[op]
+    return cls(name=c.name(node))([a, b]), la
+
+
+def _cat(c, node):
+    parts = [c.tensor(node, a) for a in node.args[0]]
+    dim = int(node.args[1]) if len(node.args) > 1 else 0
+    layouts = {where for _, where in parts}
+    rank = len(parts[0][0].shape)
+    if len(layouts) != 1 or dim % rank == 0:
+        raise c.unsupported(node, "concatenation of tensors of one layout, not along the batch")
+    where = layouts.pop()
+    axis = layout.keras_axis(dim % rank, rank, where)
+    return c.L.Concatenate(axis=axis, name=c.name(node))([x for x, _ in parts]), where
 
 
 def _pad(c, node):
-    x = c.image(node, node.args[0])
+    x, dims = c.spatial(node, node.args[0])
     pad = [int(p) for p in node.args[1]]
     if node.target == ATEN.pad.default:
         mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
@@ -392,30 +482,62 @@ def _pad(c, node):
     else:
         mode, value = "constant", node.args[2] if len(node.args) > 2 else 0
     value = 0.0 if value is None else float(value)
-    if mode != "constant":
-        value = None
-    if len(pad) != 4 or value not in (0.0,) or min(pad) < 0:
-        raise c.unsupported(node, "zero padding of H and W is covered")
-    left, right, top, bottom = pad
-    return c.L.ZeroPadding2D(((top, bottom), (left, right)), name=c.name(node))(x), "nchw"
+    if mode != "constant" or value != 0.0 or len(pad) != 2 * dims or min(pad) < 0:
+        raise c.unsupported(node, "zero padding of every spatial axis is covered")
+    # PyTorch lists the last axis first: (W_left, W_right, H_top, H_bottom, ...)
+    pairs = [(pad[2 * i], pad[2 * i + 1]) for i in reversed(range(dims))]
+    cls = getattr(c.L, f"ZeroPadding{dims}D")
+    return cls(pairs[0] if dims == 1 else tuple(pairs), name=c.name(node))(x), layout.CF
 
+
+CONV_DIMS = {ATEN.conv1d.default: 1, ATEN.conv1d.padding: 1, ATEN.conv2d.default: 2,
+             ATEN.conv2d.padding: 2, ATEN.conv3d.default: 3, ATEN.conv3d.padding: 3}
+POOL_DIMS = {ATEN.max_pool1d.default: 1, ATEN.max_pool2d.default: 2, ATEN.max_pool3d.default: 3,
+             ATEN.avg_pool1d.default: 1, ATEN.avg_pool2d.default: 2, ATEN.avg_pool3d.default: 3,
+             ATEN.adaptive_avg_pool1d.default: 1, ATEN.adaptive_avg_pool2d.default: 2,
+             ATEN.adaptive_avg_pool3d.default: 3}
+ONE_D = (ATEN.conv1d.default, ATEN.conv1d.padding, ATEN.max_pool1d.default,
+         ATEN.avg_pool1d.default, ATEN.adaptive_avg_pool1d.default)
+BINARY = {ATEN.add.Tensor: "add", ATEN.add_.Tensor: "add", ATEN.sub.Tensor: "sub",
+          ATEN.mul.Tensor: "mul", ATEN.div.Tensor: "div"}
+_DECOMPOSED = ("the program was decomposed to core ATen (run_decompositions): save the program "
+               "that torch.export.export returns, before decompositions")
+NEAREST = {  # the supported form nearest to an op outside the table
+    ATEN._native_batch_norm_legit_no_training.default: _DECOMPOSED,
+    ATEN._native_batch_norm_legit_functional.default: _DECOMPOSED,
+    ATEN.convolution.default: _DECOMPOSED, ATEN.addmm.default: _DECOMPOSED,
+    ATEN.native_layer_norm.default: _DECOMPOSED,
+    ATEN.upsample_nearest2d.vec: "nearest: a strided or transposed convolution is not covered "
+                                 "either; export the part before the upsampling",
+    ATEN.matmul.default: "nearest: nn.Linear (weights as a module, not a matmul)",
+    ATEN.adaptive_max_pool2d.default: "nearest: AdaptiveAvgPool2d(1) or MaxPool2d",
+}
 
 _HANDLERS = {
     ATEN.linear.default: _linear,
-    ATEN.conv2d.default: _conv, ATEN.conv2d.padding: _conv,
+    **{op: _conv for op in CONV_DIMS},
     ATEN.batch_norm.default: _batch_norm,
     ATEN.group_norm.default: _group_norm,
     ATEN.layer_norm.default: _layer_norm,
     ATEN.relu.default: _activation("relu"), ATEN.relu_.default: _activation("relu"),
     ATEN.sigmoid.default: _activation("sigmoid"), ATEN.tanh.default: _activation("tanh"),
+    ATEN.silu.default: _activation("silu"), ATEN.gelu.default: _gelu,
+    ATEN.hardswish.default: _activation("hard_silu"),
+    ATEN.hardsigmoid.default: _activation("hard_sigmoid"),
+    ATEN.hardtanh.default: _hardtanh,
     ATEN.leaky_relu.default: _leaky_relu, ATEN.elu.default: _elu,
     ATEN.softmax.int: _softmax,
-    ATEN.max_pool2d.default: _pool("max"), ATEN.avg_pool2d.default: _pool("avg"),
-    ATEN.adaptive_avg_pool2d.default: _global_pool, ATEN.mean.dim: _global_pool,
+    **{op: _pool("max") for op in (ATEN.max_pool1d.default, ATEN.max_pool2d.default,
+                                   ATEN.max_pool3d.default)},
+    **{op: _pool("avg") for op in (ATEN.avg_pool1d.default, ATEN.avg_pool2d.default,
+                                   ATEN.avg_pool3d.default)},
+    ATEN.adaptive_avg_pool1d.default: _global_pool, ATEN.adaptive_avg_pool2d.default: _global_pool,
+    ATEN.adaptive_avg_pool3d.default: _global_pool, ATEN.mean.dim: _global_pool,
     ATEN.flatten.using_ints: _flatten,
     ATEN.view.default: _view, ATEN.reshape.default: _view,
     ATEN.permute.default: _permute,
     ATEN.dropout.default: _dropout,
-    ATEN.add.Tensor: _add, ATEN.add_.Tensor: _add,
+    **{op: _binary for op in BINARY},
+    ATEN.cat.default: _cat,
     ATEN.pad.default: _pad, ATEN.constant_pad_nd.default: _pad,
 }
