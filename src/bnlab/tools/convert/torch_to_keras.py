@@ -525,6 +525,8 @@ _HANDLERS = {
     ATEN.hardswish.default: _activation("hard_silu"),
     ATEN.hardsigmoid.default: _activation("hard_sigmoid"),
     ATEN.hardtanh.default: _hardtanh,
+    ATEN.relu6.default: lambda c, node: c.elementwise(
+        node, lambda name: c.L.ReLU(max_value=6.0, name=name)),
     ATEN.leaky_relu.default: _leaky_relu, ATEN.elu.default: _elu,
     ATEN.softmax.int: _softmax,
     **{op: _pool("max") for op in (ATEN.max_pool1d.default, ATEN.max_pool2d.default,
