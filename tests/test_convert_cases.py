@@ -12,7 +12,8 @@ import keras  # noqa: E402
 from torch import nn  # noqa: E402
 
 from bnlab.cli import main  # noqa: E402
-from bnlab.tools.convert import keras_to_torch, layout, torch_to_keras, verify  # noqa: E402
+from bnlab.tools.convert import (keras_to_torch, layout, torch_ops, torch_to_keras,  # noqa: E402
+                                 verify)
 
 KEYS = ("inference", "training", "running_mean", "running_var")
 
@@ -82,7 +83,7 @@ def test_momentum_none_is_the_cumulative_average_as_in_pytorch(tmp_path, capsys)
     print(out)
     back = torch.export.load(str(tmp_path / "back.pt2"))
     ops = [n for n in back.graph.nodes if n.target == torch.ops.aten.batch_norm.default]
-    assert [torch_to_keras.cumulative(n, torch_to_keras.export_mode(back.graph))
+    assert [torch_ops.cumulative(n, torch_to_keras.export_mode(back.graph))
             for n in ops] == [True, True]
 
 

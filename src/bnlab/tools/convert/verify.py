@@ -6,14 +6,15 @@ outputs and updated running statistics, as the largest relative differences
 Dropout is off on both sides for the training step (the two frameworks draw different masks).
 PyTorch runs its exported graph itself (``torch.fx.Interpreter`` over the program's ATen ops) with
 each BN and dropout op's ``training`` flag set to the mode asked, except BN ops that the
-conversion found baked (``torch_to_keras.baked``); the running statistics are copies, the
-program is unchanged.
+conversion found baked (``torch_ops.baked``); a BN op of ``momentum=None``
+(``torch_ops.cumulative``) gets PyTorch's factor 1/num_batches_tracked, counted as PyTorch
+counts; the running statistics are copies, the program is unchanged.
 """
 
 import numpy as np
 import torch
 
-from bnlab.tools.convert import layout, torch_to_keras
+from bnlab.tools.convert import layout, torch_ops, torch_to_keras
 
 TOLERANCE = 1e-5
 
@@ -25,15 +26,15 @@ class _Run(torch.fx.Interpreter):
         self.counts = counts
 
     def run_node(self, node):
-        if node.op == "call_function" and node.target in torch_to_keras.BN_OPS and \
-                torch_to_keras.baked(node, self.mode) is None:
+        if node.op == "call_function" and node.target in torch_ops.BN_OPS and \
+                torch_ops.baked(node, self.mode) is None:
             args = list(node.args)
             args[5] = self.training
             if self.training and node.name in self.counts:  # momentum=None, as PyTorch runs it
                 self.counts[node.name].add_(1)
                 args[6] = 1.0 / float(self.counts[node.name])
             node = _Patched(node, args)
-        elif node.op == "call_function" and node.target in torch_to_keras.DROPOUT_OPS:
+        elif node.op == "call_function" and node.target in torch_ops.DROPOUT_OPS:
             node = _Patched(node, [node.args[0], node.args[1], False])
         return super().run_node(node)
 
@@ -60,7 +61,7 @@ def run_torch(program, xs, training):
     counts = {node.name: state[targets[node.args[3].name].rsplit(".", 1)[0]
                                + ".num_batches_tracked"]
               for node in program.graph.nodes
-              if node.target in torch_to_keras.BN_OPS and torch_to_keras.cumulative(node, mode)}
+              if node.target in torch_ops.BN_OPS and torch_ops.cumulative(node, mode)}
     users = iter(xs)
     args = [state[spec.target] if spec.target is not None else torch.from_numpy(next(users))
             for spec in signature.input_specs]
