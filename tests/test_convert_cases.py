@@ -28,7 +28,7 @@ def trained(module, *shapes):
     return module
 
 
-def both_ways(program):
+def both_ways(program, label):
     """The program to Keras and back, each side compared; the largest difference of each."""
     model, names, pairs, info = torch_to_keras.to_keras(program)
     there = verify.compare(model, program, pairs, info)
@@ -36,7 +36,7 @@ def both_ways(program):
     again = verify.compare(model, back, back_pairs, back_info)
     for result in (there, again):
         assert max(result[k] for k in KEYS) <= 1e-5, (there, again)
-    print({k: f"{there[k]:.2g}" for k in KEYS}, {k: f"{again[k]:.2g}" for k in KEYS})
+    print(label, {k: f"{there[k]:.2g}" for k in KEYS}, {k: f"{again[k]:.2g}" for k in KEYS})
     return model, names, pairs, info
 
 
@@ -135,7 +135,7 @@ class Sequence(nn.Module):
 def test_conv1d_conv3d_and_their_batch_norm(cls, shape, bn):
     module = trained(cls(), shape)
     program = torch.export.export(module, (torch.randn(4, *shape),))
-    model, _, pairs, info = both_ways(program)
+    model, _, pairs, info = both_ways(program, cls.__name__)
     assert len(pairs) == bn
     assert info["inputs"] == ["same" if cls is Sequence else "cf"]
     if cls is Sequence:
@@ -172,7 +172,7 @@ def test_layer_norm_over_the_last_axes_of_a_convolution():
         for norm in (module.chw, module.hw, module.w):
             norm.weight.copy_(torch.rand_like(norm.weight) + 0.5)
             norm.bias.copy_(torch.randn_like(norm.bias))
-    model, _, _, _ = both_ways(torch.export.export(module, (torch.randn(4, 2, 4, 5),)))
+    model, _, _, _ = both_ways(torch.export.export(module, (torch.randn(4, 2, 4, 5),)), "norms")
     axes = [layer.axis for layer in model.layers
             if isinstance(layer, keras.layers.LayerNormalization)]
     assert axes == [[1, 2, 3], [1, 2], [2]]
@@ -197,7 +197,8 @@ def test_keras_layer_norm_over_channels_and_asymmetric_same_padding():
     back, _, back_pairs, back_info = torch_to_keras.to_keras(program)
     back_result = verify.compare(back, program, back_pairs, back_info)
     assert max(back_result[k] for k in KEYS) <= 1e-5, back_result
-    print({k: f"{result[k]:.2g}" for k in KEYS}, {k: f"{back_result[k]:.2g}" for k in KEYS})
+    print("keras-same", {k: f"{result[k]:.2g}" for k in KEYS},
+          {k: f"{back_result[k]:.2g}" for k in KEYS})
 
 
 class Ops(nn.Module):
@@ -223,7 +224,9 @@ class Ops(nn.Module):
 def test_more_ops_and_several_inputs_and_outputs(tmp_path, capsys):
     module = trained(Ops(), (3, 5, 5), (6,))
     program = torch.export.export(module, (torch.randn(4, 3, 5, 5), torch.randn(4, 6)))
-    model, _, _, info = both_ways(program)
+    model, _, _, info = both_ways(program, "ops")
+    with capsys.disabled():
+        print(capsys.readouterr().out)
     assert (len(model.inputs), len(model.outputs)) == (2, 2)
     assert info["outputs"] == ["cf", "same"]
     torch.export.save(program, str(tmp_path / "two.pt2"))
