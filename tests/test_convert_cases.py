@@ -201,6 +201,23 @@ def test_keras_layer_norm_over_channels_and_asymmetric_same_padding():
           {k: f"{back_result[k]:.2g}" for k in KEYS})
 
 
+def test_keras_batch_norm_over_the_features_of_a_sequence():
+    """Keras BN over the last axis of (N, T, F): PyTorch's BatchNorm1d wants the features on
+    axis 1, so it is permuted around it, and back in Keras as one BN layer."""
+    x = keras.Input((5, 4))
+    y = keras.layers.BatchNormalization(momentum=0.5)(keras.layers.Dense(6)(x))
+    model = keras.Model(x, keras.layers.Dense(2)(keras.layers.Flatten()(y)))
+    model(np.random.default_rng(0).normal(size=(8, 5, 4)).astype("float32"), training=True)
+    program, pairs, info = keras_to_torch.export(model)
+    result = verify.compare(model, program, pairs, info)
+    back, _, back_pairs, back_info = torch_to_keras.to_keras(program)
+    again = verify.compare(back, program, back_pairs, back_info)
+    assert max(max(r[k] for k in KEYS) for r in (result, again)) <= 1e-5, (result, again)
+    assert [layer.axis for layer, _ in back_pairs] in ([-1], [[2]], [2])
+    print("keras-sequence", {k: f"{result[k]:.2g}" for k in KEYS},
+          {k: f"{again[k]:.2g}" for k in KEYS})
+
+
 class Ops(nn.Module):
     """Two inputs, two outputs; an SE-style product, gelu, silu, hardswish, ReLU6, cat,
     arithmetic with numbers and PyTorch's own padding='same'."""
@@ -248,11 +265,17 @@ def test_refused_ops_are_one_line_with_the_nearest_supported_form(tmp_path, caps
     cnn = nn.Sequential(nn.Conv2d(2, 2, 3), nn.BatchNorm2d(2))
     depthwise = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.DepthwiseConv2D(3)])
     depthwise.save(tmp_path / "dw.keras")
+    from bnlab.layers import BatchNorm
+
+    frozen = BatchNorm(momentum=0.9, trainable=False)
+    mixed = keras.Sequential([keras.Input((3,)), BatchNorm(momentum=None), frozen])
+    mixed.save(tmp_path / "mixed.keras")
     cases = [(save(cnn, (2, 6, 6), decompose=True), "before decompositions"),
              (save(nn.Sequential(nn.Linear(3, 3), nn.GELU("tanh")), (3,)),
               "GELU() (exact) is covered"),
              (save(nn.Sequential(nn.Linear(3, 3), nn.Hardtanh(-2, 2)), (3,)), "(0, max) (ReLU6)"),
-             (tmp_path / "dw.keras", "nearest: Conv2D(groups=channels)")]
+             (tmp_path / "dw.keras", "nearest: Conv2D(groups=channels)"),
+             (tmp_path / "mixed.keras", "give the momentum=None layers a momentum")]
     for source, words in cases:
         target = source.with_suffix(".keras" if source.suffix == ".pt2" else ".pt2")
         assert main(["convert", str(source), str(target)]) == 2
