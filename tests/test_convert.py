@@ -12,7 +12,7 @@ from torch import nn  # noqa: E402
 
 from bnlab import models  # noqa: E402
 from bnlab.cli import main  # noqa: E402
-from bnlab.tools.convert import keras_to_torch, torch_to_keras, verify  # noqa: E402
+from bnlab.tools.convert import keras_to_torch, layout, torch_to_keras, verify  # noqa: E402
 
 F = nn.functional
 
@@ -98,17 +98,18 @@ def exported(name):
 @pytest.mark.parametrize("name", list(CASES))
 def test_torch_to_keras_and_back_agree_with_pytorch(name, tmp_path, capsys):
     module, program = exported(name)
-    model, names, pairs = torch_to_keras.to_keras(program)
+    model, names, pairs, info = torch_to_keras.to_keras(program)
     shape = CASES[name][1]
     x = np.random.default_rng(1).normal(size=(8, *shape)).astype("float32")
 
     # against the module itself (not only its graph): eval outputs
     with torch.no_grad():
         want = module.eval()(torch.from_numpy(x)).numpy()
-    got = keras.ops.convert_to_numpy(model(verify.to_keras_layout(x), training=False))
-    assert verify.relative(verify.to_torch_layout(got), want) <= 1e-5
+    where = info["inputs"][0]
+    got = keras.ops.convert_to_numpy(model(layout.to_keras(x, where), training=False))
+    assert verify.relative(layout.to_torch(got, info["outputs"][0]), want) <= 1e-5
     # against its graph: inference and one training step with the running statistics
-    result = verify.compare(model, program, pairs)
+    result = verify.compare(model, program, pairs, info)
     for key in ("inference", "training", "running_mean", "running_var"):
         assert result[key] <= 1e-5, (key, result)
     assert result["biased"] == []
@@ -120,8 +121,8 @@ def test_torch_to_keras_and_back_agree_with_pytorch(name, tmp_path, capsys):
     assert all(names[layer.name] in dict(module.named_modules()) for layer in bn)
 
     # and back: Keras -> .pt2 -> the same numbers
-    back, back_pairs = keras_to_torch.export(model)
-    again = verify.compare(model, back, back_pairs)
+    back, back_pairs, back_info = keras_to_torch.export(model)
+    again = verify.compare(model, back, back_pairs, back_info)
     for key in ("inference", "training", "running_mean", "running_var"):
         assert again[key] <= 1e-5, (key, again)
     print(name, {k: f"{v:.2g}" for k, v in result.items() if k != "biased"},
@@ -130,7 +131,7 @@ def test_torch_to_keras_and_back_agree_with_pytorch(name, tmp_path, capsys):
 
 def test_track_running_stats_false_uses_batch_statistics_in_inference_too():
     _, program = exported("groupnorm")
-    model, _, _ = torch_to_keras.to_keras(program)
+    model, _, _, _ = torch_to_keras.to_keras(program)
     x = np.random.default_rng(2).normal(size=(8, 6, 6, 3)).astype("float32")
     alone = keras.ops.convert_to_numpy(model(x[:4], training=False))
     together = keras.ops.convert_to_numpy(model(x, training=False))[:4]
@@ -182,14 +183,14 @@ def test_a_module_left_in_eval_mode_becomes_a_frozen_layer_and_back():
     module.train()
     module.net[1].eval()  # fine-tuning with this BN's statistics fixed
     program = torch.export.export(module, (torch.randn(4, 12),))
-    model, names, pairs = torch_to_keras.to_keras(program)
+    model, names, pairs, info = torch_to_keras.to_keras(program)
     frozen = [layer for layer, _ in pairs if not layer.trainable]
     assert [names[layer.name] for layer in frozen] == ["net.1"]
-    result = verify.compare(model, program, pairs)
+    result = verify.compare(model, program, pairs, info)
     assert max(result[k] for k in ("inference", "training", "running_mean",
                                    "running_var")) <= 1e-5, result
-    back, back_pairs = keras_to_torch.export(model)
-    assert max(v for k, v in verify.compare(model, back, back_pairs).items()
+    back, back_pairs, back_info = keras_to_torch.export(model)
+    assert max(v for k, v in verify.compare(model, back, back_pairs, back_info).items()
                if k != "biased") <= 1e-5
 
 

@@ -418,9 +418,10 @@ def cmd_check(args):
 
     keras.utils.set_random_seed(0)  # dropout's masks in training mode: the same on every run
     model, names, layout = load_model.load(args.model)
+    check.require_one_input_output(model)
     data = _check_data(args, model, layout)
     result = check.check(model, data.x_train, data.x_test, data.y_test,
-                         batch_size=args.batch_size, names=names, pytorch=layout == "nchw")
+                         batch_size=args.batch_size, names=names, pytorch=layout != "nhwc")
     result["data"] = data.notes
     if args.json:
         print(json.dumps(result, indent=1))

@@ -12,8 +12,8 @@ Accepted forms (``load_user_data``):
   ``train/`` and ``test/`` subfolders used as the two parts when both exist, else split 80/20 by
   Keras (``validation_split=0.2, seed=0``).
 
-``layout="nchw"`` says the arrays of a file are PyTorch's (N, C, H, W) while the model takes
-(N, H, W, C) (a converted PyTorch model): they are transposed; images from a folder are always
+``layout="nchw"`` says the arrays of a file are PyTorch's channels-first (N, C, *S) while the model
+takes (N, *S, C) (a converted PyTorch model of images, volumes or signals): they are transposed; images from a folder are always
 read as (H, W, C). Every problem raises ``DatasetError`` with one line naming what is wrong and the
 expected form.
 """
@@ -125,15 +125,15 @@ def _split(name, x, y):
 
 
 def _fit_shape(path, part, x, input_shape, layout):
-    """``x`` as (N, *input_shape): transposed from (N, C, H, W) when ``layout="nchw"``, and a
+    """``x`` as (N, *input_shape): transposed from (N, C, *S) when ``layout="nchw"``, and a
     channel axis of 1 added when the model wants one the data lacks."""
     want = tuple(input_shape)
-    shown = (want[-1], *want[:-1]) if layout == "nchw" and len(want) == 3 else want
+    shown = (want[-1], *want[:-1]) if layout == "nchw" and len(want) >= 2 else want
     if not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
         raise DatasetError(f"{path}: {part} holds {x.dtype}, not numbers; expected an array of "
                            f"shape (N, {', '.join(map(str, shown))})")
-    if layout == "nchw" and x.ndim == 4:
-        x = x.transpose(0, 2, 3, 1)
+    if layout == "nchw" and x.ndim == len(want) + 1 and x.ndim >= 3:
+        x = np.moveaxis(x, 1, -1)
     if x.ndim >= 1 and tuple(x.shape[1:]) + (1,) == want:
         x = x[..., None]
     if x.ndim < 1 or tuple(x.shape[1:]) != want:

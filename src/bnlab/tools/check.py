@@ -48,6 +48,15 @@ def fit_data(model, x):
     return x.astype("float32")
 
 
+def require_one_input_output(model):
+    """The check feeds one array and scores one output: other models get one line."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise UserError(f"the model has {len(model.inputs)} input(s) and {len(model.outputs)} "
+                        "output(s); bnlab check diagnoses models of one input and one output "
+                        "(--data gives one array): check a one-input, one-output part, e.g. "
+                        "keras.Model(model.inputs[0], model.outputs[0])")
+
+
 def _loss_function(model):
     """The model's compiled loss and whether it takes one-hot labels; (None, False) if it has none."""
     loss = getattr(model, "loss", None)

@@ -3,7 +3,9 @@ converted in memory (``bnlab.tools.convert``).
 
 ``load(path)`` returns ``(model, names, layout)``: the Keras model; {Keras layer name: PyTorch
 module} for a converted model (empty for a Keras file), so that findings name what the user wrote;
-and the layout of the user's image arrays, ``"nchw"`` for PyTorch, ``"nhwc"`` for Keras.
+and the layout of the user's arrays: ``"nchw"`` for a PyTorch model whose input is channels-first
+((N, C, *S): images, volumes, signals), ``"pytorch"`` for another PyTorch model, ``"nhwc"`` for
+Keras.
 """
 
 from pathlib import Path
@@ -16,8 +18,8 @@ def load(path):
     if path.suffix == ".pt2":
         from bnlab.tools.convert import torch_to_keras
 
-        model, names = torch_to_keras.load_pt2(path)
-        return model, names, "nchw"
+        model, names, info = torch_to_keras.load_pt2(path)
+        return model, names, "nchw" if info["inputs"][0] == "cf" else "pytorch"
     import zipfile
 
     import keras

@@ -29,18 +29,18 @@ def convert_file(source, target):
         from bnlab.tools.convert import torch_to_keras
 
         program = torch_to_keras.load_program(source)
-        model, _, pairs = torch_to_keras.to_keras(program)
+        model, _, pairs, info = torch_to_keras.to_keras(program)
         save = model.save
     else:
         from bnlab.tools.convert import keras_to_torch
         from bnlab.tools.load_model import load
 
         model = load(source)[0]
-        program, pairs = keras_to_torch.export(model)
+        program, pairs, info = keras_to_torch.export(model)
 
         def save(path):
             torch.export.save(program, str(path))
-    lines, ok = verify.summary(verify.compare(model, program, pairs))
+    lines, ok = verify.summary(verify.compare(model, program, pairs, info))
     if not ok:
         raise UserError(f"the conversion disagrees beyond {verify.TOLERANCE:g}: {lines[0]}; "
                          f"{target} not written")
@@ -54,4 +54,5 @@ def convert_file(source, target):
         if os.path.exists(temporary):
             os.unlink(temporary)
     bn = len(pairs)
-    return [f"{source} -> {target}: {bn} BN layer(s) with running statistics"] + lines
+    return [f"{source} -> {target}: {bn} BN layer(s) with running statistics"] + info["notes"] \
+        + lines
