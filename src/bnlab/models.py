@@ -64,6 +64,7 @@ import keras
 from bnlab.errors import UserError
 from bnlab.layers.fast_conv import Conv2D, MaxPooling2D
 from bnlab.layers import BatchNorm, ChannelTunedConv2D, MovingStatisticsBN, ghost, renorm
+from bnlab.layers.noise import ChannelNoise
 
 NORMS = ("none", "keras", "scratch", "renorm", "ghost", "group", "layer")
 BATCH_NORMS = ("keras", "scratch", "renorm", "ghost")  # those with moving statistics
@@ -87,6 +88,7 @@ DROPOUTS = ("before-bn", "after-bn")
 # The features of build(**features) (see the module docstring), the models that take each
 # (None: every model), and the default that changes nothing.
 FEATURES = {"train": (None, "all"), "bn_mode": (None, "train"), "width": (("study-cnn",), 1),
+            "noise": (("study-cnn",), None),
             "dropout": (("dropout-mlp",), "before-bn"), "dropout_rate": (("dropout-mlp",), 0.5)}
 INPUT_SHAPE = (28, 28)
 NUM_CLASSES = 10
@@ -145,6 +147,8 @@ def build(name, *, norm="keras", placement=None, activation=None, momentum=None,
     own = {k: v for k, v in features.items() if FEATURES[k][0] is not None}
     if name == "study-cnn":
         own["tuned"] = features["train"] == "two-per-channel"
+        if own["noise"] is not None:  # its own seed: the weights stay those of the same seed
+            own["noise"] = {**own["noise"], "seed": seed}
     if init:
         own["init"] = INITS[init]
     model = BUILDERS[name](norms if norm != "none" else None,
@@ -190,6 +194,10 @@ def check_features(name, norm, features):
     width = features.get("width", 1)
     if not isinstance(width, int) or isinstance(width, bool) or width < 1:
         raise ValueError(f"width must be a positive int, got {width!r}")
+    noise = features.get("noise")
+    if noise is not None and (not isinstance(noise, dict)
+                              or set(noise) != {"scale_std", "shift_std"}):
+        raise ValueError(f"noise must be a dict of scale_std and shift_std, got {noise!r}")
     rate = features.get("dropout_rate", 0.5)
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"dropout_rate must be in [0, 1), got {rate!r}")
@@ -368,7 +376,7 @@ def _deep_cnn(make_norm, placement, activation):
     return keras.Sequential(layers, name=_model_name("deep_cnn", make_norm, placement))
 
 
-def _study_cnn(make_norm, placement, activation, width=1, tuned=False):
+def _study_cnn(make_norm, placement, activation, width=1, tuned=False, noise=None):
     """The batch-size study's small CNN (no seed has it): 28×28×1 → Conv 16@3×3 → norm
     → relu → maxpool 2 → Conv 32@3×3 → norm → relu → maxpool 2 → Conv 64@3×3 → norm → relu →
     global average pooling → Dense 10 softmax (shapes 28×28×16, 14×14×32, 7×7×64, 64, 10; "same"
@@ -377,6 +385,8 @@ def _study_cnn(make_norm, placement, activation, width=1, tuned=False):
     bias only where no norm follows them directly (norm "none", or placement "after").
     ``width`` multiplies the channels; ``tuned``: the convs are ``ChannelTunedConv2D`` (two
     trainable kernel entries per channel, its random positions fixed by the layer's index).
+    ``noise``: {"scale_std", "shift_std"} puts a ``ChannelNoise`` right after every norm (the
+    smoothness study's "noisy BN": a random scale and shift a channel, new every training step).
     """
     activation = activation or "relu"
     use_bias = make_norm is None or placement == "after"
@@ -389,7 +399,14 @@ def _study_cnn(make_norm, placement, activation, width=1, tuned=False):
         conv = (ChannelTunedConv2D if tuned else Conv2D)(
             channels, 3, padding="same", use_bias=use_bias,
             input_gradient="scatter" if after_pooling else "sum", **tuning)
-        layers += _norm_block(conv, channels, make_norm, placement, activation, spatial=True)
+        block = _norm_block(conv, channels, make_norm, placement, activation, spatial=True)
+        if noise is not None:
+            if make_norm is None:
+                raise ValueError("noise follows a norm layer: it needs a norm other than 'none'")
+            layer_seed = None if noise.get("seed") is None else 1000 * int(noise["seed"]) + i
+            block.insert(2 if placement != "after" else 3,
+                         ChannelNoise(noise["scale_std"], noise["shift_std"], seed=layer_seed))
+        layers += block
     layers += [keras.layers.GlobalAveragePooling2D(),
                keras.layers.Dense(NUM_CLASSES, activation="softmax")]
     return keras.Sequential(layers, name=_model_name("study_cnn", make_norm, placement))

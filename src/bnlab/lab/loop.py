@@ -52,8 +52,11 @@ def run(engine, arrays, class_names, *, progress=False, save_models=None):
     with tqdm(total=config.get("steps") or config["epochs"], desc=desc, leave=False,
               unit="step" if config.get("steps") else "epoch", disable=not progress,
               dynamic_ncols=True) as bar:
+        record = measure.during(configs, labelled)  # e.g. the smoothness study's, every chunk
+        if record is not None and not config.get("steps"):
+            raise ValueError("a record during training needs a step trial (steps, log_every)")
         schedule = _steps if config.get("steps") else _epochs
-        histories, timing = schedule(engine, config, labelled, bar)
+        histories, timing = schedule(engine, config, labelled, bar, *([record] if record else []))
     val_loss, val_acc = engine.evaluate(*labelled["val"])
     test_loss, test_acc = engine.evaluate(*labelled["test"])
     total, trainable, non_trainable = engine.params
@@ -67,6 +70,8 @@ def run(engine, arrays, class_names, *, progress=False, save_models=None):
                   **{key: values[i] for key, values in extras.items()}}
         if engine.probes is not None:
             result["probe"] = engine.probes[i].as_dict()
+        if record is not None:
+            result.update(record.results(i))
         if save_models is not None:
             result["model_path"] = save_model(engine.keras_model(i),
                                               model_path(save_models, configs[i]))
@@ -102,13 +107,18 @@ def _epochs(engine, config, arrays, bar):
     return histories, epoch_timing(seconds)
 
 
-def _steps(engine, config, arrays, bar):
+def _steps(engine, config, arrays, bar, record=None):
     """Seed 003's loop: training-batch metrics every ``log_every["batch"]`` steps, validation
     every ``log_every["validation"]`` (and the test split's there too where
     ``measure.scores_test_curve``)."""
     (x, y), (xv, yv) = arrays["train"], arrays["val"]
     every_batch = config["log_every"]["batch"]
     every_val = config["log_every"]["validation"]
+
+    def measure_now(step):  # outside the training seconds
+        if record is not None:
+            record.record(step, engine.keras_model)  # seed i's state, one seed at a time
+
     idx = np.stack([recipe.step_order(len(x), config["batch_size"], config["steps"], c["seed"])
                     for c in engine.configs])  # (K, steps, B)
     steps = idx.shape[1]
@@ -123,12 +133,14 @@ def _steps(engine, config, arrays, bar):
     histories = [[{"epoch": None, "step": 0, "seconds": 0.0, **row}] for row in validation()]
     x_in, y_in = engine.inputs(x, y)
     train_seconds = 0.0
+    measure_now(0)
     for start in range(0, steps, every_batch):
         chunk = idx[:, start:start + every_batch]
         t0 = time.perf_counter()
         engine.train_steps(x_in, y_in, chunk)
         train_seconds += time.perf_counter() - t0
         step = start + chunk.shape[1]
+        measure_now(step)
         if validation_due(step, chunk.shape[1], every_val, steps):
             rows = validation()
             bar.set_postfix(val_acc=f"{np.mean([r['val_accuracy'] for r in rows]):.4f}")

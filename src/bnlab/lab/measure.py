@@ -27,6 +27,11 @@ with other statistics than the EMA's, each evaluated on the same trained weights
 
 The literature studies' extras (``LITERATURE``: ``bnlab.lab.literature.measures`` and
 ``.extras``, each ``fn(model, config, arrays) -> results``) run first, in the config's order.
+``during(configs, arrays)`` — the record a step trial keeps *during* training, when its extras
+name one (``LITERATURE_DURING``: the smoothness study's ``Smoothness``), else None: the loop calls
+its ``record(step, model_of)`` at step 0 and after every chunk, and puts ``results(i)`` into seed
+i's results.
+
 It restores the model's moving statistics except PreciseBN's, which it leaves last;
 ``after_wanted(config)`` says whether it measures anything (the seeds-together path then puts each
 seed's state into a Keras model for it).
@@ -44,6 +49,7 @@ PRECISE_BATCHES = 100  # PreciseBN's batches of the trial's batch size (3,200 im
 BATCH_EVAL_IMAGES = 800  # the batch-statistics evaluation's chunk: a multiple of every group size
 AFTER = ("precise_bn", "batch_statistics", "debiased_ema")
 LITERATURE = {**literature_measures.AFTER, **literature_extras.AFTER}
+LITERATURE_DURING = literature_measures.DURING
 
 
 def _accuracy(model, x, y):
@@ -56,6 +62,13 @@ def scores_test_curve(config):
 
 def after_wanted(config):
     return any(extra in config.get("extras", ()) for extra in (*AFTER, *LITERATURE))
+
+
+def during(configs, arrays):
+    wanted = [e for e in configs[0].get("extras", ()) if e in LITERATURE_DURING]
+    if len(wanted) > 1:
+        raise ValueError(f"one record during training at a time, not {', '.join(wanted)}")
+    return LITERATURE_DURING[wanted[0]](configs, arrays) if wanted else None
 
 
 def training_chunk(model, batch_size, images=BATCH_EVAL_IMAGES):

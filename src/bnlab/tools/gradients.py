@@ -1,11 +1,14 @@
-"""Per-layer gradient norms of a model on one batch, in training mode (BN on batch statistics).
+"""Gradients of a model on one batch, in training mode (BN on batch statistics).
 
     kernel_gradient_norms(model, loss_fn, x, y) -> [‖∂L/∂W_l‖ for each Dense/conv kernel W_l]
+    gradient_step_scan(model, loss_fn, x, y, step_sizes) -> L(w − η·g), ‖g(w) − g(w − η·g)‖
 
 Yang et al. (2019) measure exactly this at initialization: in a deep fully connected BN network
 without skip connections the gradient of the first layer's weights grows exponentially with the
 depth, log ‖∂L/∂W_1‖ ≈ a + L · log λ, whatever the initial weight variance. JAX only (the
-gradient is ``jax.grad`` of the model's stateless call).
+gradient is ``jax.grad`` of the model's stateless call). Santurkar et al. (2018) measure the
+second along training: the range of the loss over the step sizes (the "loss landscape") and the
+largest gradient change ("gradient predictiveness", a local β-smoothness) are smaller with BN.
 """
 
 import keras
@@ -36,3 +39,49 @@ def kernel_gradient_norms(model, loss_fn, x, y):
 def log_slope(depths, values):
     """The least-squares slope of ln(values) against ``depths`` (per layer of depth)."""
     return float(np.polyfit(np.asarray(depths, float), np.log(np.asarray(values, float)), 1)[0])
+
+
+def gradient_step_scan(model, loss_fn, x, y, step_sizes):
+    """Santurkar et al. (2018)'s two smoothness measurements at the model's current weights w,
+    on one batch in training mode: with g = ∇L(w) (every trainable variable), for each step size
+    η of ``step_sizes``, the loss L(w − η·g) along the gradient direction and the gradient's
+    change ‖∇L(w) − ∇L(w − η·g)‖ (one norm over all variables: "gradient predictiveness").
+    Random layers (``bnlab.layers.noise.ChannelNoise``) draw from the same state at every point,
+    so the points differ by their weights alone; nothing the model keeps changes. Returns
+    {"loss": L(w), "losses": [...], "gradient_changes": [...]} (lists in ``step_sizes``' order).
+    JAX only; the compiled scan is kept on the model for its next call."""
+    if keras.backend.backend() != "jax":
+        raise ValueError("the gradient scan needs the JAX backend (KERAS_BACKEND=jax)")
+    import jax
+
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    key = ("_bnlab_step_scan", tuple(float(s) for s in step_sizes), id(loss_fn))
+    cache = model.__dict__.setdefault("_bnlab_scans", {})
+    if key not in cache:
+        cache[key] = jax.jit(_step_scan(model, loss_fn, key[1]))
+    loss, losses, changes = cache[key](trainable, non_trainable, x, y)
+    return {"loss": float(loss), "losses": [float(v) for v in losses],
+            "gradient_changes": [float(v) for v in changes]}
+
+
+def _step_scan(model, loss_fn, step_sizes):
+    import jax
+    import jax.numpy as jnp
+
+    def scan(trainable, non_trainable, x, y):
+        def loss(weights):
+            y_pred, _ = model.stateless_call(weights, non_trainable, x, training=True)
+            return loss_fn(y, y_pred)
+
+        value_and_grad = jax.value_and_grad(loss)
+        value, grads = value_and_grad(trainable)
+        losses, changes = [], []
+        for eta in step_sizes:
+            moved, moved_grads = value_and_grad([w - eta * g for w, g in zip(trainable, grads)])
+            losses.append(moved)
+            changes.append(jnp.sqrt(sum(jnp.sum(jnp.square((a - b).astype("float32")))
+                                        for a, b in zip(grads, moved_grads))))
+        return value, jnp.stack(losses), jnp.stack(changes)
+
+    return scan

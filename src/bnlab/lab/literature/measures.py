@@ -1,4 +1,5 @@
-"""What the scale-invariance and depth-at-init studies measure after training, hooked like
+"""What the scale-invariance and depth-at-init studies measure after training (and the smoothness
+study during it: ``Smoothness``, ``DURING``), hooked like
 ``bnlab.lab.measure``'s ``precise_bn``: ``AFTER[extra](model, config, arrays) -> results`` for a
 trial whose config lists ``extra``; ``arrays`` holds the labelled splits. Both training paths call
 them with the trained Keras model (the seeds-together path puts each seed's state, optimizer
@@ -78,3 +79,56 @@ def init_gradients(model, config, arrays):
 DEPTHS = (5, 10, 20, 30, 40, 50, 60)
 
 AFTER = {"weight_norms": weight_norms, "init_gradients": init_gradients}
+
+
+class Smoothness:
+    """The smoothness study's record *during* training (Santurkar et al. 2018, Fig. 4;
+    ``bnlab.tools.gradients.gradient_step_scan``), for the K seeds a loop trains together:
+    ``record(step, model_of)`` at step 0 and after every chunk of ``log_every["batch"]`` steps
+    measures each seed's model (``model_of(i)``, used before the next is asked for: the
+    seeds-together engine puts every seed into one Keras model) on one fixed batch, the first ``SMOOTHNESS_IMAGES`` training
+    images, at the step sizes η = η₀ · ``STEP_MULTIPLES`` (η₀ the trial's learning rate).
+    ``results(i)`` is seed i's:
+
+    ``smoothness_steps``            the steps measured
+    ``smoothness_step_sizes``, ``smoothness_images``  the η measured at, the batch's size
+    ``loss_band_low``, ``_high``    min and max over η of L(w − η·g) at each step (the band)
+    ``gradient_change``             max over η of ‖g(w) − g(w − η·g)‖ at each step
+    ``loss_band_width_mean``        mean over the steps of high − low
+    ``log_loss_band_width_mean``    mean over the steps of ln(high − low) (what claims compare:
+                                    the widths span decades early in training)
+    ``gradient_change_mean``, ``log_gradient_change_mean``  the same for the gradient change
+    """
+
+    def __init__(self, configs, arrays):
+        x, y = arrays["train"]
+        self.x = np.asarray(x[:SMOOTHNESS_IMAGES], "float32")
+        self.y = y[:SMOOTHNESS_IMAGES]
+        self.loss_fn, _ = recipe.loss_and_metric(configs[0])
+        self.step_sizes = [configs[0]["optimizer"]["learning_rate"] * m for m in STEP_MULTIPLES]
+        self.steps, self.points = [], [[] for _ in configs]
+
+    def record(self, step, model_of):
+        self.steps.append(int(step))
+        for i, points in enumerate(self.points):
+            points.append(gradients.gradient_step_scan(model_of(i), self.loss_fn, self.x, self.y,
+                                                       self.step_sizes))
+
+    def results(self, i):
+        low = np.array([min(p["losses"]) for p in self.points[i]])
+        high = np.array([max(p["losses"]) for p in self.points[i]])
+        change = np.array([max(p["gradient_changes"]) for p in self.points[i]])
+        width = np.maximum(high - low, TINY)
+        return {"smoothness_steps": self.steps, "smoothness_step_sizes": self.step_sizes,
+                "smoothness_images": len(self.x), "loss_band_low": low.tolist(),
+                "loss_band_high": high.tolist(), "gradient_change": change.tolist(),
+                "loss_band_width_mean": float(np.mean(high - low)),
+                "log_loss_band_width_mean": float(np.mean(np.log(width))),
+                "gradient_change_mean": float(np.mean(change)),
+                "log_gradient_change_mean": float(np.mean(np.log(np.maximum(change, TINY))))}
+
+
+SMOOTHNESS_IMAGES = 128
+STEP_MULTIPLES = (0.5, 1.0, 2.0, 4.0)  # η/η₀ of the smoothness scan: around the step training takes
+TINY = 1e-12  # a floor under the logs (a band of width 0)
+DURING = {"smoothness": Smoothness}
