@@ -99,3 +99,10 @@ def test_smoothness_quick_end_to_end(tmp_path, fashion_mnist):
     # each seed measured on its own state (the seeds train together)
     bn = [t.results["loss_band_low"][-1] for t in trials if t.arm == "bn"]
     assert bn[0] != bn[1]
+
+
+def test_bnlab_list_shows_the_study_with_its_paper(capsys):
+    assert cli_main(["list"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines()
+                if line.strip().startswith("smoothness "))
+    assert "Santurkar et al. 2018" in line

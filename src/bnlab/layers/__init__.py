@@ -3,7 +3,8 @@
 ``batchnorm`` holds :class:`BatchNorm`, the drop-in for ``keras.layers.BatchNormalization``;
 ``fast_conv`` holds Keras's ``Conv2D`` and ``MaxPooling2D`` with ``xla_cpu``'s gradients on JAX
 on a CPU; ``finetune`` the layers of the studies that train part of a network
-(``MovingStatisticsBN``, ``ChannelTunedConv2D``).
+(``MovingStatisticsBN``, ``ChannelTunedConv2D``); ``noise`` the smoothness study's random
+per-channel scale and shift after BN (``ChannelNoise``).
 """
 
 from bnlab.layers.batchnorm import BatchNorm
