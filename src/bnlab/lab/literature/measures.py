@@ -86,8 +86,9 @@ class Smoothness:
     ``bnlab.tools.gradients.gradient_step_scan``), for the K seeds a loop trains together:
     ``record(step, model_of)`` at step 0 and after every chunk of ``log_every["batch"]`` steps
     measures each seed's model (``model_of(i)``, used before the next is asked for: the
-    seeds-together engine puts every seed into one Keras model) on one fixed batch, the first ``SMOOTHNESS_IMAGES`` training
-    images, at the step sizes η = η₀ · ``STEP_MULTIPLES`` (η₀ the trial's learning rate).
+    seeds-together engine puts every seed into one Keras model) on one fixed batch, the first
+    ``SMOOTHNESS_IMAGES`` training images, at the step sizes η = η₀ · ``STEP_MULTIPLES`` (η₀
+    the trial's learning rate).
     ``results(i)`` is seed i's:
 
     ``smoothness_steps``            the steps measured

@@ -69,10 +69,14 @@ STUDY = Experiment(
               otherwise="the noise costs more than BN gains at this budget"),
         Claim("The loss along the gradient varies less with BN (narrower loss band; mean of "
               "ln width)", a="bn", b="none", metric="log_loss_band_width_mean", direction="less",
-              paper="loss landscape: BN's band much narrower (their Fig. 4a)"),
+              paper="loss landscape: BN's band much narrower (their Fig. 4a)",
+              otherwise="without BN the plain net's gradient is small at this learning rate "
+                        "(a slow, flat start), so a step along it moves the loss little"),
         Claim("The gradient changes less along the gradient with BN (mean of ln max change)",
               a="bn", b="none", metric="log_gradient_change_mean", direction="less",
-              paper="gradient predictiveness: BN's change much smaller (their Fig. 4b)"),
+              paper="gradient predictiveness: BN's change much smaller (their Fig. 4b)",
+              otherwise="the gradient change is in each net's own parameters: BN's scale "
+                        "invariance makes its gradients larger where its weights are small"),
     ),
     log_every={"batch": 50, "validation": 500},
     seeds=5,
