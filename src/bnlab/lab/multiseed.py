@@ -12,8 +12,7 @@ own ``recipe.epoch_order``), and ``jax.lax.scan`` runs all the steps of an epoch
 compiled call, so no Python runs between steps and the K small matrix products of a step become
 one batched product. A seed's initial weights and batches are those of a separate run
 (``recipe.compile_model`` and ``recipe.epoch_order``), so its history is the separate run's up to
-float round-off. With K = 1 it runs about as fast as Keras's ``fit`` (1.54 against 1.46 s an epoch
-for the BN-after MLP, measured by hand; see docs/performance.md).
+float round-off. With K = 1 it runs about as fast as Keras's ``fit`` (bench/tried.md).
 
 Reported metrics follow Keras's ``fit``: the training loss and accuracy of an epoch are averages
 over its examples, taken while training; validation and test metrics are computed in inference
@@ -122,13 +121,11 @@ class SeedGroup:
 
     # -- how the K seeds and the S steps are put together ------------------------------------------
     # Dense models: ``jax.vmap`` over the seeds, ``lax.scan`` over the steps, one compiled call a
-    # segment. Convolutions are the exception on XLA's CPU backend, measured here:
+    # segment. Convolutions are the exception on XLA's CPU backend (the timings: bench/tried.md):
     # - inside a while loop (which ``lax.scan`` compiles to) a convolution runs about 10x slower
-    #   than the same one jitted alone (one 5x5 conv, forward and backward, batch 32: 74.7 against
-    #   7.6 ms; jax-ml/jax#12868), so conv models take their steps in a Python loop of jitted steps;
-    # - a vmapped convolution becomes a grouped convolution, which XLA's CPU backend runs slowly
-    #   (5 LeNet seeds: 178 ms a step vmapped, 99 ms as five convolutions in one program), so the
-    #   seeds of a conv model are a loop inside the compiled step.
+    #   than jitted alone (jax-ml/jax#12868), so conv models take their steps a few to a call;
+    # - a vmapped convolution becomes a grouped convolution, which XLA's CPU backend runs slowly,
+    #   so the seeds of a conv model are a loop inside the compiled step.
     def _each_seed(self, step):
         """``step`` for one seed → the same for all K (leading seed axis on every argument)."""
         if not self.convolutional:

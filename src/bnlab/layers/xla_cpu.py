@@ -79,8 +79,8 @@ def conv2d(x, kernel, strides, padding, input_gradient="sum"):
     ``dy @ Kᵀ`` are added back into dx: ``"sum"``, one fused loop (XLA fuses it into the ops that
     read dx); ``"scatter"``, one in-place add per tap. Use ``"scatter"`` where dx feeds a max-pool
     gradient: XLA would fuse the sum into that gradient and recompute it for every position of
-    the pooling window (measured on LeNet's second conv: 12.1 ms a step with "sum", 6.3 with
-    "scatter"; on the deep CNN "sum" is the faster, 31.9 against 44.4 ms).
+    the pooling window (LeNet's second conv is twice as fast with "scatter"; without pooling, as
+    in the deep CNN, "sum" is the faster: bench/tried.md).
     """
     if kernel.shape[2] == 1:
         return _shifted_sum_conv(x, kernel, strides, padding)
