@@ -53,10 +53,12 @@ def run(engine, arrays, class_names, *, progress=False, save_models=None):
               unit="step" if config.get("steps") else "epoch", disable=not progress,
               dynamic_ncols=True) as bar:
         record = measure.during(configs, labelled)  # e.g. the smoothness study's, every chunk
-        if record is not None and not config.get("steps"):
+        if config.get("steps"):
+            histories, timing = _steps(engine, config, labelled, bar, record)
+        elif record is not None:
             raise ValueError("a record during training needs a step trial (steps, log_every)")
-        schedule = _steps if config.get("steps") else _epochs
-        histories, timing = schedule(engine, config, labelled, bar, *([record] if record else []))
+        else:
+            histories, timing = _epochs(engine, config, labelled, bar)
     val_loss, val_acc = engine.evaluate(*labelled["val"])
     test_loss, test_acc = engine.evaluate(*labelled["test"])
     total, trainable, non_trainable = engine.params

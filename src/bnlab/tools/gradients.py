@@ -18,22 +18,15 @@ import numpy as np
 def kernel_gradient_norms(model, loss_fn, x, y):
     """‖∂L/∂W‖ (Frobenius) of every layer's kernel, first layer first, L = ``loss_fn(y,
     model(x, training=True))`` (the batch mean the training step differentiates)."""
-    if keras.backend.backend() != "jax":
-        raise ValueError("the gradient-norm measurement needs the JAX backend (KERAS_BACKEND=jax)")
+    _require_jax("the gradient-norm measurement")
     import jax
-    import jax.numpy as jnp
 
-    trainable = [v.value for v in model.trainable_variables]
-    non_trainable = [v.value for v in model.non_trainable_variables]
+    trainable, non_trainable = _values(model)
     where = {id(v): i for i, v in enumerate(model.trainable_variables)}
     kernels = [where[id(layer.kernel)] for layer in model.layers if hasattr(layer, "kernel")]
-
-    def loss(trainable):
-        y_pred, _ = model.stateless_call(trainable, non_trainable, x, training=True)
-        return loss_fn(y, y_pred)
-
-    grads = jax.grad(loss)(trainable)
-    return [float(jnp.sqrt(jnp.sum(jnp.square(grads[i].astype("float32"))))) for i in kernels]
+    loss = _training_loss(model, loss_fn)
+    grads = jax.grad(loss)(trainable, non_trainable, x, y)
+    return [float(_norm([grads[i]])) for i in kernels]
 
 
 def log_slope(depths, values):
@@ -50,12 +43,10 @@ def gradient_step_scan(model, loss_fn, x, y, step_sizes):
     so the points differ by their weights alone; nothing the model keeps changes. Returns
     {"loss": L(w), "losses": [...], "gradient_changes": [...]} (lists in ``step_sizes``' order).
     JAX only; the compiled scan is kept on the model for its next call."""
-    if keras.backend.backend() != "jax":
-        raise ValueError("the gradient scan needs the JAX backend (KERAS_BACKEND=jax)")
+    _require_jax("the gradient scan")
     import jax
 
-    trainable = [v.value for v in model.trainable_variables]
-    non_trainable = [v.value for v in model.non_trainable_variables]
+    trainable, non_trainable = _values(model)
     key = ("_bnlab_step_scan", tuple(float(s) for s in step_sizes), id(loss_fn))
     cache = model.__dict__.setdefault("_bnlab_scans", {})
     if key not in cache:
@@ -69,19 +60,44 @@ def _step_scan(model, loss_fn, step_sizes):
     import jax
     import jax.numpy as jnp
 
-    def scan(trainable, non_trainable, x, y):
-        def loss(weights):
-            y_pred, _ = model.stateless_call(weights, non_trainable, x, training=True)
-            return loss_fn(y, y_pred)
+    value_and_grad = jax.value_and_grad(_training_loss(model, loss_fn))
 
-        value_and_grad = jax.value_and_grad(loss)
-        value, grads = value_and_grad(trainable)
+    def scan(trainable, non_trainable, x, y):
+        value, grads = value_and_grad(trainable, non_trainable, x, y)
         losses, changes = [], []
         for eta in step_sizes:
-            moved, moved_grads = value_and_grad([w - eta * g for w, g in zip(trainable, grads)])
-            losses.append(moved)
-            changes.append(jnp.sqrt(sum(jnp.sum(jnp.square((a - b).astype("float32")))
-                                        for a, b in zip(grads, moved_grads))))
+            moved = [w - eta * g for w, g in zip(trainable, grads)]
+            moved_loss, moved_grads = value_and_grad(moved, non_trainable, x, y)
+            losses.append(moved_loss)
+            changes.append(_norm([a - b for a, b in zip(grads, moved_grads)]))
         return value, jnp.stack(losses), jnp.stack(changes)
 
     return scan
+
+
+def _require_jax(what):
+    if keras.backend.backend() != "jax":
+        raise ValueError(f"{what} needs the JAX backend (KERAS_BACKEND=jax)")
+
+
+def _values(model):
+    """The model's trainable and non-trainable variables' values, as stateless_call takes them."""
+    return ([v.value for v in model.trainable_variables],
+            [v.value for v in model.non_trainable_variables])
+
+
+def _training_loss(model, loss_fn):
+    """L(trainable; non_trainable, x, y) = ``loss_fn(y, model(x, training=True))``, stateless:
+    the batch mean the training step differentiates (BN on batch statistics)."""
+    def loss(trainable, non_trainable, x, y):
+        y_pred, _ = model.stateless_call(trainable, non_trainable, x, training=True)
+        return loss_fn(y, y_pred)
+
+    return loss
+
+
+def _norm(arrays):
+    """One Frobenius norm over all of ``arrays``, in float32 (a float16 model's gradients too)."""
+    import jax.numpy as jnp
+
+    return jnp.sqrt(sum(jnp.sum(jnp.square(a.astype("float32"))) for a in arrays))
