@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make studies`: the three studies at their committed settings (their own seeds, 8 each), into
+# `make studies`: every study at its committed settings (its own seeds), one after the other, into
 # docs/studies/<study>/ (report.md opening with the verdict on each paper claim, report.html,
 # trials.csv, figures). QUICK=1 runs their --quick forms instead; the reports say which.
 # STUDIES="batch-size" runs some of them; several copies of this script may run at once (one
@@ -15,7 +15,9 @@ QUICK_FLAG=()
 # SEEDS=5 runs every study with 5 seeds (default: each study's own, 3 unless its quick form says)
 [ -n "${SEEDS:-}" ] && QUICK_FLAG+=(--seeds "$SEEDS")
 mkdir -p "$OUT" "$(dirname "$STORE")"
-STUDIES=${STUDIES:-ioffe-fig1 precise-bn batch-size}
+# Default: every study bnlab knows, in `bnlab list`'s order.
+STUDIES=${STUDIES:-$($PY -c 'from bnlab.lab import studies, literature
+print(" ".join(e.name for e in studies.STUDIES + literature.STUDIES))')}
 touch "$OUT/RUN.txt"
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 for study in $STUDIES; do

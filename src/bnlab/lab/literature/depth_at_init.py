@@ -108,6 +108,7 @@ STUDY = Experiment(
     log_every={"batch": 50, "validation": 150},
     quick={"steps": 20, "limit": 1000, "seeds": 2, "arms": ["bn-d5", "none-d5"]},
     claims=CLAIMS,
+    seeds=5,
 )
 
 sections.SECTIONS[STUDY.name] = functools.partial(section.section, rate=RATE)

@@ -74,6 +74,7 @@ STUDY = Experiment(
     quick={"steps": 30, "limit": 1000, "seeds": 2,
            "arms": [arm_name(n, r) for n in ("bn", "none") for r in (1e-4, 1.0)]},
     claims=CLAIMS,
+    seeds=5,
 )
 
 sections.SECTIONS[STUDY.name] = functools.partial(section.section, range_claims=RANGE_CLAIMS,

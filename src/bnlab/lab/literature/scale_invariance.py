@@ -88,6 +88,7 @@ STUDY = Experiment(
     log_every={"batch": 100, "validation": 500},
     quick={"steps": 60, "limit": 2000, "seeds": 2, "arms": ["lr0.1", "lr1-wd", "rescaled"]},
     claims=CLAIMS,
+    seeds=5,
 )
 
 sections.SECTIONS[STUDY.name] = section.section
