@@ -47,30 +47,30 @@ def gradient_step_scan(model, loss_fn, x, y, step_sizes):
     import jax
 
     trainable, non_trainable = _values(model)
+    key = ("_bnlab_step_scan", tuple(float(s) for s in step_sizes), id(loss_fn))
     cache = model.__dict__.setdefault("_bnlab_scans", {})
-    if id(loss_fn) not in cache:
-        cache[id(loss_fn)] = jax.jit(_step_scan(model, loss_fn))
-    etas = jax.numpy.asarray(step_sizes, dtype="float32")
-    loss, losses, changes = cache[id(loss_fn)](trainable, non_trainable, x, y, etas)
+    if key not in cache:
+        cache[key] = jax.jit(_step_scan(model, loss_fn, key[1]))
+    loss, losses, changes = cache[key](trainable, non_trainable, x, y)
     return {"loss": float(loss), "losses": [float(v) for v in losses],
             "gradient_changes": [float(v) for v in changes]}
 
 
-def _step_scan(model, loss_fn):
+def _step_scan(model, loss_fn, step_sizes):
     import jax
+    import jax.numpy as jnp
 
     value_and_grad = jax.value_and_grad(_training_loss(model, loss_fn))
 
-    def scan(trainable, non_trainable, x, y, step_sizes):
+    def scan(trainable, non_trainable, x, y):
         value, grads = value_and_grad(trainable, non_trainable, x, y)
-
-        def at(eta):  # one step size; lax.map compiles this once, however many there are
-            moved = [w - eta.astype(g.dtype) * g for w, g in zip(trainable, grads)]
+        losses, changes = [], []
+        for eta in step_sizes:
+            moved = [w - eta * g for w, g in zip(trainable, grads)]
             moved_loss, moved_grads = value_and_grad(moved, non_trainable, x, y)
-            return moved_loss, _norm([a - b for a, b in zip(grads, moved_grads)])
-
-        losses, changes = jax.lax.map(at, step_sizes)
-        return value, losses, changes
+            losses.append(moved_loss)
+            changes.append(_norm([a - b for a, b in zip(grads, moved_grads)]))
+        return value, jnp.stack(losses), jnp.stack(changes)
 
     return scan
 
