@@ -4,7 +4,7 @@ reports, so that no verdict or time is copied by hand.
     .venv/bin/python scripts/study_tables.py [--check]
 
 For every study bnlab knows (``bnlab list``'s order) it reads docs/studies/NAME/report.md's
-"Did the paper's shape appear?" table and NAME's line in docs/studies/RUN.txt, and replaces what
+verdict tables ("Did the paper's shape appear?", and any in the study's own section) and NAME's line in docs/studies/RUN.txt, and replaces what
 lies between ``<!-- study-tables -->`` and ``<!-- /study-tables -->`` in both files: a summary
 (verdict counts, seeds, time) and each study's table (claim, paper's figure, ours, verdict).
 ``--check`` writes nothing and exits 1 where a file is not what the reports say.
@@ -25,14 +25,15 @@ KEEP = 5  # claim, paper's figure, ours, verdict, seeds: the report adds the tes
 
 
 def verdict_rows(report):
-    """The rows of a report's verdict table, each a list of its cells."""
-    lines = report.read_text(encoding="utf-8").splitlines()
-    start = lines.index("## Did the paper's shape appear?")
-    rows = []
-    for line in lines[start + 1:]:
-        if line.startswith("## "):
-            break
-        if line.startswith("| ") and not line.startswith("| claim |"):
+    """The rows of every verdict table in a report (the opening one, and any a study's own
+    section adds, such as learning-rate-range's claims on whole grids), each a list of its cells."""
+    rows, inside = [], False
+    for line in report.read_text(encoding="utf-8").splitlines():
+        if line.startswith("| claim | paper's figure |"):
+            inside = True
+        elif not line.startswith("|"):
+            inside = False
+        elif inside and not line.startswith("|---"):
             rows.append([c.strip() for c in line.strip().strip("|").split(" | ")])
     return rows
 
