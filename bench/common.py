@@ -8,6 +8,7 @@ line of stdout.
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -95,7 +96,8 @@ def run_child(script, args=(), backend=None, env=None, timeout=900):
     relayed as they come; on failure the error says the tail of the rest of its stderr."""
     cmd = [sys.executable, str(BENCH / script), *map(str, args)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env or child_env(backend), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # a group to end with whatever it starts
     other, out = [], []
 
     def relay():
@@ -111,9 +113,11 @@ def run_child(script, args=(), backend=None, env=None, timeout=900):
         reader.start()
     try:
         proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    except BaseException as exc:  # past its time, or interrupted: no process of it lives on
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        if not isinstance(exc, subprocess.TimeoutExpired):
+            raise
         raise RuntimeError(f"{' '.join(cmd[1:])} ran past {timeout} s") from None
     for reader in readers:
         reader.join()
