@@ -1,29 +1,20 @@
 """Whole processes alternated, the bench's one timing method: sides in turn, the order reversed
-every round.
+every round (ABC CBA ABC), so that a drift of the machine's speed falls on both sides of a ratio.
 
-    python bench/alternate.py --sides bnlab,keras-jax,torch [--rounds 3] [--experiments a,b]
-        [--arms a,b] [--blocks 3] [--scale 1.0] [--quick] [--budget SECONDS]
-        (prints JSON on its last line)
+    python bench/alternate.py --sides bnlab,keras-jax,torch [--rounds 3] [--budget SECONDS]
+        [--quick] [the sides' options: --experiments a,b --arms a,b --scale 1.0]    (JSON answer)
 
-A side is a name with options after colons: ``bnlab``, ``keras-jax``, ``keras-tf``, ``torch``
-(bench/steps.py's sides, with ``norm=``, ``gradient=``, ``seeds=``, ``path=``: e.g.
-``bnlab:norm=scratch:gradient=closed-form``, ``bnlab:seeds=5``) or ``fold:folded`` /
-``fold:unfolded`` (bench/fold.py). Each round runs one fresh process per side, one after another,
-so each has the cores to itself; the order reverses every round (ABC CBA ABC ...), so a drift of
-the machine's speed falls on both sides of a round's ratio.
-
-For every row (experiment, arm) the answer gives each side's ms per round and the first side ÷
-each other side per round, with the median and min-max over the rounds (the method's spread).
-``--budget``: the rounds stop where the next would pass it (at least two are needed for a spread;
-fewer is reported as a failure with its reason).
+A side is a name with options after colons: a side of bench/steps.py (``bnlab:seeds=5``,
+``bnlab:norm=scratch:gradient=closed-form``) or ``fold:folded`` / ``fold:unfolded``
+(bench/fold.py). Each runs in a fresh process, alone on the cores.
 """
 
 import argparse
 import sys
 import time
 
-from common import child_env, emit, log, median, run_child
-from steps import EXPERIMENTS, KERAS_BACKEND, SIDES
+from common import child_env, emit, log, run_child, spread
+from steps import KERAS_BACKEND, SIDES
 
 
 def command(side):
@@ -65,10 +56,6 @@ def run_rounds(sides, rounds, child_args, run=run_child, budget=None, clock=time
     return answers, stopped
 
 
-def spread(values):
-    return {"rounds": values, "median": median(values), "min": min(values), "max": max(values)}
-
-
 def summarize(answers):
     """One row per (experiment, arm) every side measured: each side's ms per round, and the
     first side ÷ each other side per round, with their median and min-max."""
@@ -89,17 +76,14 @@ def summarize(answers):
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     epilog="Any other option goes to every side's process.")
     parser.add_argument("--sides", default="bnlab,keras-jax,torch",
                         help="comma-separated sides, the first one the numerator")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--experiments", default=",".join(EXPERIMENTS))
-    parser.add_argument("--arms", help="comma-separated arms of the experiments (default all)")
-    parser.add_argument("--blocks", type=int, default=3)
-    parser.add_argument("--scale", type=float, default=1.0, help="× the steps of a block")
     parser.add_argument("--budget", type=float, default=None, help="seconds for all the rounds")
-    parser.add_argument("--quick", action="store_true", help="3 steps a block, 2 rounds")
-    args = parser.parse_args(argv)
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 3 steps a block")
+    args, child_args = parser.parse_known_args(argv)
     sides = [s for s in args.sides.split(",") if s]
     try:
         [command(s) for s in sides]
@@ -107,11 +91,9 @@ def main(argv):
         parser.error(str(exc))
     if len(sides) < 2 or args.rounds < 2:
         parser.error("need two sides or more and --rounds ≥ 2 (a spread needs two rounds)")
-    rounds = 2 if args.quick else args.rounds
-    child_args = ["--experiments", args.experiments, "--blocks", args.blocks, "--scale", args.scale]
     child_args += ["--quick"] if args.quick else []
-    child_args += ["--arms", args.arms] if args.arms else []
-    answers, stopped = run_rounds(sides, rounds, child_args, budget=args.budget)
+    answers, stopped = run_rounds(sides, 2 if args.quick else args.rounds, child_args,
+                                  budget=args.budget)
     done = len(answers[sides[0]])
     if done < 2:
         print(f"alternate: {done} round(s) done, a spread needs two: {stopped}", file=sys.stderr)

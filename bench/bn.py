@@ -1,84 +1,41 @@
-"""BN alone: forward + backward of one BN layer, and the memory-copy bandwidth to compare it with.
+"""BN alone: forward + backward of one BN layer in training mode, against NumPy's copy rate.
 
-    python bench/bn.py --copy [--reps N]      # numpy copy bandwidth: main memory and in cache
-    python bench/bn.py --layers [--reps N]    # (KERAS_BACKEND=jax|tensorflow|torch) the layers
+    python bench/bn.py --copy      # the copy rates: main memory and in cache, one thread and all
+    python bench/bn.py --layers    # the layers, on KERAS_BACKEND=jax|tensorflow|torch
 
-Layers: ``bnlab.layers.BatchNorm`` (both gradients) and ``keras.layers.BatchNormalization``
-(training=True: batch statistics, moving statistics updated), on the process's backend, for x of
-shape (256, 784) (dense; 784 channels) and (64, 28, 28, 16) (NHWC; 16 channels). On torch also
-``torch.nn.BatchNorm1d`` / ``BatchNorm2d`` (on the NCHW tensor (64, 16, 28, 28)) as a reference.
-One call = forward (y) + backward (dx, dγ, dβ, given an upstream gradient dy):
-  JAX         ``jax.jit`` of ``jax.vjp`` over ``layer.stateless_call``: returns y, dx, dγ, dβ
-              and the new moving statistics; timed to ``block_until_ready``.
-  TensorFlow  ``tf.function`` with a ``GradientTape`` (output_gradients=dy); returns y and grads.
-  torch       eager: ``y = layer(x, training=True); y.backward(dy)`` (grads cleared each call).
-Time: median of ``--reps`` calls after 5 untimed ones. Bytes: the minimal traffic, 5 × N × 4
-(forward reads x and writes y; backward reads x and dy and writes dx) + 32 × C (γ, β, moving
-mean and variance read, moving statistics written, dγ and dβ written), N = number of values.
-
-Copy bandwidth (numpy ``copyto`` of float32, counted as read + write = 2 × size), on one thread
-and split over all cores (the BN kernels may use all cores: that is the reference): main memory
-with a 256 MB array (large copies use non-temporal stores, so 2 × size is the traffic); in cache
-with an array the size of each BN tensor, copied over and over: what a memory-bound kernel of
-that size can reach.
+Layers: bnlab's BatchNorm (both gradients) and Keras's BatchNormalization, and on torch its own
+BatchNorm1d/2d (on NCHW) as a reference, at (256, 784) and (64, 28, 28, 16). A call is the forward
+and the backward from an upstream dy (JAX: a jit of the vjp of ``stateless_call``; TensorFlow: a
+``tf.function`` with a GradientTape; torch: eager); its time the median of REPS calls; its bytes
+the minimal traffic, 5 × N × 4 (forward: x read, y written; backward: x and dy read, dx written)
++ 32 × C (the per-channel vectors), N values, C channels. The copy (read + write) runs on 256 MB
+(main memory; large copies bypass the cache) and on arrays the size of each BN tensor (in cache:
+what a memory-bound kernel of that size can reach), on one thread and on all cores.
 """
 
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from common import emit, log, time_calls
+from common import copy_gbps, emit, log, median, timings
 
 SHAPES = ((256, 784), (64, 28, 28, 16))
+REPS = 200
 
 
-def bytes_moved(shape):
-    n, c = int(np.prod(shape)), shape[-1]
-    return 5 * n * 4 + 32 * c
-
-
-def copy_rate(nbytes, threads, samples):
-    """GB/s of numpy copies of ``nbytes`` (counted as read + write), split over ``threads``
-    threads (numpy releases the GIL while copying); each timed sample repeats the copy enough
-    times to last about a millisecond, so thread start-up does not count."""
-    src = np.ones(nbytes // 4, dtype=np.float32)
-    dst = np.empty_like(src)
-    np.copyto(dst, src)  # fault the pages in
-    parts = list(zip(np.array_split(dst, threads), np.array_split(src, threads)))
-    repeat = max(1, (64 * 2**20) // nbytes)
-
-    def work(part):
-        for _ in range(repeat):
-            np.copyto(*part)
-
-    with ThreadPoolExecutor(threads) as pool:
-        def sample():
-            list(pool.map(work, parts))
-
-        seconds = time_calls(sample, samples, warmup=2)
-    return 2 * nbytes * repeat / seconds / 1e9
-
-
-def copy_bandwidth(reps):
-    """Main memory (256 MB) and in cache (each BN tensor's size), one thread and all cores."""
+def copy_rates():
+    """GB/s of the copies: main memory and each BN tensor's size, one thread and all cores."""
     cores = os.cpu_count()
     out = {"cores": cores}
     for key, nbytes in [("main_memory", 256 * 2**20)] + [
             ("x".join(map(str, shape)), int(np.prod(shape)) * 4) for shape in SHAPES]:
-        samples = 5 if key == "main_memory" else max(5, reps // 10)
-        out[key] = {"bytes": nbytes, "gbps_1": copy_rate(nbytes, 1, samples),
-                    "gbps": copy_rate(nbytes, cores, samples)}
+        samples = 5 if key == "main_memory" else REPS // 10
+        out[key] = {"bytes": nbytes, "gbps_1": copy_gbps(nbytes, samples, 1, median),
+                    "gbps": copy_gbps(nbytes, samples, cores, median)}
         log(f"copy {key} ({nbytes / 2**20:.1f} MB): {out[key]['gbps_1']:.1f} GB/s on one "
             f"thread, {out[key]['gbps']:.1f} GB/s on {cores}")
     return out
-
-
-def _inputs(shape):
-    rng = np.random.default_rng(0)
-    x = (rng.standard_normal(shape) * 2 + 1).astype(np.float32)
-    return x, rng.standard_normal(shape).astype(np.float32)
 
 
 def step_jax(layer, x, dy):
@@ -134,7 +91,7 @@ def step_torch(layer, x, dy):
     return fwd_bwd
 
 
-def layers(reps):
+def layers():
     import bnlab  # noqa: F401
     import keras
 
@@ -144,7 +101,9 @@ def layers(reps):
     step = {"jax": step_jax, "tensorflow": step_tf, "torch": step_torch}[backend]
     rows = []
     for shape in SHAPES:
-        x, dy = _inputs(shape)
+        rng = np.random.default_rng(0)
+        x = (rng.standard_normal(shape) * 2 + 1).astype(np.float32)
+        dy = rng.standard_normal(shape).astype(np.float32)
         cases = [("bnlab.layers.BatchNorm", BatchNorm()),
                  ("bnlab.layers.BatchNorm(gradient=\"closed-form\")",
                   BatchNorm(gradient="closed-form")),
@@ -162,20 +121,19 @@ def layers(reps):
             xs, dys = x, dy
             if name.startswith("torch.nn") and len(shape) == 4:
                 xs, dys = (np.ascontiguousarray(a.transpose(0, 3, 1, 2)) for a in (x, dy))
-            seconds = time_calls(step(layer, xs, dys), reps, warmup=5)
-            gbps = bytes_moved(shape) / seconds / 1e9
+            seconds = median(timings(step(layer, xs, dys), REPS, warmup=5))
+            nbytes = 5 * 4 * int(np.prod(shape)) + 32 * shape[-1]  # the module docstring says why
             rows.append({"backend": backend, "layer": name, "shape": list(shape),
-                         "seconds": seconds, "bytes": bytes_moved(shape), "gbps": gbps})
-            log(f"{backend}: {name} {shape}: {seconds * 1e6:.0f} µs, {gbps:.1f} GB/s")
+                         "seconds": seconds, "bytes": nbytes, "gbps": nbytes / seconds / 1e9})
+            log(f"{backend}: {name} {shape}: {seconds * 1e6:.0f} µs, {rows[-1]['gbps']:.1f} GB/s")
     return rows
 
 
 def main(argv):
-    reps = int(argv[argv.index("--reps") + 1]) if "--reps" in argv else 200
-    if "--copy" in argv:
-        emit({"copy": copy_bandwidth(reps)})
-    elif "--layers" in argv:
-        emit({"rows": layers(reps)})
+    if argv == ["--copy"]:
+        emit({"copy": copy_rates()})
+    elif argv == ["--layers"]:
+        emit({"rows": layers()})
     else:
         print(__doc__)
         return 2

@@ -1,25 +1,27 @@
-"""Shared plumbing of the benchmark scripts: timing, subprocesses that answer in JSON, the machine.
+"""Shared plumbing of the benchmark scripts: timing, child processes, the machine.
 
-Every measurement that needs a Keras backend runs in its own process (Keras fixes its backend at
-import). Such a child prints progress lines starting with ``bench:`` on stderr (the driver shows
-them as they come and keeps everything else for the error message) and its result as ONE JSON
-object on the last line of stdout.
+A measuring child runs in a process of its own (Keras fixes its backend at import), prints
+progress lines starting with ``bench:`` on stderr and its answer as ONE JSON object on the last
+line of stdout.
 """
 
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PACKAGES = ("keras", "jax", "jaxlib", "tensorflow-cpu", "tensorflow", "torch", "numpy")
+BLOCKS = 3  # timed blocks of a side's process, after one warm-up block; its answer is the median
 
 
 def log(message):
@@ -37,16 +39,22 @@ def median(values):
     return float(statistics.median(values))
 
 
-def time_calls(fn, reps, warmup=3):
-    """Median wall seconds of ``fn()`` over ``reps`` calls, after ``warmup`` untimed calls."""
+def spread(values):
+    """Per-round values with their median and min-max over the rounds: the method's spread."""
+    values = list(values)
+    return {"rounds": values, "median": median(values), "min": min(values), "max": max(values)}
+
+
+def timings(fn, reps, warmup=1):
+    """Wall seconds of each of ``reps`` calls of ``fn()``, after ``warmup`` untimed calls."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        start = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
-    return median(times)
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def fastest(fns, reps):
@@ -57,13 +65,7 @@ def fastest(fns, reps):
 
     for fn in fns:
         fn()
-    best = np.full(len(fns), np.inf)
-    for _ in range(reps):
-        for i, fn in enumerate(fns):
-            start = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
+    return np.min([[timings(fn, 1, warmup=0)[0] for fn in fns] for _ in range(reps)], axis=0)
 
 
 def training_block(config, steps):
@@ -90,13 +92,12 @@ def child_env(backend=None, **extra):
 
 
 def run_child(script, args=(), backend=None, env=None, timeout=900):
-    """Run ``bench/<script>`` with ``args`` in a fresh Python; return its JSON answer.
-
-    ``bench:`` lines on its stderr are relayed live; on failure the tail of its stderr is shown.
-    """
+    """The JSON answer of ``bench/<script> args`` in a fresh Python. Its ``bench:`` lines are
+    relayed as they come; on failure the error says the tail of the rest of its stderr."""
     cmd = [sys.executable, str(BENCH / script), *map(str, args)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env or child_env(backend), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # a group to end with whatever it starts
     other, out = [], []
 
     def relay():
@@ -112,14 +113,15 @@ def run_child(script, args=(), backend=None, env=None, timeout=900):
         reader.start()
     try:
         proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    except BaseException as exc:  # past its time, or interrupted: no process of it lives on
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        if not isinstance(exc, subprocess.TimeoutExpired):
+            raise
         raise RuntimeError(f"{' '.join(cmd[1:])} ran past {timeout} s") from None
     for reader in readers:
         reader.join()
-    out = "".join(out)
-    lines = [ln for ln in out.splitlines() if ln.strip()]
+    lines = [ln for ln in "".join(out).splitlines() if ln.strip()]
     if proc.returncode != 0 or not lines:
         tail = "".join(other[-25:])
         raise RuntimeError(f"{' '.join(cmd[1:])} failed (exit {proc.returncode}):\n{tail}")
@@ -130,54 +132,80 @@ def run_child(script, args=(), backend=None, env=None, timeout=900):
 # the machine
 
 
-def cpuinfo():
-    """The first processor's fields of /proc/cpuinfo, as a dict of strings."""
-    info = {}
+def theoretical_peak(info):
+    """This CPU's FP32 peak as a sentence that shows its derivation: cores × clock × FLOP/cycle,
+    FLOP/cycle = FMA pipes × float32 lanes × 2 (an FMA is two FLOPs). The clock is the nominal one
+    (a virtual machine does not show the boost clock, so the true peak can be higher): the goals
+    use the measured BLAS rate, not this."""
+    flags = set(info.get("flags", "").split())
+    family = int(info.get("cpu family", "0") or 0)
+    amd = info.get("vendor_id") == "AuthenticAMD"
+    if "cpu MHz" in info:
+        ghz, clock = float(info["cpu MHz"]) / 1000, "cpu MHz"
+    else:
+        ghz, clock = float(info.get("bogomips", "0")) / 2000, "TSC clock = BogoMIPS / 2"
+    if amd and family == 0x19:  # Zen 4 runs AVX-512 as two 256-bit halves
+        pipes, bits, why = 2, 256, "AMD family 0x19 (Zen 3/4): 2 FMA pipes, 256-bit datapath"
+    elif amd and family >= 0x1A:
+        pipes, bits, why = 2, 512, "AMD family 0x1A (Zen 5): 2 FMA pipes, 512-bit datapath"
+    elif "avx512f" in flags:
+        pipes, bits, why = 2, 512, "AVX-512: 2 FMA pipes × 512-bit"
+    elif "fma" in flags:
+        pipes, bits, why = 2, 256, "AVX2+FMA: 2 FMA pipes × 256-bit"
+    else:
+        pipes, bits, why = 1, 128, "SSE: 1 pipe × 128-bit (no FMA counted as 2)"
+    per_cycle, cores = pipes * (bits // 32) * 2, os.cpu_count()
+    return (f"{cores} cores × {ghz:.3f} GHz ({clock}) × {per_cycle} FLOP/cycle ({why}: {pipes} × "
+            f"{bits // 32} float32 lanes × 2 for the FMA) = {cores * ghz * per_cycle:.0f} GFLOP/s")
+
+
+def machine():
+    """The CPU (the first processor's fields of /proc/cpuinfo), memory, load and versions."""
+    info, versions = {}, {"python": platform.python_version()}
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if not line.strip():
-                break
+        for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines():
             key, _, value = line.partition(":")
             info[key.strip()] = value.strip()
     except OSError:
         pass
-    return info
-
-
-def versions():
-    found = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
-            found[name] = metadata.version(name)
+            versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             pass
-    return found
-
-
-def memory_gib():
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    return None
-
-
-def machine():
-    info = cpuinfo()
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {"cpu": info.get("model name", platform.processor() or "unknown"),
             "family": info.get("cpu family"), "model": info.get("model"),
-            "cores": os.cpu_count(), "memory_gib": memory_gib(),
-            "load": round(os.getloadavg()[0], 1),
-            "kernel": platform.release(), "versions": versions()}
+            "cores": os.cpu_count(), "memory_gib": round(memory, 1),
+            "load": round(os.getloadavg()[0], 1), "peak": theoretical_peak(info),
+            "kernel": platform.release(), "versions": versions}
 
 
-def host_rates(quick=False):
+def copy_gbps(nbytes, reps, threads=1, statistic=min):
+    """GB/s of NumPy copies of ``nbytes`` (counted as read + write), split over ``threads``
+    threads (NumPy lets go of the GIL while it copies): ``statistic`` of ``reps`` timed calls, each
+    repeating the copy up to 64 MB so that starting the threads does not count."""
+    import numpy as np
+
+    src = np.ones(nbytes // 4, dtype=np.float32)
+    dst = np.empty_like(src)
+    parts = list(zip(np.array_split(dst, threads), np.array_split(src, threads)))
+    repeat = max(1, 2**26 // nbytes)
+
+    def work(part):
+        for _ in range(repeat):
+            np.copyto(*part)
+
+    with ThreadPoolExecutor(threads) as pool:
+        seconds = statistic(timings(lambda: list(pool.map(work, parts)), reps, warmup=2))
+    return 2 * nbytes * repeat / seconds / 1e9
+
+
+def host_rates():
     """This host's speed right now, measured with NumPy in a second or two: the BLAS's float32
     matrix-product rate (n × n @ n × n, n = 1024, and the MLP's 32×784 @ 784×300) and the copy rate
-    of an array in cache (1 MB) and in main memory (64 MB), counted as read + write. The fastest
-    of several tries: on a shared host that is the try least disturbed by the others' work."""
+    of an array in cache (1 MB) and in main memory (64 MB). The fastest of several tries: on a
+    shared host that is the try least disturbed by the others' work."""
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -186,14 +214,6 @@ def host_rates(quick=False):
                                  ("matmul32_gflops", (32, 784, 300), 100)):
         a = rng.standard_normal((m, k), dtype=np.float32)
         b = rng.standard_normal((k, n), dtype=np.float32)
-        out[key] = 2 * m * k * n / fastest([lambda: a @ b], 3 if quick else reps)[0] / 1e9
-    for key, nbytes in (("copy_gbps_cache", 2**20), ("copy_gbps_memory", 64 * 2**20)):
-        src = np.ones(nbytes // 4, np.float32)
-        dst = np.empty_like(src)
-        repeat = max(1, 2**26 // nbytes)
-
-        def copies():
-            for _ in range(repeat):
-                np.copyto(dst, src)
-        out[key] = 2 * nbytes * repeat / fastest([copies], 3 if quick else 5)[0] / 1e9
+        out[key] = 2 * m * k * n / fastest([lambda: a @ b], reps)[0] / 1e9
+    out["copy_gbps_cache"], out["copy_gbps_memory"] = copy_gbps(2**20, 5), copy_gbps(2**26, 5)
     return out

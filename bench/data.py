@@ -1,75 +1,48 @@
-"""Cold and warm load of Fashion-MNIST through ``bnlab.data.load``.
+"""Cold and warm load of Fashion-MNIST through ``bnlab.data.load``, each in a new process.
 
-    python bench/data.py [--reps 3]      # the measurement (spawns the loading processes)
-    python bench/data.py --load          # one load in this process; JSON answer
+    python bench/data.py           # the median of REPS loads of each kind
+    python bench/data.py --load    # one load in this process (the measurement's child)
 
-cold  a new process whose ``BNLAB_CACHE_DIR`` is a fresh empty temporary folder: bnlab finds the
-      gzip IDX files (Debian's dataset-fashion-mnist), inflates and parses them, checks them, and
-      writes its parsed-array cache. The operating system's file cache is not dropped (that needs
-      root and affects the whole machine): "cold" is bnlab's cache, not the disk's.
-warm  another new process on the same cache folder: bnlab reads its cached .npy arrays.
-Both times are of the ``load("fashion_mnist")`` call alone (uint8, default 55,000/5,000 split),
-inside the process; the process's whole wall time (Python start and imports included) is given
-next to it. Median of ``--reps`` each.
+Cold: an empty ``BNLAB_CACHE_DIR``, so bnlab parses the gzip IDX files and writes its cache (the
+operating system's file cache is not dropped: that needs root). Warm: a second process on that
+cache. The time is of the ``load`` call alone; the process's whole wall time stands beside it.
 """
 
-import json
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
-from common import BENCH, ROOT, child_env, emit, log, median
+from common import child_env, emit, log, median, run_child
+
+REPS = 3
 
 
 def load_once():
-    t0 = time.perf_counter()
     from bnlab import data
 
-    imported = time.perf_counter()
-    ds = data.load("fashion_mnist")
-    done = time.perf_counter()
-    return {"load_seconds": done - imported, "import_seconds": imported - t0,
-            "train_images": int(len(ds.x_train)), "source": ds.source}
+    start = time.perf_counter()
+    data.load("fashion_mnist")
+    return {"load_seconds": time.perf_counter() - start}
 
 
-def _child(cache):
-    env = child_env(BNLAB_CACHE_DIR=cache)
-    t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, str(BENCH / "data.py"), "--load"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, check=True)
-    wall = time.perf_counter() - t0
-    answer = json.loads(out.stdout.strip().splitlines()[-1])
-    answer["process_seconds"] = wall
-    return answer
-
-
-def measure(reps):
-    runs = {"cold": [], "warm": []}
-    for _ in range(reps):
-        cache = tempfile.mkdtemp(prefix="bnlab-bench-cache-")
-        try:
-            runs["cold"].append(_child(cache))
-            runs["warm"].append(_child(cache))
-        finally:
-            shutil.rmtree(cache, ignore_errors=True)
+def measure():
+    seconds = {"cold": [], "warm": []}  # (load, process) of each run
+    for _ in range(REPS):
+        with tempfile.TemporaryDirectory(prefix="bnlab-bench-cache-") as cache:
+            for kind in seconds:  # cold first: the folder is empty
+                start = time.perf_counter()
+                answer = run_child("data.py", ["--load"], env=child_env(BNLAB_CACHE_DIR=cache))
+                seconds[kind].append((answer["load_seconds"], time.perf_counter() - start))
     out = {}
-    for kind, answers in runs.items():
-        out[kind] = {"load_seconds": median([a["load_seconds"] for a in answers]),
-                     "process_seconds": median([a["process_seconds"] for a in answers]),
-                     "reps": len(answers), "source": answers[0]["source"]}
-        log(f"data, {kind}: load {out[kind]['load_seconds']:.3f} s "
-            f"(process {out[kind]['process_seconds']:.2f} s)")
+    for kind, runs in seconds.items():
+        load, process = (median(values) for values in zip(*runs))
+        out[kind] = {"load_seconds": load, "process_seconds": process, "reps": REPS}
+        log(f"data, {kind}: load {load:.3f} s (process {process:.2f} s)")
     return out
 
 
 def main(argv):
-    if "--load" in argv:
-        emit(load_once())
-        return 0
-    reps = int(argv[argv.index("--reps") + 1]) if "--reps" in argv else 3
-    emit(measure(reps))
+    emit(load_once() if "--load" in argv else measure())
     return 0
 
 

@@ -1,14 +1,16 @@
 """The report of `make bench` as markdown: the goals (bench/goals.py), met or not, and the tables.
 
-Input: the dict bench/run.py collects (each section's child answers, the host, the plan). Every
-ratio divides two numbers of the same run. Nothing here measures anything.
+Input: the dict bench/run.py collects (the sections' child answers, the host, the plan). Every
+ratio divides two numbers of the same run; nothing here measures anything.
 """
 
-from common import median
-from flops import theoretical_peak
+from common import spread
 from goals import GOALS
 
 BN_ARMS = ("bn-after", "bn-before", "bn-before-elu")
+# The sections in the report's order; those not in SECTION_WRITERS show their alternations' tables.
+ORDER = ("peers", "breakdown", "bn", "bn-cost", "tensorflow", "scratch", "variants", "seeds",
+         "study", "fold", "data", "check")
 
 
 def table(header, body):
@@ -16,7 +18,7 @@ def table(header, body):
     return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in body] + [""]
 
 
-def spread(r):
+def fmt(r):
     """A ratio's median over the rounds and its min-max: the method's spread."""
     return f"{r['median']:.2f} [{r['min']:.2f}-{r['max']:.2f}]"
 
@@ -28,11 +30,6 @@ def win(r, limit=1.0):
     return "no round" if r["min"] > limit else "within the spread"
 
 
-def ratios(values):
-    values = list(values)
-    return {"rounds": values, "median": median(values), "min": min(values), "max": max(values)}
-
-
 def answers(results, section, i=0):
     got = (results["results"].get(section) or [])
     return got[i] if len(got) > i else None
@@ -42,14 +39,20 @@ def rows(results, section, i=0):
     return (answers(results, section, i) or {}).get("rows", [])
 
 
+def rates_text(rates):
+    return (f"BLAS {rates['matmul_gflops']:.0f} GFLOP/s (1024²) and {rates['matmul32_gflops']:.0f} "
+            f"GFLOP/s (32×784 @ 784×300); copy {rates['copy_gbps_cache']:.0f} GB/s in cache, "
+            f"{rates['copy_gbps_memory']:.0f} GB/s in memory")
+
+
 def bn_cost(rows_, side):
     """[(arm, spread of BN arm ÷ baseline per round)] of bn-placement, within ``side``'s processes."""
     by_arm = {r["arm"]: r for r in rows_ if r["experiment"] == "bn-placement"}
     base = by_arm.get("baseline")
     if not base or side not in base["ms"]:
         return []
-    return [(arm, ratios(a / b for a, b in zip(by_arm[arm]["ms"][side]["rounds"],
-                                              base["ms"][side]["rounds"])))
+    return [(arm, spread(a / b for a, b in zip(by_arm[arm]["ms"][side]["rounds"],
+                                               base["ms"][side]["rounds"])))
             for arm in BN_ARMS if arm in by_arm]
 
 
@@ -62,15 +65,20 @@ def faster_peer(row):
     if not peers:
         return None
     rounds = zip(row["ms"]["bnlab"]["rounds"], *(row["ms"][p]["rounds"] for p in peers))
-    return ratios(b / min(ps) for b, *ps in rounds)
+    return spread(b / min(ps) for b, *ps in rounds)
+
+
+def copy_rate(copy, shape):
+    """GB/s of the all-cores copy of an array the size of a BN tensor of ``shape``, if measured."""
+    return (copy or {}).get("x".join(map(str, shape)), {}).get("gbps")
 
 
 def measured(results, key):
     """[(label, spread or number)] of goal ``key``: the ratios it compares with its limit."""
     if key == "bn-free":
-        sides = answers(results, "bn-cost")["sides"] if answers(results, "bn-cost") else []
-        return [(f"{side}, {arm} ÷ baseline", r) for side in sides
-                for arm, r in bn_cost(rows(results, "bn-cost"), side)]
+        answer = answers(results, "bn-cost") or {"sides": []}
+        return [(f"{side}, {arm} ÷ baseline", r) for side in answer["sides"]
+                for arm, r in bn_cost(answer["rows"], side)]
     if key == "products":
         out = []
         for i in (0, 1):
@@ -82,28 +90,29 @@ def measured(results, key):
                             f"{dots['bound_ms']:.3f} ms", step["ms"] / dots["bound_ms"]))
         return out
     if key == "bn-copy":
-        copy = (answers(results, "bn", 0) or {}).get("copy", {})
+        copy = (answers(results, "bn", 0) or {}).get("copy")
         out = []
         for r in rows(results, "bn", 1):
-            rate = copy.get("x".join(map(str, r["shape"])), {}).get("gbps")
+            rate = copy_rate(copy, r["shape"])
             if r["layer"] == "bnlab.layers.BatchNorm" and rate:
-                out.append((f"{'×'.join(map(str, r['shape']))}", r["gbps"] and rate / r["gbps"]))
+                out.append(("×".join(map(str, r["shape"])), r["gbps"] and rate / r["gbps"]))
         return out
     if key == "peers":
         return [(f"{r['experiment']} {r['arm']}", faster_peer(r)) for r in rows(results, "peers")
                 if faster_peer(r)]
-    pick = {"tensorflow": ("tensorflow", 0, "keras-tf", None),
-            "scratch": ("scratch", 0, "bnlab:norm=keras", None),
-            "study": ("study", 0, "torch", None),
-            "seeds": ("seeds", 0, "bnlab", ("bn-placement", "deep-mlp")),
-            "conv-seeds": ("seeds", 0, "bnlab", ("lenet-bn",))}
-    if key == "variants":
-        return [(f"{r['experiment']} {r['arm']}: {answers(results, 'variants', i)['sides'][0]} ÷ "
-                 f"{side}", ratio) for i in (0, 1) for r in rows(results, "variants", i)
-                for side, ratio in r["ratio"].items()]
-    section, i, side, experiments = pick[key]
-    return [(f"{r['experiment']} {r['arm']}", r["ratio"][side]) for r in rows(results, section, i)
-            if side in r["ratio"] and (not experiments or r["experiment"] in experiments)]
+    goal = next(g for g in GOALS if g["key"] == key)
+    out = []
+    for answer in filter(None, results["results"].get(goal["section"]) or []):
+        for r in answer["rows"]:
+            if r["experiment"] not in goal.get("experiments", (r["experiment"],)):
+                continue
+            for side, ratio in r["ratio"].items():
+                if "over" not in goal:  # every pair of sides: say which
+                    out.append((f"{r['experiment']} {r['arm']}: {answer['sides'][0]} ÷ {side}",
+                                ratio))
+                elif side == goal["over"]:
+                    out.append((f"{r['experiment']} {r['arm']}", ratio))
+    return out
 
 
 def goals(results):
@@ -117,39 +126,33 @@ def goals(results):
         ok = all((v["median"] if isinstance(v, dict) else v) <= goal["limit"] for _, v in values)
         out.append(f"- {goal['text']}: **{'met' if ok else 'not met'}**")
         for label, v in values:
-            out.append(f"  - {label}: " + (f"{spread(v)} (≤ {goal['limit']}: "
-                                           f"{win(v, goal['limit'])})" if isinstance(v, dict)
-                                           else f"{v:.2f}"))
+            out.append(f"  - {label}: " + (f"{fmt(v)} (≤ {goal['limit']}: {win(v, goal['limit'])})"
+                                           if isinstance(v, dict) else f"{v:.2f}"))
     return out + [""]
 
 
-def alternation_table(answer):
-    """Each side's ms per step and the first side ÷ each other, median [min-max] over rounds."""
+def alternation_table(answer, extra=None):
+    """Each side's ms per step and the first side ÷ each other, median [min-max] over rounds;
+    ``extra``: one more column, (header, its cell of a row)."""
     sides = answer["sides"]
-    body = [[r["experiment"], r["arm"], *(spread(r["ms"][s]) for s in sides),
-             *(spread(r["ratio"][s]) for s in sides[1:])] for r in answer["rows"]]
+    header = ["experiment", "arm", *(f"{s} ms" for s in sides),
+              *(f"{sides[0]} ÷ {s}" for s in sides[1:])] + ([extra[0]] if extra else [])
+    body = [[r["experiment"], r["arm"], *(fmt(r["ms"][s]) for s in sides),
+             *(fmt(r["ratio"][s]) for s in sides[1:])] + ([extra[1](r)] if extra else [])
+            for r in answer["rows"]]
     note = [f"({answer['stopped']})", ""] if answer.get("stopped") else []
-    return table(["experiment", "arm", *(f"{s} ms" for s in sides),
-                  *(f"{sides[0]} ÷ {s}" for s in sides[1:])], body) + note
+    return table(header, body) + note
 
 
 def peers_section(results):
     answer = answers(results, "peers")
     if not answer:
         return []
-    out = ["## Head to head: bnlab, plain Keras on JAX, plain PyTorch", "",
-           f"ms per training step, median [min-max] over {answer['rounds']} rounds of whole "
+    out = [f"ms per training step, median [min-max] over {answer['rounds']} rounds of whole "
            "processes alternated (bench/alternate.py, bench/steps.py); the goal column divides "
-           "bnlab by the faster peer of each round."
-           + (f" ({answer['stopped']}.)" if answer.get("stopped") else ""), ""]
-    body = []
-    for r in answer["rows"]:
-        fp = faster_peer(r)
-        body.append([r["experiment"], r["arm"], *(spread(r["ms"][s]) for s in answer["sides"]),
-                     *(spread(r["ratio"][s]) for s in answer["sides"][1:]),
-                     f"{spread(fp)}" if fp else "—"])
-    out += table(["experiment", "arm", *(f"{s} ms" for s in answer["sides"]),
-                  *(f"bnlab ÷ {s}" for s in answer["sides"][1:]), "bnlab ÷ faster peer"], body)
+           "bnlab by the faster peer of each round.", ""]
+    out += alternation_table(answer, ("bnlab ÷ faster peer",
+                                      lambda r: fmt(faster_peer(r)) if faster_peer(r) else "—"))
     rate = results["rates"]["matmul_gflops"]
     out += ["Training rate: 6 × the Dense and Conv2D multiply-adds of an example × the batch ÷ the "
             f"step (median), GFLOP/s, and bnlab's share of the host's BLAS rate ({rate:.0f} "
@@ -160,18 +163,16 @@ def peers_section(results):
                    f"{100 * gflops(r, 'bnlab') / rate:.0f} %"] for r in answer["rows"]])
     out += ["BN's cost on each side: the bn-placement BN arm ÷ the baseline arm, per round within "
             "the side's own process:", ""]
-    body = []
-    for side in answer["sides"]:
-        body += [[side, arm, spread(r)] for arm, r in bn_cost(answer["rows"], side)]
-    return out + table(["side", "arm", "BN arm ÷ baseline"], body)
+    return out + table(["side", "arm", "BN arm ÷ baseline"],
+                       [[side, arm, fmt(r)] for side in answer["sides"]
+                        for arm, r in bn_cost(answer["rows"], side)])
 
 
 def breakdown_section(results):
     runs = [a for a in results["results"].get("breakdown") or [] if a]
     if not runs:
         return []
-    out = ["## Where a bn-placement step goes (JAX)", "",
-           "Each part in a jitted `lax.scan` at the step's shapes, the empty scan subtracted, the "
+    out = ["Each part in a jitted `lax.scan` at the step's shapes, the empty scan subtracted, the "
            "fastest of several interleaved runs (bench/breakdown.py); its bound: products at "
            "NumPy's BLAS for the same shapes, every other part its minimal bytes at NumPy's "
            "in-cache copy rate, both measured in the same process. ms per step.", ""]
@@ -183,7 +184,6 @@ def breakdown_section(results):
             ratio = f"{r['ms'] / r['bound_ms']:.1f}" if r["bound_ms"] else ""
             cells += [f"{r['ms']:.3f}", f"{r['bound_ms']:.3f}" if r["bound_ms"] else "", ratio]
     out += table(head, [c + ["—"] * (len(head) - len(c)) for c in body.values()])
-    rates = runs[0]["rates"]
     parts = {r["part"]: r for r in runs[0]["rows"]}
     base, bn = parts.get("products (baseline, 8)"), parts.get("products (BN arm, 9)")
     kernels = [r["ms"] for name, r in parts.items() if name.startswith("BN ") and "keras" in name]
@@ -195,10 +195,7 @@ def breakdown_section(results):
                 f"computes: {bn['ms'] - base['ms']:.3f} ms a step at XLA's rate, against "
                 f"{sum(kernels):.3f} ms for Keras's three BN layers' own kernels "
                 f"({runs[0]['seeds']} seed(s)).", ""]
-    return out + [f"Host rates in that process: BLAS {rates['matmul_gflops']:.0f} GFLOP/s "
-                  f"(1024²), {rates['matmul32_gflops']:.0f} (32×784 @ 784×300); copy "
-                  f"{rates['copy_gbps_cache']:.0f} GB/s in cache, "
-                  f"{rates['copy_gbps_memory']:.0f} in memory.", ""]
+    return out + [f"Host rates in that process: {rates_text(runs[0]['rates'])}.", ""]
 
 
 def bn_section(results):
@@ -206,53 +203,41 @@ def bn_section(results):
     layer_rows = [r for i in (1, 2, 3) for r in rows(results, "bn", i)]
     if not layer_rows:
         return []
-    out = ["## BN alone: forward + backward, training mode", ""]
+    out = []
     if copy:
         out += table(["copy", "MB", "one thread GB/s", f"{copy['cores']} cores GB/s"],
                      [[k, f"{v['bytes'] / 2**20:.1f}", f"{v['gbps_1']:.1f}", f"{v['gbps']:.1f}"]
                       for k, v in copy.items() if k != "cores"])
     body = []
     for r in layer_rows:
-        rate = (copy or {}).get("x".join(map(str, r["shape"])), {}).get("gbps")
+        rate = copy_rate(copy, r["shape"])
         body.append([r["backend"], r["layer"], "×".join(map(str, r["shape"])),
                      f"{r['seconds'] * 1e6:.0f}", f"{r['gbps']:.1f}",
                      f"{100 * r['gbps'] / rate:.0f} %" if rate else "—"])
     return out + table(["backend", "layer", "shape", "µs", "GB/s", "% of the in-cache copy"], body)
 
 
-def other_sections(results):
-    out = []
-    for name, title in (("bn-cost", "The bn-placement arms: 3 seeds together and one seed"),
-                        ("tensorflow", "bnlab against plain Keras on TensorFlow"),
-                        ("scratch", "norm=\"scratch\" against norm=\"keras\" on bnlab's path"),
-                        ("variants", "BN variants against their baselines"),
-                        ("seeds", "Seeds together against one seed"),
-                        ("study", "The batch-size study's CNN at small batches"),
-                        ("fold", "Inference with BN folded away (ms per 10,000 images)")):
-        runs = [a for a in results["results"].get(name) or [] if a]
-        if runs:
-            out += [f"## {title}", ""]
-            for answer in runs:
-                out += alternation_table(answer)
+def data_section(results):
     data = answers(results, "data")
-    if data:
-        out += ["## Data: Fashion-MNIST load", ""] + table(
-            ["load", "load() s", "process s", "runs"],
-            [[k, f"{v['load_seconds']:.3f}", f"{v['process_seconds']:.2f}", v["reps"]]
-             for k, v in data.items()])
+    return table(["load", "load() s", "process s", "runs"],
+                 [[k, f"{v['load_seconds']:.3f}", f"{v['process_seconds']:.2f}", v["reps"]]
+                  for k, v in data.items()]) if data else []
+
+
+def check_section(results):
     check = answers(results, "check")
-    if check:
-        out += ["## Models: parameter counts (total, trainable, non-trainable), Keras vs PyTorch",
-                ""] + table(["experiment", "arm", "Keras", "PyTorch", "forward MACs", "agree"],
-                            [[r["experiment"], r["arm"], tuple(r["keras"]), tuple(r["torch"]),
-                              f"{r['macs']:,}", "yes" if r["ok"] else "**NO**"]
-                             for r in check["rows"]])
-    return out
+    return table(["experiment", "arm", "Keras", "PyTorch", "forward MACs", "agree"],
+                 [[r["experiment"], r["arm"], tuple(r["keras"]), tuple(r["torch"]),
+                   f"{r['macs']:,}", "yes" if r["ok"] else "**NO**"]
+                  for r in check["rows"]]) if check else []
+
+
+SECTION_WRITERS = {"peers": peers_section, "breakdown": breakdown_section, "bn": bn_section,
+                   "data": data_section, "check": check_section}
 
 
 def markdown(results):
-    m, rates = results["machine"], results["rates"]
-    first = next(iter(results["plan"].values()), {"rounds": 0, "scale": 1})
+    m, plan = results["machine"], results["plan"]
     out = ["# bnlab performance" + (" — QUICK CHECK, numbers mean nothing" if results["quick"]
                                     else ""), "",
            f"Measured {results['date']} with `{results['command']}` in {results['elapsed']:.0f} s "
@@ -261,13 +246,17 @@ def markdown(results):
            f"{m['memory_gib']} GiB, load average {m['load']} at the start"
            f"{' (a shared machine: other work ran alongside)' if m['load'] > 0.5 * m['cores'] else ''}. "
            + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".", "",
-           f"Host, measured first: NumPy's BLAS {rates['matmul_gflops']:.0f} GFLOP/s (1024²) and "
-           f"{rates['matmul32_gflops']:.0f} GFLOP/s (32×784 @ 784×300); copy "
-           f"{rates['copy_gbps_cache']:.0f} GB/s in cache, {rates['copy_gbps_memory']:.0f} GB/s "
-           f"in memory; theoretical peak {theoretical_peak()['derivation']}. Plan from that: "
-           f"{first['rounds']} rounds, blocks at {first['scale']:.2f} × their steps.", ""]
-    out += goals(results) + peers_section(results) + breakdown_section(results)
-    out += bn_section(results) + other_sections(results)
+           f"Host, measured first: NumPy's {rates_text(results['rates'])}; theoretical peak "
+           f"{m['peak']}. Plan from that: {plan['rounds']} rounds, blocks at "
+           f"{plan['scale']:.2f} × their steps.", ""]
+    out += goals(results)
+    for name in ORDER:
+        if name in SECTION_WRITERS:
+            body = SECTION_WRITERS[name](results)
+        else:
+            body = [line for a in results["results"].get(name) or [] if a
+                    for line in alternation_table(a)]
+        out += [f"## {results['titles'][name]}", "", *body] if body else []
     out += ["## How each number is measured", "", *METHOD, ""]
     if results["errors"]:
         out += ["## Sections that did not finish", ""] + [

@@ -1,36 +1,19 @@
-"""Steady-state milliseconds per training step of the experiments' arms on ONE side, in this process.
+"""Steady-state ms per training step of the experiments' arms on ONE side (alternate.py's child).
 
-    python bench/steps.py --side {bnlab,keras-jax,keras-tf,torch} [--experiments a,b] [--arms a,b]
-        [--norm NORM] [--gradient closed-form] [--seeds K] [--blocks 3] [--scale 1.0] [--quick]
-        [--path auto|together]
+    python bench/steps.py --side bnlab|keras-jax|keras-tf|torch [--help for the options]
 
-The child of bench/alternate.py: one framework alone in a fresh process (a second runtime's
-threads in the process slowed PyTorch 2.1x: bench/tried.md). For every arm: the side's model, one
-untimed warm-up block (compiling, caches), then ``--blocks`` timed blocks of the same
-STEPS[model] × ``--scale`` first batches of the training split, with the arm's batch size,
-optimizer and loss; the answer is the median block's ms per step.
-
-Sides: ``bnlab``, bnlab's default path as ``bnlab run`` trains it (``recipe.compile_model``, XLA's
-options from ``configure_xla``, the steps in one compiled program where ``trains_together`` says
-so, Keras ``fit`` otherwise; run without KERAS_BACKEND; dense and conv experiments each in a child
-process of their own, since XLA's options are per process); ``keras-jax`` and ``keras-tf``, the
-same architecture in Keras's own layers (``BatchNormalization`` for every BN arm, with its renorm
-arguments), ``fit``, default options; ``torch``, the PyTorch twin (bench/torch_models.py), eager.
-``--norm`` replaces every BN arm's norm; ``--gradient closed-form`` builds bnlab's BatchNorm with
-that gradient; ``--seeds K`` trains K seeds together on bnlab's path (the K seeds' step);
-``--path together`` takes the seeds-together path for every arm.
-
-Answer (last stdout line): {"side", "backend", "rows": [{experiment, arm, model, path, batch_size,
-steps, blocks_ms, ms, macs}]}.
+One framework alone in a fresh process (a second runtime's threads slowed PyTorch 2.1×:
+bench/tried.md). For every arm: one untimed warm-up block, then BLOCKS timed blocks of the same
+first STEPS[model] × ``--scale`` batches of the training split; the answer is the median block's ms
+per step. What each side trains is said once, for the reader, in report.METHOD.
 """
 
 import argparse
 import functools
 import os
 import sys
-import time
 
-from common import child_env, emit, log, median, run_child, training_block
+from common import BLOCKS, child_env, emit, log, median, run_child, timings, training_block
 
 EXPERIMENTS = ("bn-placement", "lenet-bn", "deep-mlp", "deep-cnn")
 STEPS = {"mlp": 200, "deep-mlp": 200, "lenet": 60, "deep-cnn": 15, "study-cnn": 100}
@@ -82,7 +65,8 @@ def keras_block(config, side, x, y):
 
 
 def scan_block(configs, x, y):
-    """bnlab's seeds-together path: the K seeds' steps of a block in compiled calls."""
+    """(group, block): bnlab's seeds-together path, the K seeds' steps of a block in compiled
+    calls (``multiseed.SeedGroup``)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -98,7 +82,7 @@ def scan_block(configs, x, y):
     def block():
         group.train_steps(x_dev, y_dev, idx)
         jax.block_until_ready(group.state)
-    return block
+    return group, block
 
 
 def bnlab_block(config, x, y, path="auto", seeds=1):
@@ -107,36 +91,8 @@ def bnlab_block(config, x, y, path="auto", seeds=1):
 
     configs = [dict(config, seed=s) for s in range(1, seeds + 1)]
     if train.trains_together(config, "together" if seeds > 1 and path != "fit" else path):
-        return f"jax-scan x{seeds}" if seeds > 1 else "jax-scan", scan_block(configs, x, y)
+        return f"jax-scan x{seeds}" if seeds > 1 else "jax-scan", scan_block(configs, x, y)[1]
     return "keras-fit", keras_block(config, "bnlab", x, y)
-
-
-def torch_block(config, x, y):
-    import torch
-
-    import torch_models as tm
-
-    torch.manual_seed(config["seed"])
-    model, opt, loss_fn = tm.twin(config)
-    xt, yt = tm.tensors(x, y)
-    model.train()
-    batch = config["batch_size"]
-
-    def block():
-        for start in range(0, len(xt), batch):
-            tm._step(model, opt, loss_fn, xt[start:start + batch], yt[start:start + batch])
-    return block
-
-
-def time_block(block, blocks, steps):
-    """Milliseconds per step of each of ``blocks`` timed calls, after one untimed warm-up call."""
-    block()
-    out = []
-    for _ in range(blocks):
-        start = time.perf_counter()
-        block()
-        out.append(1000 * (time.perf_counter() - start) / steps)
-    return out
 
 
 def by_kind(names):
@@ -151,10 +107,10 @@ def by_kind(names):
     return [(conv, group) for conv, group in groups.items() if group]
 
 
-def configs(names, steps_of, arms=None, norm=None):
-    """(experiment, arm, config, steps) of the arms named ``arms`` (each experiment's own ones;
-    all when None), with ``norm`` in place of the arm's norm (arms without one kept as they are:
-    the baselines)."""
+def configs(names, arms=None, norm=None):
+    """(experiment, arm, config) of the arms named ``arms`` (each experiment's own ones; all when
+    None), with ``norm`` in place of the arm's norm (arms without one kept as they are: the
+    baselines)."""
     from bnlab.lab import experiments
 
     for name in names:
@@ -167,28 +123,7 @@ def configs(names, steps_of, arms=None, norm=None):
                 **({"steps": 10} if experiment.steps else {"epochs": 1}))
             if norm and config["model"].get("norm", "none") != "none":
                 config["model"] = {**config["model"], "norm": norm}
-            yield experiment.name, arm.name, config, steps_of(config["model"]["name"])
-
-
-@functools.lru_cache
-def multiply_adds(name):
-    """Forward multiply-adds of one example through model ``name`` (its Dense and Conv2D)."""
-    from bnlab import models
-    from bnlab.lab import estimate
-
-    return estimate.multiply_adds(models.build(name, norm="none"))
-
-
-def closed_form_models():
-    """bnlab's models build ``BatchNorm(gradient="closed-form")`` from here on (for ``--gradient``)."""
-    from bnlab import models
-    from bnlab.layers import BatchNorm
-
-    class ClosedForm(BatchNorm):
-        def __init__(self, *args, gradient="closed-form", **kwargs):
-            super().__init__(*args, gradient=gradient, **kwargs)
-
-    models.BatchNorm = ClosedForm
+            yield experiment.name, arm.name, config
 
 
 def main(argv):
@@ -199,59 +134,59 @@ def main(argv):
     parser.add_argument("--norm", help="every arm with this norm instead (BN arms only)")
     parser.add_argument("--gradient", choices=("autodiff", "closed-form"), default="autodiff")
     parser.add_argument("--seeds", type=int, default=1, help="bnlab: K seeds together")
-    parser.add_argument("--blocks", type=int, default=3, help="timed blocks per arm (default 3)")
+    parser.add_argument("--path", choices=("auto", "together"), default="auto")
     parser.add_argument("--scale", type=float, default=1.0, help="× the steps of a block")
     parser.add_argument("--quick", action="store_true", help="3 steps a block: checks it runs")
-    parser.add_argument("--path", choices=("auto", "together"), default="auto")
     args = parser.parse_args(argv)
-    names = [n for n in args.experiments.split(",") if n]
     wanted = KERAS_BACKEND[args.side]
     if wanted and os.environ.get("KERAS_BACKEND") != wanted:
         parser.error(f"--side {args.side} needs KERAS_BACKEND={wanted}")
-
-    import bnlab  # noqa: F401  (picks the default backend when KERAS_BACKEND is unset)
-    from bnlab.lab import runtime
-
-    kinds = by_kind(names)
+    names = [n for n in args.experiments.split(",") if n]
+    kinds = by_kind(names)  # importing bnlab picks its default backend where KERAS_BACKEND is unset
     if args.side == "bnlab" and len(kinds) > 1:  # XLA's options differ by kind, once a process
-        rows = []
-        for _, kind_names in kinds:
-            rows += run_child("steps.py", [*argv, "--experiments", ",".join(kind_names)],
-                              env=child_env())["rows"]
+        rows = [row for _, group in kinds for row in run_child(
+            "steps.py", [*argv, "--experiments", ",".join(group)], env=child_env())["rows"]]
         emit({"side": args.side, "backend": "jax", "rows": rows})
         return 0
-    backend = "torch-eager"
-    if args.side != "torch":
+    if args.side == "torch":
+        import torch
+
+        import torch_models
+
+        torch.set_num_threads(os.cpu_count())
+        backend = "torch-eager"
+    else:
         import keras
+
+        from bnlab.lab import runtime
 
         backend = keras.backend.backend()
         if args.side == "bnlab":
             runtime.configure_xla(vectorized=args.seeds > 1,
-                                convolutional=any(conv for conv, _ in kinds))
+                                  convolutional=any(conv for conv, _ in kinds))
         runtime.enable_compilation_cache()
-    else:
-        import torch
+    from bnlab import models
+    from bnlab.lab import estimate
 
-        torch.set_num_threads(os.cpu_count())
-    if args.gradient == "closed-form":
-        closed_form_models()
+    if args.gradient == "closed-form":  # bnlab's models build their BatchNorm with it from here on
+        models.BatchNorm = functools.partial(models.BatchNorm, gradient="closed-form")
     rows = []
     arms = [a for a in (args.arms or "").split(",") if a] or None
-    steps_of = (lambda model: 3) if args.quick else (
-        lambda model: max(3, round(STEPS[model] * args.scale)))
-    for experiment, arm, config, steps in configs(names, steps_of, arms, args.norm):
+    for experiment, arm, config in configs(names, arms, args.norm):
+        model = config["model"]["name"]
+        steps = 3 if args.quick else max(3, round(STEPS[model] * args.scale))
         x, y = training_block(config, steps)
-        path = {"torch": "torch-eager"}.get(args.side, "keras-fit")
         if args.side == "torch":
-            block = torch_block(config, x, y)
+            path, block = "torch-eager", torch_models.train_block(config, x, y)
         elif args.side == "bnlab":
             path, block = bnlab_block(config, x, y, args.path, args.seeds)
         else:
-            block = keras_block(config, args.side, x, y)
-        blocks_ms = time_block(block, args.blocks, steps)
-        row = {"experiment": experiment, "arm": arm, "model": config["model"]["name"], "path": path,
+            path, block = "keras-fit", keras_block(config, args.side, x, y)
+        blocks_ms = [1000 * s / steps for s in timings(block, BLOCKS)]
+        row = {"experiment": experiment, "arm": arm, "model": model, "path": path,
                "batch_size": config["batch_size"], "steps": steps, "blocks_ms": blocks_ms,
-               "ms": median(blocks_ms), "macs": multiply_adds(config["model"]["name"])}
+               "ms": median(blocks_ms),
+               "macs": estimate.multiply_adds(models.build(model, norm="none"))}
         log(f"{args.side}: {experiment} / {arm}: {row['ms']:.2f} ms/step ({path})")
         rows.append(row)
     emit({"side": args.side, "backend": backend, "rows": rows})

@@ -1,30 +1,28 @@
-"""Plain PyTorch (``torch.nn``) versions of bnlab's seed models and their training loop.
+"""Plain PyTorch (``torch.nn``) twins of bnlab's seed models and their training loop.
 
 The benchmark's third column: the same model, batch size, optimizer and data as bnlab's arm,
 written the way a PyTorch user would write it (eager mode, ``torch.nn`` layers, a hand loop).
 
 Same as Keras (bnlab.models): layer sizes, which layers have a bias, BN placement, activations,
-initializers (glorot_uniform kernels, zero biases, he_normal = truncated normal std
-√(2/fan_in)/0.8796 for the MLP baseline), BN with ``momentum = 1 − keras_momentum`` and the same
-epsilon, LeakyReLU slope 0.3, and the parameter counts (checked by ``--check``; torch's
-``num_batches_tracked`` counter is not a parameter and is not counted).
+initializers, BN's momentum (1 − Keras's) and epsilon, LeakyReLU's slope 0.3, and so the
+parameter counts (``--check``; torch's ``num_batches_tracked`` counter is not a weight).
 Different on purpose or by nature:
-  * conv models take NCHW input (N, 1, 28, 28): torch's native layout; Keras runs NHWC. Flatten
-    therefore orders LeNet's 256 features differently (a fixed permutation, same count).
+  * conv models take NCHW input, torch's native layout (Keras runs NHWC): Flatten therefore
+    orders LeNet's 256 features differently (a fixed permutation, same count).
   * Keras "same" padding with stride 2 pads (0, 1) on even sizes; torch's padding=1 pads (1, 1):
     same output sizes, shifted by one pixel.
-  * MLP / deep MLP end in logits and use ``F.cross_entropy`` (softmax + sparse categorical
-    cross-entropy, as Keras computes it, fused). LeNet keeps the seed's sigmoid output and Keras's
-    loss semantic exactly: the ten sigmoids are normalized to sum to 1, clipped to
-    [1e-7, 1 − 1e-7], then −log p[label]. The deep CNN uses BCE-with-logits on one-hot labels,
-    as bnlab does.
-  * RMSprop: Keras's defaults (rho 0.9, eps 1e-7) set on torch (alpha=0.9, eps=1e-7; torch adds
-    eps outside the square root, Keras inside: same cost). Adam: eps=1e-7 as Keras.
+  * the MLPs end in logits and use ``F.cross_entropy`` (softmax + cross-entropy, fused). LeNet
+    keeps the seed's sigmoid output and Keras's loss exactly: the ten sigmoids normalized to sum
+    to 1, clipped to [1e-7, 1 − 1e-7], then −log p[label]. The deep CNN: BCE with logits on
+    one-hot labels, as bnlab does.
+  * RMSprop and Adam with Keras's defaults (rho 0.9, eps 1e-7; torch adds eps outside the square
+    root, Keras inside: same cost).
   * Keras's ``fit`` also updates an accuracy metric every step; this loop does not.
 
-    python bench/torch_models.py --check [--json]   # parameter counts vs Keras, FLOPs vs hooks
+    python bench/torch_models.py --check [--json]   # parameter counts and multiply-adds vs Keras
 """
 
+import functools
 import math
 import sys
 
@@ -35,94 +33,81 @@ from torch import nn
 
 from common import emit, log
 
-CONV_MODELS = ("lenet", "deep-cnn")
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "sigmoid": nn.Sigmoid}
 
 
-def _dense(fan_in, units, bias=True, init="glorot"):
-    layer = nn.Linear(fan_in, units, bias=bias)
-    if init == "he":  # Keras he_normal: truncated normal (±2 std) with std √(2/fan_in) / 0.8796
-        std = math.sqrt(2.0 / fan_in) / 0.87962566103423978
+def _init(layer, he=False):
+    """Keras's initializers: glorot_uniform kernels, or he_normal (a normal truncated at ±2 std,
+    std √(2/fan_in) / 0.8796), and zero biases."""
+    if he:
+        std = math.sqrt(2.0 / layer.in_features) / 0.87962566103423978
         nn.init.trunc_normal_(layer.weight, 0.0, std, -2 * std, 2 * std)
     else:
-        nn.init.xavier_uniform_(layer.weight)  # = Keras glorot_uniform
-    if bias:
-        nn.init.zeros_(layer.bias)
-    return layer
-
-
-def _conv(cin, cout, k, stride=1, padding=0, bias=True):
-    layer = nn.Conv2d(cin, cout, k, stride=stride, padding=padding, bias=bias)
-    nn.init.xavier_uniform_(layer.weight)
-    if bias:
+        nn.init.xavier_uniform_(layer.weight)
+    if layer.bias is not None:
         nn.init.zeros_(layer.bias)
     return layer
 
 
 def build(name, *, norm="keras", placement="after", activation=None, momentum=0.99, epsilon=1e-3):
     """The torch twin of ``bnlab.models.build(name, ...)`` (``norm="scratch"`` = torch's BN too)."""
-    def bn1(c):
-        return nn.BatchNorm1d(c, eps=epsilon, momentum=1.0 - momentum)
-
-    def bn2(c):
-        return nn.BatchNorm2d(c, eps=epsilon, momentum=1.0 - momentum)
-
+    bn1 = functools.partial(nn.BatchNorm1d, eps=epsilon, momentum=1.0 - momentum)
+    bn2 = functools.partial(nn.BatchNorm2d, eps=epsilon, momentum=1.0 - momentum)
     use_bn = norm != "none"
     layers = []
     if name == "mlp":
         layers.append(nn.Flatten())
         if not use_bn:  # seed 004's baseline
             for fan_in, units in ((784, 300), (300, 100)):
-                layers += [_dense(fan_in, units, init="he"),
+                layers += [_init(nn.Linear(fan_in, units), he=True),
                            nn.LeakyReLU(0.3) if activation is None else ACTIVATIONS[activation]()]
         else:
             layers.append(bn1(784))
             for fan_in, units in ((784, 300), (300, 100)):
                 layers += _block(fan_in, units, bn1, placement, activation or "relu", bias=False)
-        layers.append(_dense(100, 10))
+        layers.append(_init(nn.Linear(100, 10)))
     elif name == "deep-mlp":
         layers.append(nn.Flatten())
-        fan_in = 784
-        for _ in range(20):
+        for fan_in in [784] + [100] * 19:
             if use_bn:
                 layers += _block(fan_in, 100, bn1, placement, activation or "relu", bias=True)
             else:
-                layers += [_dense(fan_in, 100), ACTIVATIONS[activation or "relu"]()]
-            fan_in = 100
-        layers.append(_dense(100, 10))
+                layers += [_init(nn.Linear(fan_in, 100)), ACTIVATIONS[activation or "relu"]()]
+        layers.append(_init(nn.Linear(100, 10)))
     elif name == "lenet":
         act = ACTIVATIONS[activation or "sigmoid"]
         for cin, cout in ((1, 6), (6, 16)):
-            layers.append(_conv(cin, cout, 5))
+            layers.append(_init(nn.Conv2d(cin, cout, 5)))
             layers += [bn2(cout)] if use_bn else []
             layers += [act(), nn.MaxPool2d(2, 2)]
         layers.append(nn.Flatten())
         for fan_in, units in ((256, 120), (120, 84)):
-            layers.append(_dense(fan_in, units))
+            layers.append(_init(nn.Linear(fan_in, units)))
             layers += [bn1(units)] if use_bn else []
             layers.append(act())
-        layers += [_dense(84, 10), nn.Sigmoid()]
+        layers += [_init(nn.Linear(84, 10)), nn.Sigmoid()]
     elif name == "deep-cnn":
         act = ACTIVATIONS[activation or "relu"]
         cin = 1
         for i in range(1, 20):
-            layers.append(_conv(cin, 4 * i, 3, stride=2 if i % 3 == 0 else 1, padding=1,
-                                bias=not use_bn))
+            layers.append(_init(nn.Conv2d(cin, 4 * i, 3, stride=2 if i % 3 == 0 else 1, padding=1,
+                                          bias=not use_bn)))
             layers += [bn2(4 * i)] if use_bn else []
             layers.append(act())
             cin = 4 * i
-        layers += [nn.Flatten(), _dense(cin, 100, bias=not use_bn)]  # 1×1×76 after 6 strides
+        # 1×1×76 after 6 strides
+        layers += [nn.Flatten(), _init(nn.Linear(cin, 100, bias=not use_bn))]
         layers += [bn1(100)] if use_bn else []
-        layers += [act(), _dense(100, 10)]
+        layers += [act(), _init(nn.Linear(100, 10))]
     elif name == "study-cnn":  # bnlab.models' study CNN; the norm's options are BN's here
         cin = 1
         for i, cout in enumerate((16, 32, 64)):
             layers += [nn.MaxPool2d(2, 2)] if i else []
-            layers.append(_conv(cin, cout, 3, padding=1, bias=not use_bn))
+            layers.append(_init(nn.Conv2d(cin, cout, 3, padding=1, bias=not use_bn)))
             layers += [bn2(cout)] if use_bn else []
             layers.append(ACTIVATIONS[activation or "relu"]())
             cin = cout
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), _dense(64, 10)]
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), _init(nn.Linear(64, 10))]
     else:
         raise ValueError(f"unknown model {name!r}")
     return nn.Sequential(*layers)
@@ -130,8 +115,8 @@ def build(name, *, norm="keras", placement="after", activation=None, momentum=0.
 
 def _block(fan_in, units, bn, placement, activation, bias):
     if placement == "after":
-        return [_dense(fan_in, units), ACTIVATIONS[activation](), bn(units)]
-    return [_dense(fan_in, units, bias=bias), bn(units), ACTIVATIONS[activation]()]
+        return [_init(nn.Linear(fan_in, units)), ACTIVATIONS[activation](), bn(units)]
+    return [_init(nn.Linear(fan_in, units, bias=bias)), bn(units), ACTIVATIONS[activation]()]
 
 
 def loss_function(name):
@@ -157,44 +142,36 @@ def optimizer(params, spec):
     raise ValueError(f"no torch optimizer for {spec['name']}")
 
 
-def twin(config):
-    """The PyTorch twin of a bnlab trial config's model, with its optimizer and loss function."""
+def train_block(config, x, y):
+    """A block of training steps of the twin of ``config``'s model over bnlab's training arrays
+    ``x``, ``y`` in the config's batches: images NHWC → NCHW; integer class labels → int64,
+    one-hot rows (the deep CNN's) → float32."""
+    torch.manual_seed(config["seed"])
     spec = dict(config["model"])
     name = spec.pop("name")
-    model = build(name, **spec)
-    return model, optimizer(model.parameters(), config["optimizer"]), loss_function(name)
-
-
-def tensors(x, y):
-    """bnlab's training arrays as torch tensors: NHWC images → NCHW, float32; integer class
-    labels → int64, one-hot rows (the deep CNN's) → float32."""
+    model = build(name, **spec).train()
+    opt, loss_fn = optimizer(model.parameters(), config["optimizer"]), loss_function(name)
     x, y = np.asarray(x), np.asarray(y)
-    x = x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
-    return (torch.from_numpy(np.ascontiguousarray(x, dtype="float32")),
-            torch.from_numpy(y.astype("int64" if y.ndim == 1 else "float32")))
+    x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2) if x.ndim == 4 else x,
+                                              dtype="float32"))
+    y = torch.from_numpy(y.astype("int64" if y.ndim == 1 else "float32"))
+    batch = config["batch_size"]
 
-
-def count_params(model):
-    """(total, trainable, non-trainable) as Keras counts them: BN running mean/var are
-    non-trainable weights; ``num_batches_tracked`` is torch bookkeeping, not a weight."""
-    trainable = sum(p.numel() for p in model.parameters())
-    buffers = sum(b.numel() for n, b in model.named_buffers()
-                  if not n.endswith("num_batches_tracked"))
-    return trainable + buffers, trainable, buffers
+    def block():
+        for start in range(0, len(x), batch):
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(x[start:start + batch]), y[start:start + batch]).backward()
+            opt.step()
+    return block
 
 
 # ----------------------------------------------------------------------------------------------
-# training
+# the check: parameter counts and multiply-adds against Keras's
 
 
-def _step(model, opt, loss_fn, xb, yb):
-    opt.zero_grad(set_to_none=True)
-    loss_fn(model(xb), yb).backward()
-    opt.step()
-
-
-def forward_macs_by_hooks(model, name):
-    """Multiply-accumulates of one example's forward pass, read from the modules' shapes."""
+def forward_macs_by_hooks(model, shape):
+    """Multiply-accumulates of the forward pass of one example of ``shape``, read from the
+    modules' shapes."""
     macs = []
 
     def hook(module, inputs, output):
@@ -206,54 +183,48 @@ def forward_macs_by_hooks(model, name):
                         * module.out_channels)
 
     handles = [m.register_forward_hook(hook) for m in model.modules()]
-    shape = (2, 1, 28, 28) if name in CONV_MODELS else (2, 28, 28)
     with torch.no_grad():
-        model.eval()(torch.zeros(shape))
+        model.eval()(torch.zeros((2, *shape)))
     for h in handles:
         h.remove()
     return sum(macs)
 
 
-def check(variants):
-    """Rows (experiment, arm, keras counts, torch counts, ok) for every arm and scratch variant;
-    the multiply-adds bnlab counts (``bnlab.lab.estimate``) are held against the modules' shapes."""
+def check():
+    """Rows (experiment, arm, Keras's counts, the twin's, its multiply-adds, ok) for every arm and
+    the norm="scratch" twins of the MLP arms with Keras's BN (the scratch-vs-keras section); the
+    multiply-adds bnlab counts (``bnlab.lab.estimate``) are held against the modules' shapes."""
     import keras  # noqa: F401  (the backend is whatever the environment chose: counts agree)
 
     from bnlab import models
     from bnlab.lab import estimate
-
-    rows = []
-    for experiment, arm, spec in variants:
-        spec = dict(spec)
-        name = spec.pop("name")
-        keras_model = models.build(name, **spec)
-        keras_counts = tuple(int(c) for c in models.count_params(keras_model))
-        tmodel = build(name, **spec)
-        torch_counts = count_params(tmodel)
-        macs = forward_macs_by_hooks(tmodel, name)
-        ok = keras_counts == torch_counts and macs == estimate.multiply_adds(keras_model)
-        rows.append({"experiment": experiment, "arm": arm, "keras": keras_counts,
-                     "torch": torch_counts, "macs": macs, "ok": ok})
-    return rows
-
-
-def all_variants():
-    """(experiment, arm label, model spec) for every arm, plus the norm="scratch" twins of the
-    MLP arms that use Keras's BN (the benchmark's scratch-vs-keras comparison)."""
     from bnlab.lab.experiments import EXPERIMENTS
 
-    out = []
+    variants = []
     for exp in EXPERIMENTS.values():
         for arm in exp.arms:
             # of the studies, only the arms the bench times against PyTorch have twins
             if exp.seed_source == "study" and not (exp.model == "study-cnn"
                                                    and arm.model.get("norm") == "keras"):
                 continue
-            spec = {"name": exp.model, **arm.model}
-            out.append((exp.name, arm.name, spec))
-            if spec.get("norm") == "keras" and exp.model in ("mlp", "deep-mlp"):
-                out.append((exp.name, arm.name + "[scratch]", {**spec, "norm": "scratch"}))
-    return out
+            variants.append((exp.name, arm.name, exp.model, arm.model))
+            if arm.model.get("norm") == "keras" and exp.model in ("mlp", "deep-mlp"):
+                variants.append((exp.name, arm.name + "[scratch]", exp.model,
+                                 {**arm.model, "norm": "scratch"}))
+    rows = []
+    for experiment, arm, name, spec in variants:
+        keras_model, twin = models.build(name, **spec), build(name, **spec)
+        trainable = sum(p.numel() for p in twin.parameters())
+        # BN's moving statistics: Keras's non-trainable weights, torch's buffers (with a counter)
+        buffers = sum(b.numel() for n, b in twin.named_buffers()
+                      if not n.endswith("num_batches_tracked"))
+        counts = {"keras": tuple(int(c) for c in models.count_params(keras_model)),
+                  "torch": (trainable + buffers, trainable, buffers)}
+        macs = forward_macs_by_hooks(twin, (1, 28, 28) if name in models.CONVOLUTIONAL
+                                     else (28, 28))
+        ok = counts["keras"] == counts["torch"] and macs == estimate.multiply_adds(keras_model)
+        rows.append({"experiment": experiment, "arm": arm, **counts, "macs": macs, "ok": ok})
+    return rows
 
 
 def main(argv):
@@ -261,7 +232,7 @@ def main(argv):
         print(__doc__)
         return 2
     torch.set_num_threads(2)
-    rows = check(all_variants())
+    rows = check()
     for r in rows:
         log(f"{r['experiment']:>12} {r['arm']:<22} keras {r['keras']} torch {r['torch']} "
             f"fwd MACs {r['macs']:,}  {'ok' if r['ok'] else 'MISMATCH'}")
