@@ -6,8 +6,8 @@
 # study from one store, each claiming a unit of seeds at a time, since one study's program keeps
 # about one core busy; the last to start waits for the others' trials and writes the report.
 # Several copies of this script may run at once (one study each): docs/studies/RUN.txt keeps one
-# line per study run, written under a lock, with the
-# machine's load average when the study started and when it ended.
+# line per study run, written under a lock, with the machine's load average when the study
+# started and when it ended.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -19,8 +19,8 @@ QUICK_FLAG=()
 [ -n "${SEEDS:-}" ] && QUICK_FLAG+=(--seeds "$SEEDS")
 mkdir -p "$OUT" "$(dirname "$STORE")"
 # Default: every study bnlab knows, in `bnlab list`'s order.
-STUDIES=${STUDIES:-$($PY -c 'from bnlab.lab import studies, literature
-print(" ".join(e.name for e in studies.STUDIES + literature.STUDIES))')}
+STUDIES=${STUDIES:-$($PY -c 'from bnlab.lab import experiments
+print(" ".join(e.name for e in experiments.STUDIES))')}
 WORKERS=${WORKERS:-$(nproc)}
 touch "$OUT/RUN.txt"
 load() { cut -d' ' -f1-3 /proc/loadavg; }

@@ -3,10 +3,11 @@ reports, so that no verdict or time is copied by hand.
 
     .venv/bin/python scripts/study_tables.py [--check]
 
-For every study bnlab knows (``bnlab list``'s order) it reads docs/studies/NAME/report.md's
-verdict tables ("Did the paper's shape appear?", and any in the study's own section) and NAME's line in docs/studies/RUN.txt, and replaces what
-lies between ``<!-- study-tables -->`` and ``<!-- /study-tables -->`` in both files: a summary
-(verdict counts, seeds, time) and each study's table (claim, paper's figure, ours, verdict).
+For every study (``bnlab.lab.experiments.STUDIES``, ``bnlab list``'s order) it reads
+docs/studies/NAME/report.md's verdict tables ("Did the paper's shape appear?", and any in the
+study's own section) and NAME's line in docs/studies/RUN.txt, and replaces what lies between
+``<!-- study-tables -->`` and ``<!-- /study-tables -->`` in both files: a summary (verdict
+counts, seeds, time) and each study's table (claim, paper's figure, ours, verdict).
 ``--check`` writes nothing and exits 1 where a file is not what the reports say.
 """
 
@@ -14,7 +15,7 @@ import re
 import sys
 from pathlib import Path
 
-from bnlab.lab import literature, studies
+from bnlab.lab import experiments
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES_DIR = ROOT / "docs" / "studies"
@@ -39,7 +40,7 @@ def verdict_rows(report):
 
 
 def run_line(name):
-    """What RUN.txt says of the study's last run: seeds, time and load, in one phrase."""
+    """What RUN.txt says of the study's last run: wall and CPU time, workers and load."""
     lines = (STUDIES_DIR / "RUN.txt").read_text(encoding="utf-8").splitlines()
     line = next((x for x in lines if x.startswith(f"{name}: ")), None)
     if line is None:
@@ -57,7 +58,7 @@ def run_line(name):
 def block(link):
     out = ["| study | verdicts | seeds | time (docs/studies/RUN.txt) |", "|---|---|---|---|"]
     tables = []
-    for experiment in studies.STUDIES + literature.STUDIES:
+    for experiment in experiments.STUDIES:
         name = experiment.name
         rows = verdict_rows(STUDIES_DIR / name / "report.md")
         counts = {v: sum(r[3].startswith(v) for r in rows) for v in VERDICTS}

@@ -142,7 +142,9 @@ _register(Experiment(
 
 
 
-for _study in studies.STUDIES + literature.STUDIES:
+# The paper studies, in `bnlab list`'s order: `make studies` runs them into docs/studies/.
+STUDIES = studies.STUDIES + literature.STUDIES
+for _study in STUDIES:
     _register(_study)
 _register(studies.CNN_BATCHES)
 
