@@ -1,29 +1,25 @@
 """Whole processes alternated, the bench's one timing method: sides in turn, the order reversed
 every round (ABC CBA ABC), so that a drift of the machine's speed falls on both sides of a ratio.
 
-    python bench/alternate.py --sides bnlab,keras-jax,torch [--rounds 3] [--budget SECONDS]
-        [--quick] [the sides' options: --experiments a,b --arms a,b --scale 1.0]    (JSON answer)
-
 A side is a name with options after colons: a side of bench/steps.py (``bnlab:seeds=5``,
-``bnlab:norm=scratch:gradient=closed-form``) or ``fold:folded`` / ``fold:unfolded``
-(bench/fold.py). Each runs in a fresh process, alone on the cores.
+``bnlab:norm=scratch:gradient=closed-form``, ``fold:folded``, ``fold:unfolded``). Each runs in
+a fresh process, alone on the cores.
 """
 
 import argparse
 import sys
 import time
 
-from common import child_env, emit, log, run_child, spread
-from steps import KERAS_BACKEND, SIDES
+from common import KERAS_BACKEND, child_env, emit, fmt, log, run_child, spread
 
 
 def command(side):
     """(script, args, backend) of a side ``name[:key=value...]``."""
     name, *options = side.split(":")
     if name == "fold":
-        return "fold.py", ["--which", *options], None
-    if name not in SIDES:
-        raise ValueError(f"unknown side {side!r}: one of {', '.join(SIDES)} or fold:folded|unfolded")
+        return "steps.py", ["--side", side], None
+    if name not in KERAS_BACKEND:
+        raise ValueError(f"unknown side {side!r}, not {', '.join(KERAS_BACKEND)}, fold:(un)folded")
     args = ["--side", name]
     for option in options:
         key, _, value = option.partition("=")
@@ -34,13 +30,12 @@ def command(side):
 def run_rounds(sides, rounds, child_args, run=run_child, budget=None, clock=time.monotonic):
     """({side: [answer of each round]}, why it stopped early or None); the order of ``sides``
     reverses every round; with a ``budget`` (seconds) no round starts that would pass it."""
-    answers, start, stopped = {side: [] for side in sides}, clock(), None
+    answers, start = {side: [] for side in sides}, clock()
     for r in range(rounds):
         elapsed = clock() - start
         if budget is not None and r and elapsed / r * (r + 1) > budget:
-            stopped = f"stopped after {r} of {rounds} rounds: a round takes {elapsed / r:.0f} s " \
-                      f"and the budget is {budget:.0f} s"
-            break
+            return answers, (f"stopped after {r} of {rounds} rounds: a round takes "
+                             f"{elapsed / r:.0f} s and the budget is {budget:.0f} s")
         done = {}
         for side in sides if r % 2 == 0 else sides[::-1]:
             log(f"round {r + 1}/{rounds}: {side}")
@@ -53,7 +48,7 @@ def run_rounds(sides, rounds, child_args, run=run_child, budget=None, clock=time
                 return answers, f"stopped in round {r + 1} of {rounds}: {str(exc).splitlines()[0]}"
         for side in sides:
             answers[side].append(done[side])
-    return answers, stopped
+    return answers, None
 
 
 def summarize(answers):
@@ -85,10 +80,8 @@ def main(argv):
     parser.add_argument("--quick", action="store_true", help="2 rounds of 3 steps a block")
     args, child_args = parser.parse_known_args(argv)
     sides = [s for s in args.sides.split(",") if s]
-    try:
-        [command(s) for s in sides]
-    except ValueError as exc:
-        parser.error(str(exc))
+    for side in sides:  # an unknown side fails here, before any round
+        command(side)
     if len(sides) < 2 or args.rounds < 2:
         parser.error("need two sides or more and --rounds ≥ 2 (a spread needs two rounds)")
     child_args += ["--quick"] if args.quick else []
@@ -101,8 +94,7 @@ def main(argv):
     rows = summarize(answers)
     for row in rows:
         log(f"{row['experiment']} / {row['arm']}: " + ", ".join(
-            f"{sides[0]} / {side} = {r['median']:.2f} [{r['min']:.2f}-{r['max']:.2f}]"
-            for side, r in row["ratio"].items()))
+            f"{sides[0]} / {side} = {fmt(r)}" for side, r in row["ratio"].items()))
     emit({"sides": sides, "rounds": done, "stopped": stopped, "rows": rows})
     return 0
 

@@ -33,33 +33,27 @@ def copy_rates():
         samples = 5 if key == "main_memory" else REPS // 10
         out[key] = {"bytes": nbytes, "gbps_1": copy_gbps(nbytes, samples, 1, median),
                     "gbps": copy_gbps(nbytes, samples, cores, median)}
-        log(f"copy {key} ({nbytes / 2**20:.1f} MB): {out[key]['gbps_1']:.1f} GB/s on one "
-            f"thread, {out[key]['gbps']:.1f} GB/s on {cores}")
+        log(f"copy {key}: {out[key]['gbps_1']:.1f} GB/s, {out[key]['gbps']:.1f} on {cores} cores")
     return out
 
 
 def step_jax(layer, x, dy):
     import jax
-
     tv = [v.value for v in layer.trainable_variables]
     ntv = [v.value for v in layer.non_trainable_variables]
+    x, dy = jax.numpy.asarray(x), jax.numpy.asarray(dy)
 
     @jax.jit
-    def fwd_bwd(tv, ntv, x, dy):
-        def f(tv, x):
-            return layer.stateless_call(tv, ntv, x, training=True)  # (y, new moving stats)
-
-        y, vjp, new_ntv = jax.vjp(f, tv, x, has_aux=True)
+    def fwd_bwd(tv, ntv, x, dy):  # stateless_call: (y, the new moving statistics)
+        y, vjp, new_ntv = jax.vjp(lambda tv, x: layer.stateless_call(tv, ntv, x, training=True),
+                                  tv, x, has_aux=True)
         dtv, dx = vjp(dy)
         return y, dx, dtv, new_ntv
-
-    x, dy = jax.numpy.asarray(x), jax.numpy.asarray(dy)
     return lambda: jax.block_until_ready(fwd_bwd(tv, ntv, x, dy))
 
 
 def step_tf(layer, x, dy):
     import tensorflow as tf
-
     x, dy = tf.constant(x), tf.constant(dy)
     weights = [v.value for v in layer.trainable_variables]
 
@@ -69,15 +63,12 @@ def step_tf(layer, x, dy):
             tape.watch(x)
             y = layer(x, training=True)
         return y, tape.gradient(y, [x] + weights, output_gradients=dy)
-
     return lambda: fwd_bwd(x, dy)
 
 
 def step_torch(layer, x, dy):
     import torch
-
-    x = torch.from_numpy(x).requires_grad_(True)
-    dy = torch.from_numpy(dy)
+    x, dy = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(dy)
     native = not hasattr(layer, "trainable_variables")  # torch.nn.BatchNorm*, not a Keras layer
     params = list(layer.parameters()) if native else [v.value for v in layer.trainable_variables]
 
@@ -87,16 +78,13 @@ def step_torch(layer, x, dy):
             p.grad = None
         y = layer(x) if native else layer(x, training=True)  # a torch module is in train mode
         y.backward(dy)
-
     return fwd_bwd
 
 
 def layers():
-    import bnlab  # noqa: F401
+    import bnlab  # noqa: F401  (first: where KERAS_BACKEND is unset, it picks Keras's backend)
     import keras
-
     from bnlab.layers import BatchNorm
-
     backend = keras.backend.backend()
     step = {"jax": step_jax, "tensorflow": step_tf, "torch": step_torch}[backend]
     rows = []
@@ -112,10 +100,8 @@ def layers():
             layer.build(shape)
         if backend == "torch":
             import torch
-
             torch.set_num_threads(os.cpu_count())
-            native = (torch.nn.BatchNorm1d(shape[-1]) if len(shape) == 2
-                      else torch.nn.BatchNorm2d(shape[-1]))
+            native = (torch.nn.BatchNorm1d if len(shape) == 2 else torch.nn.BatchNorm2d)(shape[-1])
             cases.append((f"torch.nn.{type(native).__name__} (NCHW)", native))
         for name, layer in cases:
             xs, dys = x, dy
@@ -130,14 +116,9 @@ def layers():
 
 
 def main(argv):
-    if argv == ["--copy"]:
-        emit({"copy": copy_rates()})
-    elif argv == ["--layers"]:
-        emit({"rows": layers()})
-    else:
-        print(__doc__)
-        return 2
-    return 0
+    if argv not in (["--copy"], ["--layers"]):
+        sys.exit(__doc__)  # the usage, exit status 1
+    emit({"copy": copy_rates()} if argv == ["--copy"] else {"rows": layers()})
 
 
 if __name__ == "__main__":

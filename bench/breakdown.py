@@ -1,7 +1,5 @@
 """Where one bn-placement training step goes (JAX): each part against its bound on this host.
 
-    python bench/breakdown.py --seeds 1|3 [--quick]    (JSON on the last line)
-
 The step of the BN-after MLP (784 → BN → 300 relu → BN → 100 relu → BN → 10 softmax, batch 32,
 SGD) and of the no-BN baseline, in parts, each a jitted ``lax.scan`` of STEPS iterations at the
 step's shapes (vmapped over K seeds, as ``bnlab.lab.multiseed`` trains them) less the empty scan:
@@ -16,9 +14,16 @@ part its minimal bytes (each array read or written once) at NumPy's in-cache cop
 import argparse
 import sys
 
+import bnlab  # noqa: F401  (first: where KERAS_BACKEND is unset, it picks Keras's backend)
+import jax
+import jax.numpy as jnp
+import keras
 import numpy as np
 
+from bnlab.lab import experiments, runtime
+from bnlab.layers import BatchNorm
 from common import emit, fastest, host_rates, log, training_block
+from steps import scan_block
 
 BATCH, SIZES, LR, EPOCH_STEPS, VAL = 32, (784, 300, 100, 10), 1e-3, 1719, 5000
 STEPS = 100  # iterations of a scan; --quick: 20
@@ -28,9 +33,6 @@ def scan_seconds(fn, args, steps, k):
     """Seconds per iteration of ``fn(*args)`` in a scan (vmapped over K seeds), the empty scan's
     time subtracted. The carry holds the inputs and the whole outputs (so XLA computes all of
     them), and each iteration's inputs depend on the last outputs (so nothing is hoisted)."""
-    import jax
-    import jax.numpy as jnp
-
     args = tuple(jnp.asarray(a) for a in args)
 
     def program(body):
@@ -51,15 +53,6 @@ def scan_seconds(fn, args, steps, k):
     return max(0.0, fastest([full, empty], 3 if steps < 50 else 5) @ [1, -1] / steps)
 
 
-def product_shapes(bn):
-    """(m, k, n) of the step's products: forward, kernel gradients, input gradients."""
-    d = SIZES
-    forward = [(BATCH, d[i], d[i + 1]) for i in range(3)]
-    kernel = [(d[i], BATCH, d[i + 1]) for i in range(3)]
-    inputs = [(BATCH, d[i + 1], d[i]) for i in range(0 if bn else 1, 3)]
-    return forward + kernel + inputs
-
-
 def arrays(shapes, k=1):
     """Random float32 arrays of ``shapes``, each with a leading seed axis of K > 1."""
     rng = np.random.default_rng(0)
@@ -69,13 +62,11 @@ def arrays(shapes, k=1):
 
 def bn_parts(layer_class, k, steps):
     """(forward, backward) seconds of the three BN layers of the arm, all shapes together."""
-    import jax
-
     layers = [layer_class() for _ in SIZES[:3]]
     for layer, c in zip(layers, SIZES[:3]):
         layer.build((BATCH, c))
-    weights = [([v.value for v in L.trainable_variables], [v.value for v in L.non_trainable_variables])
-               for L in layers]
+    weights = [([v.value for v in L.trainable_variables],
+                [v.value for v in L.non_trainable_variables]) for L in layers]
 
     def forward(*xs):
         return [L.stateless_call(tv, ntv, x, training=True)[0]
@@ -88,7 +79,6 @@ def bn_parts(layer_class, k, steps):
             y, vjp = jax.vjp(lambda tv, x: L.stateless_call(tv, ntv, x, training=True)[0], tv, x)
             out.append((y, vjp(dy)))
         return out
-
     shapes = [(BATCH, c) for c in SIZES[:3]]
     fwd = scan_seconds(forward, arrays(shapes, k), steps, k)
     total = scan_seconds(both, arrays(shapes * 2, k), steps, k)
@@ -98,9 +88,6 @@ def bn_parts(layer_class, k, steps):
 def elementwise_parts(k, steps, bn):
     """{part: (seconds, float32 values it must read and write)} of the activations, the loss,
     the optimizer and the gather."""
-    import jax
-    import jax.numpy as jnp
-
     act = jax.nn.relu if bn else (lambda h: jax.nn.leaky_relu(h, 0.3))
     weights = [(SIZES[i], SIZES[i + 1]) for i in range(3)] + [(s,) for s in SIZES[1:]]
     weights += [(c,) for c in SIZES[:3] for _ in range(2)] if bn else []  # γ and β
@@ -118,16 +105,13 @@ def elementwise_parts(k, steps, bn):
     def optimizer(*wg):
         half = len(wg) // 2
         return [w - LR * g for w, g in zip(wg[:half], wg[half:])]
-
-    def gather(idx):
-        return images[idx % 55_000]
-
     parts = {  # part: (function, operands, values moved)
         "activations": (activations, arrays([(BATCH, 300), (BATCH, 100)] * 2, k), 5 * BATCH * 400),
         "loss": (loss, arrays([(BATCH, 10)], k) + (np.zeros(lead + (BATCH,), np.int32),),
                  3 * BATCH * 10),
         "optimizer": (optimizer, arrays(weights * 2, k), 3 * sum(int(np.prod(s)) for s in weights)),
-        "gather": (gather, (np.arange(BATCH * k, dtype=np.int32).reshape(lead + (BATCH,)),),
+        "gather": (lambda idx: images[idx % 55_000],
+                   (np.arange(BATCH * k, dtype=np.int32).reshape(lead + (BATCH,)),),
                    2 * BATCH * 784)}
     return {part: (scan_seconds(fn, operands, steps, k), values)
             for part, (fn, operands, values) in parts.items()}
@@ -135,9 +119,6 @@ def elementwise_parts(k, steps, bn):
 
 def whole_steps(k, steps, quick):
     """bnlab's own step (ms) for the baseline and the BN-after arm, and the evaluation per step."""
-    from bnlab.lab import experiments
-    from steps import scan_block
-
     exp = experiments.get("bn-placement")
     out = {}
     for arm in ("baseline", "bn-after"):
@@ -153,10 +134,6 @@ def whole_steps(k, steps, quick):
 
 
 def measure(k, steps, quick):
-    import keras
-
-    from bnlab.layers import BatchNorm
-
     rates = host_rates()
     copy = rates["copy_gbps_cache"] * 1e9
     rows = []
@@ -167,9 +144,12 @@ def measure(k, steps, quick):
 
     def products(*operands):  # NumPy's BLAS on NumPy arrays, XLA's dots under jit
         return [a @ b for a, b in zip(operands[::2], operands[1::2])]
-
+    d = SIZES
     for bn in (False, True):
-        arm, shapes = "BN arm" if bn else "baseline", product_shapes(bn)
+        arm = "BN arm" if bn else "baseline"
+        shapes = ([(BATCH, d[i], d[i + 1]) for i in range(3)]  # (m, k, n): the forward products,
+                  + [(d[i], BATCH, d[i + 1]) for i in range(3)]  # the kernel gradients,
+                  + [(BATCH, d[i + 1], d[i]) for i in range(0 if bn else 1, 3)])  # input gradients
         operands = [s for m, kk, n in shapes for s in ((m, kk), (kk, n))]
         host = arrays(operands)
         blas = k * fastest([lambda: products(*host)], 20 if quick else 200)[0]
@@ -194,11 +174,8 @@ def main(argv):
     parser.add_argument("--seeds", type=int, choices=(1, 3), default=1)
     parser.add_argument("--quick", action="store_true", help="20 steps: checks that it runs")
     args = parser.parse_args(argv)
-    from bnlab.lab import runtime
-
     runtime.configure_xla(vectorized=args.seeds > 1)  # as `bnlab run` sets it for these trials
     emit(measure(args.seeds, 20 if args.quick else STEPS, args.quick))
-    return 0
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ progress lines starting with ``bench:`` on stderr and its answer as ONE JSON obj
 line of stdout.
 """
 
+import contextlib
 import json
 import os
 import platform
@@ -18,10 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PACKAGES = ("keras", "jax", "jaxlib", "tensorflow-cpu", "tensorflow", "torch", "numpy")
 BLOCKS = 3  # timed blocks of a side's process, after one warm-up block; its answer is the median
+# The sides of bench/steps.py, each with the KERAS_BACKEND its process needs (None: bnlab's default)
+KERAS_BACKEND = {"bnlab": None, "keras-jax": "jax", "keras-tf": "tensorflow", "torch": None}
 
 
 def log(message):
@@ -31,12 +36,16 @@ def log(message):
 
 def emit(result):
     """The child's answer: one JSON object, the last line of stdout."""
-    sys.stdout.flush()
     print(json.dumps(result), flush=True)
 
 
 def median(values):
     return float(statistics.median(values))
+
+
+def fmt(r):
+    """A spread as its median and its min-max over the rounds: "1.02 [0.98-1.10]"."""
+    return f"{r['median']:.2f} [{r['min']:.2f}-{r['max']:.2f}]"
 
 
 def spread(values):
@@ -47,22 +56,18 @@ def spread(values):
 
 def timings(fn, reps, warmup=1):
     """Wall seconds of each of ``reps`` calls of ``fn()``, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
     times = []
-    for _ in range(reps):
+    for _ in range(warmup + reps):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return times
+    return times[warmup:]
 
 
 def fastest(fns, reps):
-    """The fastest of ``reps`` wall-second timings of each of ``fns``, their calls interleaved
-    (after one untimed call each), as a NumPy array. On a shared machine the fastest call is the
-    one least disturbed by the others' work, and interleaving gives each the same chances."""
-    import numpy as np
-
+    """The fastest of ``reps`` wall-second timings of each of ``fns`` (a NumPy array), their calls
+    interleaved after one untimed call each: on a shared machine the fastest call is the least
+    disturbed by the others' work, and interleaving gives each the same chances."""
     for fn in fns:
         fn()
     return np.min([[timings(fn, 1, warmup=0)[0] for fn in fns] for _ in range(reps)], axis=0)
@@ -71,24 +76,19 @@ def fastest(fns, reps):
 def training_block(config, steps):
     """The first ``steps`` batches of a trial's training split (x, labels as its loss wants)."""
     from bnlab.lab import recipe
-
-    arrays, _ = recipe.load_data(config)
+    x, y = recipe.load_data(config)[0]["train"]
     n = steps * config["batch_size"]
-    x, y = arrays["train"]
     return x[:n], recipe.labels(config, y[:n])
 
 
 def child_env(backend=None, **extra):
     """The environment of a measuring child: quiet TensorFlow; ``backend`` sets KERAS_BACKEND,
     ``backend=None`` removes it so that bnlab picks its default, as ``bnlab run`` does."""
-    env = dict(os.environ)
-    env.pop("KERAS_BACKEND", None)
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2", "BNLAB_OFFLINE": "1",  # a benchmark never downloads
+           **{k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}}
     if backend:
         env["KERAS_BACKEND"] = backend
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env.setdefault("BNLAB_OFFLINE", "1")  # a benchmark never downloads
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
+    return {**env, **{k: str(v) for k, v in extra.items()}}
 
 
 def run_child(script, args=(), backend=None, env=None, timeout=900):
@@ -106,7 +106,6 @@ def run_child(script, args=(), backend=None, env=None, timeout=900):
                 print("   " + line.rstrip(), file=sys.stderr, flush=True)
             else:
                 other.append(line)
-
     readers = [threading.Thread(target=relay, daemon=True),
                threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)]
     for reader in readers:
@@ -128,10 +127,6 @@ def run_child(script, args=(), backend=None, env=None, timeout=900):
     return json.loads(lines[-1])
 
 
-# ----------------------------------------------------------------------------------------------
-# the machine
-
-
 def theoretical_peak(info):
     """This CPU's FP32 peak as a sentence that shows its derivation: cores × clock × FLOP/cycle,
     FLOP/cycle = FMA pipes × float32 lanes × 2 (an FMA is two FLOPs). The clock is the nominal one
@@ -144,16 +139,13 @@ def theoretical_peak(info):
         ghz, clock = float(info["cpu MHz"]) / 1000, "cpu MHz"
     else:
         ghz, clock = float(info.get("bogomips", "0")) / 2000, "TSC clock = BogoMIPS / 2"
-    if amd and family == 0x19:  # Zen 4 runs AVX-512 as two 256-bit halves
-        pipes, bits, why = 2, 256, "AMD family 0x19 (Zen 3/4): 2 FMA pipes, 256-bit datapath"
-    elif amd and family >= 0x1A:
-        pipes, bits, why = 2, 512, "AMD family 0x1A (Zen 5): 2 FMA pipes, 512-bit datapath"
-    elif "avx512f" in flags:
-        pipes, bits, why = 2, 512, "AVX-512: 2 FMA pipes × 512-bit"
-    elif "fma" in flags:
-        pipes, bits, why = 2, 256, "AVX2+FMA: 2 FMA pipes × 256-bit"
-    else:
-        pipes, bits, why = 1, 128, "SSE: 1 pipe × 128-bit (no FMA counted as 2)"
+    pipes, bits, why = next(kind[1:] for kind in (  # the first that applies
+        (amd and family == 0x19, 2, 256,  # Zen 4 runs AVX-512 as two 256-bit halves
+         "AMD family 0x19 (Zen 3/4): 2 FMA pipes, 256-bit datapath"),
+        (amd and family >= 0x1A, 2, 512, "AMD family 0x1A (Zen 5): 2 FMA pipes, 512-bit datapath"),
+        ("avx512f" in flags, 2, 512, "AVX-512: 2 FMA pipes × 512-bit"),
+        ("fma" in flags, 2, 256, "AVX2+FMA: 2 FMA pipes × 256-bit"),
+        (True, 1, 128, "SSE: 1 pipe × 128-bit (no FMA counted as 2)")) if kind[0])
     per_cycle, cores = pipes * (bits // 32) * 2, os.cpu_count()
     return (f"{cores} cores × {ghz:.3f} GHz ({clock}) × {per_cycle} FLOP/cycle ({why}: {pipes} × "
             f"{bits // 32} float32 lanes × 2 for the FMA) = {cores * ghz * per_cycle:.0f} GFLOP/s")
@@ -162,31 +154,24 @@ def theoretical_peak(info):
 def machine():
     """The CPU (the first processor's fields of /proc/cpuinfo), memory, load and versions."""
     info, versions = {}, {"python": platform.python_version()}
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines():
             key, _, value = line.partition(":")
             info[key.strip()] = value.strip()
-    except OSError:
-        pass
     for name in PACKAGES:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {"cpu": info.get("model name", platform.processor() or "unknown"),
-            "family": info.get("cpu family"), "model": info.get("model"),
-            "cores": os.cpu_count(), "memory_gib": round(memory, 1),
-            "load": round(os.getloadavg()[0], 1), "peak": theoretical_peak(info),
-            "kernel": platform.release(), "versions": versions}
+            "family": info.get("cpu family"), "model": info.get("model"), "cores": os.cpu_count(),
+            "memory_gib": round(memory, 1), "load": round(os.getloadavg()[0], 1),
+            "peak": theoretical_peak(info), "versions": versions}
 
 
 def copy_gbps(nbytes, reps, threads=1, statistic=min):
     """GB/s of NumPy copies of ``nbytes`` (counted as read + write), split over ``threads``
     threads (NumPy lets go of the GIL while it copies): ``statistic`` of ``reps`` timed calls, each
     repeating the copy up to 64 MB so that starting the threads does not count."""
-    import numpy as np
-
     src = np.ones(nbytes // 4, dtype=np.float32)
     dst = np.empty_like(src)
     parts = list(zip(np.array_split(dst, threads), np.array_split(src, threads)))
@@ -195,25 +180,20 @@ def copy_gbps(nbytes, reps, threads=1, statistic=min):
     def work(part):
         for _ in range(repeat):
             np.copyto(*part)
-
     with ThreadPoolExecutor(threads) as pool:
         seconds = statistic(timings(lambda: list(pool.map(work, parts)), reps, warmup=2))
     return 2 * nbytes * repeat / seconds / 1e9
 
 
 def host_rates():
-    """This host's speed right now, measured with NumPy in a second or two: the BLAS's float32
-    matrix-product rate (n × n @ n × n, n = 1024, and the MLP's 32×784 @ 784×300) and the copy rate
-    of an array in cache (1 MB) and in main memory (64 MB). The fastest of several tries: on a
-    shared host that is the try least disturbed by the others' work."""
-    import numpy as np
-
+    """This host's speed now, by NumPy in a second or two: the BLAS's float32 matrix-product rate
+    (1024² @ 1024², and the MLP's 32×784 @ 784×300) and the copy rate of an array in cache (1 MB)
+    and in memory (64 MB); the fastest of several tries (on a shared host, the least disturbed)."""
     rng = np.random.default_rng(0)
     out = {}
     for key, (m, k, n), reps in (("matmul_gflops", (1024, 1024, 1024), 5),
                                  ("matmul32_gflops", (32, 784, 300), 100)):
-        a = rng.standard_normal((m, k), dtype=np.float32)
-        b = rng.standard_normal((k, n), dtype=np.float32)
+        a, b = (rng.standard_normal(shape, dtype=np.float32) for shape in ((m, k), (k, n)))
         out[key] = 2 * m * k * n / fastest([lambda: a @ b], reps)[0] / 1e9
     out["copy_gbps_cache"], out["copy_gbps_memory"] = copy_gbps(2**20, 5), copy_gbps(2**26, 5)
     return out

@@ -4,10 +4,9 @@ Input: the dict bench/run.py collects (the sections' child answers, the host, th
 ratio divides two numbers of the same run; nothing here measures anything.
 """
 
-from common import spread
+from common import fmt, spread
 from goals import GOALS
 
-BN_ARMS = ("bn-after", "bn-before", "bn-before-elu")
 # The sections in the report's order; those not in SECTION_WRITERS show their alternations' tables.
 ORDER = ("peers", "breakdown", "bn", "bn-cost", "tensorflow", "scratch", "variants", "seeds",
          "study", "fold", "data", "check")
@@ -18,20 +17,14 @@ def table(header, body):
     return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in body] + [""]
 
 
-def fmt(r):
-    """A ratio's median over the rounds and its min-max: the method's spread."""
-    return f"{r['median']:.2f} [{r['min']:.2f}-{r['max']:.2f}]"
-
-
 def win(r, limit=1.0):
     """Against ``limit``: a side wins only where every round says so."""
-    if r["max"] <= limit:
-        return "every round"
-    return "no round" if r["min"] > limit else "within the spread"
+    return ("every round" if r["max"] <= limit
+            else "no round" if r["min"] > limit else "within the spread")
 
 
 def answers(results, section, i=0):
-    got = (results["results"].get(section) or [])
+    got = results["results"].get(section) or []
     return got[i] if len(got) > i else None
 
 
@@ -46,14 +39,14 @@ def rates_text(rates):
 
 
 def bn_cost(rows_, side):
-    """[(arm, spread of BN arm ÷ baseline per round)] of bn-placement, within ``side``'s processes."""
+    """[(arm, spread of BN arm ÷ baseline per round)] of bn-placement, in ``side``'s processes."""
     by_arm = {r["arm"]: r for r in rows_ if r["experiment"] == "bn-placement"}
     base = by_arm.get("baseline")
     if not base or side not in base["ms"]:
         return []
     return [(arm, spread(a / b for a, b in zip(by_arm[arm]["ms"][side]["rounds"],
                                                base["ms"][side]["rounds"])))
-            for arm in BN_ARMS if arm in by_arm]
+            for arm in ("bn-after", "bn-before", "bn-before-elu") if arm in by_arm]
 
 
 def gflops(row, side):
@@ -81,22 +74,18 @@ def measured(results, key):
                 for arm, r in bn_cost(answer["rows"], side)]
     if key == "products":
         out = []
-        for i in (0, 1):
-            parts = {r["part"]: r for r in rows(results, "breakdown", i)}
+        for run in filter(None, results["results"].get("breakdown") or []):
+            parts = {r["part"]: r for r in run["rows"]}
             step, dots = parts.get("bnlab's baseline step"), parts.get("products (baseline, 8)")
             if step and dots:
-                seeds = answers(results, "breakdown", i)["seeds"]
-                out.append((f"{seeds} seed(s): step {step['ms']:.3f} ms ÷ BLAS products "
+                out.append((f"{run['seeds']} seed(s): step {step['ms']:.3f} ms ÷ BLAS products "
                             f"{dots['bound_ms']:.3f} ms", step["ms"] / dots["bound_ms"]))
         return out
     if key == "bn-copy":
         copy = (answers(results, "bn", 0) or {}).get("copy")
-        out = []
-        for r in rows(results, "bn", 1):
-            rate = copy_rate(copy, r["shape"])
-            if r["layer"] == "bnlab.layers.BatchNorm" and rate:
-                out.append(("×".join(map(str, r["shape"])), r["gbps"] and rate / r["gbps"]))
-        return out
+        return [("×".join(map(str, r["shape"])), r["gbps"] and rate / r["gbps"])
+                for r in rows(results, "bn", 1) if r["layer"] == "bnlab.layers.BatchNorm"
+                and (rate := copy_rate(copy, r["shape"]))]
     if key == "peers":
         return [(f"{r['experiment']} {r['arm']}", faster_peer(r)) for r in rows(results, "peers")
                 if faster_peer(r)]
@@ -106,12 +95,9 @@ def measured(results, key):
         for r in answer["rows"]:
             if r["experiment"] not in goal.get("experiments", (r["experiment"],)):
                 continue
-            for side, ratio in r["ratio"].items():
-                if "over" not in goal:  # every pair of sides: say which
-                    out.append((f"{r['experiment']} {r['arm']}: {answer['sides'][0]} ÷ {side}",
-                                ratio))
-                elif side == goal["over"]:
-                    out.append((f"{r['experiment']} {r['arm']}", ratio))
+            label = f"{r['experiment']} {r['arm']}"  # without "over", every pair: say which
+            out += [(label if "over" in goal else f"{label}: {answer['sides'][0]} ÷ {side}", ratio)
+                    for side, ratio in r["ratio"].items() if goal.get("over", side) == side]
     return out
 
 
@@ -140,8 +126,7 @@ def alternation_table(answer, extra=None):
     body = [[r["experiment"], r["arm"], *(fmt(r["ms"][s]) for s in sides),
              *(fmt(r["ratio"][s]) for s in sides[1:])] + ([extra[1](r)] if extra else [])
             for r in answer["rows"]]
-    note = [f"({answer['stopped']})", ""] if answer.get("stopped") else []
-    return table(header, body) + note
+    return table(header, body) + ([f"({answer['stopped']})", ""] if answer.get("stopped") else [])
 
 
 def peers_section(results):
@@ -169,7 +154,7 @@ def peers_section(results):
 
 
 def breakdown_section(results):
-    runs = [a for a in results["results"].get("breakdown") or [] if a]
+    runs = list(filter(None, results["results"].get("breakdown") or []))
     if not runs:
         return []
     out = ["Each part in a jitted `lax.scan` at the step's shapes, the empty scan subtracted, the "
@@ -203,18 +188,14 @@ def bn_section(results):
     layer_rows = [r for i in (1, 2, 3) for r in rows(results, "bn", i)]
     if not layer_rows:
         return []
-    out = []
-    if copy:
-        out += table(["copy", "MB", "one thread GB/s", f"{copy['cores']} cores GB/s"],
-                     [[k, f"{v['bytes'] / 2**20:.1f}", f"{v['gbps_1']:.1f}", f"{v['gbps']:.1f}"]
-                      for k, v in copy.items() if k != "cores"])
-    body = []
-    for r in layer_rows:
-        rate = copy_rate(copy, r["shape"])
-        body.append([r["backend"], r["layer"], "×".join(map(str, r["shape"])),
-                     f"{r['seconds'] * 1e6:.0f}", f"{r['gbps']:.1f}",
-                     f"{100 * r['gbps'] / rate:.0f} %" if rate else "—"])
-    return out + table(["backend", "layer", "shape", "µs", "GB/s", "% of the in-cache copy"], body)
+    out = table(["copy", "MB", "one thread GB/s", f"{copy['cores']} cores GB/s"],
+                [[k, f"{v['bytes'] / 2**20:.1f}", f"{v['gbps_1']:.1f}", f"{v['gbps']:.1f}"]
+                 for k, v in copy.items() if k != "cores"]) if copy else []
+    return out + table(["backend", "layer", "shape", "µs", "GB/s", "% of the in-cache copy"],
+                       [[r["backend"], r["layer"], "×".join(map(str, r["shape"])),
+                         f"{r['seconds'] * 1e6:.0f}", f"{r['gbps']:.1f}",
+                         f"{100 * r['gbps'] / rate:.0f} %" if (rate := copy_rate(copy, r["shape"]))
+                         else "—"] for r in layer_rows])
 
 
 def data_section(results):
@@ -238,31 +219,29 @@ SECTION_WRITERS = {"peers": peers_section, "breakdown": breakdown_section, "bn":
 
 def markdown(results):
     m, plan = results["machine"], results["plan"]
-    out = ["# bnlab performance" + (" — QUICK CHECK, numbers mean nothing" if results["quick"]
-                                    else ""), "",
+    quick = " — QUICK CHECK, numbers mean nothing" if results["quick"] else ""
+    shared = " (a shared machine: other work ran alongside)" if m["load"] > 0.5 * m["cores"] else ""
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+    out = [f"# bnlab performance{quick}", "",
            f"Measured {results['date']} with `{results['command']}` in {results['elapsed']:.0f} s "
            f"({results['elapsed'] / 60:.1f} min; expected {results['expected'] / 60:.1f} min).", "",
            f"Machine: {m['cpu']} (family {m['family']}, model {m['model']}), {m['cores']} cores, "
-           f"{m['memory_gib']} GiB, load average {m['load']} at the start"
-           f"{' (a shared machine: other work ran alongside)' if m['load'] > 0.5 * m['cores'] else ''}. "
-           + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".", "",
+           f"{m['memory_gib']} GiB, load average {m['load']} at the start{shared}. {versions}.", "",
            f"Host, measured first: NumPy's {rates_text(results['rates'])}; theoretical peak "
            f"{m['peak']}. Plan from that: {plan['rounds']} rounds, blocks at "
            f"{plan['scale']:.2f} × their steps.", ""]
     out += goals(results)
     for name in ORDER:
-        if name in SECTION_WRITERS:
-            body = SECTION_WRITERS[name](results)
-        else:
-            body = [line for a in results["results"].get(name) or [] if a
-                    for line in alternation_table(a)]
+        alternations = filter(None, results["results"].get(name) or [])
+        body = (SECTION_WRITERS[name](results) if name in SECTION_WRITERS
+                else [line for answer in alternations for line in alternation_table(answer)])
         out += [f"## {results['titles'][name]}", "", *body] if body else []
     out += ["## How each number is measured", "", *METHOD, ""]
     if results["errors"]:
         out += ["## Sections that did not finish", ""] + [
             f"- {k}: {v}" for k, v in results["errors"].items()] + [""]
-    out += ["Seconds per section: " + ", ".join(f"{k} {v:.0f}" for k, v in
-                                                 results["seconds"].items()) + ".", ""]
+    seconds = ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items())
+    out += [f"Seconds per section: {seconds}.", ""]
     return "\n".join(out)
 
 

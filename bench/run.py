@@ -1,7 +1,5 @@
 """`make bench`: bnlab's speed measurements, side by side in one run, into docs/performance.md.
 
-    python bench/run.py [--out docs/performance.md] [--quick] [--only SECTIONS] [--budget MIN]
-
 It measures the host first (``common.host_rates``, and the load average: the share of the cores
 left to it), sizes the rounds, the steps of a block and each section's share of the budget from
 that, then runs the SECTIONS' children one at a time (two would share the cores). A section that
@@ -16,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, host_rates, machine, run_child
+from common import ROOT, host_rates, log, machine, run_child
 from report import markdown
 
 ALL = "bn-placement,lenet-bn,deep-mlp,deep-cnn"
@@ -25,18 +23,15 @@ REFERENCE_GFLOPS = 100.0  # NumPy's 32×784 @ 784×300 on the host SECTIONS' sec
 
 def alternation(sides, experiments=None, arms=None):
     """A child that alternates whole processes of ``sides`` (bench/alternate.py)."""
-    args = ["--sides", sides]
-    args += ["--experiments", experiments] if experiments else []
-    args += ["--arms", arms] if arms else []
-    return "alternate.py", args, None
+    options = {"--sides": sides, "--experiments": experiments, "--arms": arms}
+    return "alternate.py", [x for option in options.items() if option[1] for x in option], None
 
 
-# name: (its heading in the report, its children (script, args, backend), its seconds on the
-# reference host: fixed + per round)
+# name: (heading, children (script, args, backend), seconds on the reference host: fixed, per round)
 SECTIONS = {
     "data": ("Data: Fashion-MNIST load", [("data.py", [], None)], (6, 0)),
     "check": ("Models: parameter counts (total, trainable, non-trainable), Keras vs PyTorch",
-              [("torch_models.py", ["--check", "--json"], "torch")], (10, 0)),
+              [("torch_models.py", ["--check"], "torch")], (10, 0)),
     "bn": ("BN alone: forward + backward, training mode",
            [("bn.py", ["--copy"], None)]
            + [("bn.py", ["--layers"], b) for b in ("jax", "tensorflow", "torch")], (25, 0)),
@@ -53,10 +48,9 @@ SECTIONS = {
                              "bnlab:norm=scratch:gradient=closed-form", ALL,
                              "bn-after,bn-before,bn,keras")], (5, 70)),
     "variants": ("BN variants against their baselines",
-                 [alternation("bnlab:norm=renorm,keras-jax:norm=renorm", "bn-placement,lenet-bn",
-                              "bn-after,keras"),
-                  alternation("bnlab:norm=ghost,bnlab:norm=scratch", "bn-placement,lenet-bn",
-                              "bn-after,keras")], (5, 45)),
+                 [alternation(sides, "bn-placement,lenet-bn", "bn-after,keras")
+                  for sides in ("bnlab:norm=renorm,keras-jax:norm=renorm",
+                                "bnlab:norm=ghost,bnlab:norm=scratch")], (5, 45)),
     "seeds": ("Seeds together against one seed",
               [alternation("bnlab:seeds=5,bnlab", "bn-placement,deep-mlp,lenet-bn",
                            "bn-after,bn,scratch")], (10, 45)),
@@ -90,8 +84,8 @@ def run(sections, sized, budget, quick):
         expected, left = sized["expected"][name], budget - (time.monotonic() - started)
         share = max(left * expected / max(1.0, total), min(left, expected))
         total -= expected
-        print(f"[{time.monotonic() - started:5.0f} s] {name}: {SECTIONS[name][0]} "
-              f"(expected {expected:.0f} s, allowed {share:.0f} s)", file=sys.stderr, flush=True)
+        log(f"[{time.monotonic() - started:5.0f} s] {name}: {SECTIONS[name][0]} "
+            f"(expected {expected:.0f} s, allowed {share:.0f} s)")
         if left < 20:
             errors[name] = "skipped: the budget was spent"
             continue
@@ -110,7 +104,7 @@ def run(sections, sized, budget, quick):
             except Exception as exc:  # recorded, reported, and the exit code
                 lines = str(exc).splitlines()
                 errors[name] = next((ln for ln in lines if ln.startswith("alternate:")), lines[0])
-                print(f"  FAILED: {exc}", file=sys.stderr, flush=True)
+                log(f"FAILED: {exc}")
                 results[name].append(None)
         seconds[name] = time.monotonic() - t0
     return results, errors, seconds, time.monotonic() - started
@@ -126,19 +120,17 @@ def main(argv):
     parser.add_argument("--budget", type=float, default=14.0, help="minutes (default 14)")
     args = parser.parse_args(argv)
     sections = [s for s in args.only.split(",") if s]
-    unknown = [s for s in sections if s not in SECTIONS]
-    if unknown:
-        parser.error(f"unknown section {unknown[0]!r}; known: {', '.join(SECTIONS)}")
+    if not set(sections) <= set(SECTIONS):
+        parser.error(f"unknown section in {args.only!r}; known: {', '.join(SECTIONS)}")
     out = args.out or (Path("/tmp/bnlab-bench-quick.md") if args.quick
                        else ROOT / "docs" / "performance.md")
     host, rates = machine(), host_rates()
     sized = plan(rates, sections, 60 * args.budget, args.quick)
     expected = sum(sized["expected"].values())
-    print(f"bnlab bench{' (QUICK: numbers mean nothing)' if args.quick else ''}: this host "
-          f"multiplies at {rates['matmul32_gflops']:.0f} GFLOP/s (32×784 @ 784×300) and copies "
-          f"at {rates['copy_gbps_cache']:.0f} GB/s; {len(sections)} sections, {sized['rounds']} "
-          f"rounds, expected {expected / 60:.1f} min (budget {args.budget:.0f} min)",
-          file=sys.stderr, flush=True)
+    log(f"{'QUICK (numbers mean nothing): ' if args.quick else ''}this host multiplies at "
+        f"{rates['matmul32_gflops']:.0f} GFLOP/s (32×784 @ 784×300) and copies at "
+        f"{rates['copy_gbps_cache']:.0f} GB/s; {len(sections)} sections, {sized['rounds']} rounds, "
+        f"expected {expected / 60:.1f} min (budget {args.budget:.0f} min)")
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     results, errors, seconds, elapsed = run(sections, sized, 60 * args.budget, args.quick)
     text = markdown({"date": date, "machine": host, "rates": rates, "plan": sized,
@@ -152,13 +144,9 @@ def main(argv):
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, out)  # a reader never finds half a report
-    print(f"bench: wrote {out}; {elapsed:.0f} s ({elapsed / 60:.1f} min), expected "
-          f"{expected:.0f} s", file=sys.stderr)
-    if errors:
-        print(f"bench: {len(errors)} section(s) failed or were cut short; see the report",
-              file=sys.stderr)
-        return 1
-    return 0
+    failed = f"; {len(errors)} section(s) failed or cut short: see the report" if errors else ""
+    log(f"wrote {out} in {elapsed:.0f} s (expected {expected:.0f} s){failed}")
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

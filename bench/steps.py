@@ -1,11 +1,10 @@
 """Steady-state ms per training step of the experiments' arms on ONE side (alternate.py's child).
 
-    python bench/steps.py --side bnlab|keras-jax|keras-tf|torch [--help for the options]
-
 One framework alone in a fresh process (a second runtime's threads slowed PyTorch 2.1×:
 bench/tried.md). For every arm: one untimed warm-up block, then BLOCKS timed blocks of the same
 first STEPS[model] × ``--scale`` batches of the training split; the answer is the median block's ms
-per step. What each side trains is said once, for the reader, in report.METHOD.
+per step. What each side trains is said once, for the reader, in report.METHOD. The side ``fold``
+times inference instead: ``fold:folded`` or ``fold:unfolded`` (``fold_rows``).
 """
 
 import argparse
@@ -13,27 +12,32 @@ import functools
 import os
 import sys
 
-from common import BLOCKS, child_env, emit, log, median, run_child, timings, training_block
+import bnlab  # noqa: F401  (first: where KERAS_BACKEND is unset, it picks Keras's backend)
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+
+from bnlab import models
+from bnlab.lab import estimate, experiments, multiseed, recipe, runtime, train
+from bnlab.layers import BatchNorm, fast_conv
+from bnlab.tools.fold import fold
+from common import (BLOCKS, KERAS_BACKEND, child_env, emit, log, median, run_child, timings,
+                    training_block)
 
 EXPERIMENTS = ("bn-placement", "lenet-bn", "deep-mlp", "deep-cnn")
 STEPS = {"mlp": 200, "deep-mlp": 200, "lenet": 60, "deep-cnn": 15, "study-cnn": 100}
-SIDES = ("bnlab", "keras-jax", "keras-tf", "torch")
-KERAS_BACKEND = {"bnlab": None, "keras-jax": "jax", "keras-tf": "tensorflow", "torch": None}
+IMAGES, BATCH = 10_000, 500  # the fold side's
+FOLD_MODELS = tuple((name, placement) for name in ("mlp", "deep-mlp", "lenet", "deep-cnn")
+                    for placement in ("after", "before"))
 
 
 def keras_layer(layer):
     """``keras.models.clone_model``'s clone function: bnlab's layers → Keras's own."""
-    import keras
-
-    from bnlab.layers import BatchNorm
-    from bnlab.layers import fast_conv
-
     config = layer.get_config()
-    if isinstance(layer, fast_conv.Conv2D):
-        config.pop("input_gradient")
-        return keras.layers.Conv2D.from_config(config)
-    if isinstance(layer, fast_conv.MaxPooling2D):
-        return keras.layers.MaxPooling2D.from_config(config)
+    if isinstance(layer, (fast_conv.Conv2D, fast_conv.MaxPooling2D)):  # Keras's of the same name
+        config.pop("input_gradient", None)
+        return getattr(keras.layers, type(layer).__name__).from_config(config)
     if isinstance(layer, BatchNorm):
         renorm = {k: config[k] for k in ("renorm", "renorm_clipping", "renorm_momentum")}
         return keras.layers.BatchNormalization(axis=layer.axis, momentum=layer.momentum,
@@ -43,36 +47,24 @@ def keras_layer(layer):
 
 def keras_model(config, side):
     """The side's compiled Keras model for a trial ``config``."""
-    import keras
-
-    from bnlab.lab import recipe
-
     keras.utils.set_random_seed(config["seed"])
     model = recipe.compile_model(config)
     if side == "bnlab":
         return model
     plain = keras.models.clone_model(model, clone_function=keras_layer)
     loss, metric = recipe.loss_and_metric(config)
-    plain.compile(optimizer=keras.optimizers.deserialize(keras.optimizers.serialize(model.optimizer)),
-                  loss=loss, metrics=[metric])
+    optimizer = keras.optimizers.deserialize(keras.optimizers.serialize(model.optimizer))
+    plain.compile(optimizer=optimizer, loss=loss, metrics=[metric])
     return plain
 
 
 def keras_block(config, side, x, y):
-    model = keras_model(config, side)
-    batch = config["batch_size"]
+    model, batch = keras_model(config, side), config["batch_size"]
     return lambda: model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
 
 
 def scan_block(configs, x, y):
-    """(group, block): bnlab's seeds-together path, the K seeds' steps of a block in compiled
-    calls (``multiseed.SeedGroup``)."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    from bnlab.lab import multiseed
-
+    """(group, block): bnlab's seeds-together path, a block's steps of K seeds in compiled calls."""
     group = multiseed.SeedGroup(configs)
     x_dev, y_dev = jnp.asarray(x, dtype="float32"), jnp.asarray(y)
     batch = configs[0]["batch_size"]
@@ -87,8 +79,6 @@ def scan_block(configs, x, y):
 
 def bnlab_block(config, x, y, path="auto", seeds=1):
     """(path, block) of bnlab's ``path`` ("auto": the default) for ``seeds`` seeds of ``config``."""
-    from bnlab.lab import train
-
     configs = [dict(config, seed=s) for s in range(1, seeds + 1)]
     if train.trains_together(config, "together" if seeds > 1 and path != "fit" else path):
         return f"jax-scan x{seeds}" if seeds > 1 else "jax-scan", scan_block(configs, x, y)[1]
@@ -96,78 +86,78 @@ def bnlab_block(config, x, y, path="auto", seeds=1):
 
 
 def by_kind(names):
-    """The experiments ``names`` as [(convolutional, [names])], the MLPs first, no empty group
-    (``configure_xla`` sets XLA up per process, differently for conv models)."""
-    from bnlab.lab import experiments
-    from bnlab.models import CONVOLUTIONAL
-
+    """``names`` as [(convolutional, [names])], the MLPs first, no empty group: XLA's options
+    (``configure_xla``) differ for conv models, once a process."""
     groups = {False: [], True: []}
     for name in names:
-        groups[experiments.get(name).model in CONVOLUTIONAL].append(name)
+        groups[experiments.get(name).model in models.CONVOLUTIONAL].append(name)
     return [(conv, group) for conv, group in groups.items() if group]
 
 
 def configs(names, arms=None, norm=None):
-    """(experiment, arm, config) of the arms named ``arms`` (each experiment's own ones; all when
-    None), with ``norm`` in place of the arm's norm (arms without one kept as they are: the
-    baselines)."""
-    from bnlab.lab import experiments
-
+    """(experiment, arm, config) of the arms named ``arms`` (all when None), with ``norm`` in place
+    of a BN arm's norm (the baselines, without one, are kept as they are)."""
     for name in names:
         experiment = experiments.get(name)
-        for arm in experiment.arms:
-            if arms and arm.name not in arms:
-                continue
-            config = experiments.trial_config(
-                experiment, arm, 1, dataset="fashion_mnist",
-                **({"steps": 10} if experiment.steps else {"epochs": 1}))
+        for arm in [a for a in experiment.arms if not arms or a.name in arms]:
+            length = {"steps": 10} if experiment.steps else {"epochs": 1}
+            config = experiments.trial_config(experiment, arm, 1, dataset="fashion_mnist", **length)
             if norm and config["model"].get("norm", "none") != "none":
                 config["model"] = {**config["model"], "norm": norm}
             yield experiment.name, arm.name, config
 
 
+def fold_rows(which, quick):
+    """The fold side: each seed model with Keras's BN in both placements, or its twin with the BN
+    folded away (bnlab.tools.fold), ``predict``s 10,000 images (``quick``: 1,000) in batches of
+    500, once untimed (compiling), then BLOCKS times; ``ms``: the median call per 10,000 images.
+    Freshly built weights: their values do not change the time."""
+    images = 1_000 if quick else IMAGES
+    rows = []
+    for name, placement in FOLD_MODELS:
+        model = models.build(name, norm="keras", placement=placement, seed=0)
+        if which == "folded":
+            model = fold(model)
+        shape = (images, 28, 28) + ((1,) if name in models.CONVOLUTIONAL else ())
+        x = np.random.default_rng(0).uniform(0, 1, shape).astype("float32")
+        seconds = median(timings(lambda: model.predict(x, batch_size=BATCH, verbose=0), BLOCKS))
+        rows.append({"experiment": name, "arm": placement, "ms": 1000 * seconds * IMAGES / images})
+        log(f"{which} {name} {placement}: {rows[-1]['ms']:.0f} ms per {IMAGES} images")
+    return rows
+
+
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--side", choices=SIDES, required=True)
+    parser.add_argument("--side", choices=(*KERAS_BACKEND, "fold:folded", "fold:unfolded"),
+                        required=True)
     parser.add_argument("--experiments", default=",".join(EXPERIMENTS))
     parser.add_argument("--arms", help="comma-separated arms (default: all of each experiment)")
     parser.add_argument("--norm", help="every arm with this norm instead (BN arms only)")
     parser.add_argument("--gradient", choices=("autodiff", "closed-form"), default="autodiff")
     parser.add_argument("--seeds", type=int, default=1, help="bnlab: K seeds together")
-    parser.add_argument("--path", choices=("auto", "together"), default="auto")
     parser.add_argument("--scale", type=float, default=1.0, help="× the steps of a block")
     parser.add_argument("--quick", action="store_true", help="3 steps a block: checks it runs")
-    args = parser.parse_args(argv)
-    wanted = KERAS_BACKEND[args.side]
-    if wanted and os.environ.get("KERAS_BACKEND") != wanted:
-        parser.error(f"--side {args.side} needs KERAS_BACKEND={wanted}")
+    args = parser.parse_args(argv)  # its process runs on KERAS_BACKEND[side] (alternate.command)
+    if args.side.startswith("fold:"):
+        emit({"side": args.side, "rows": fold_rows(args.side[len("fold:"):], args.quick)})
+        return
     names = [n for n in args.experiments.split(",") if n]
-    kinds = by_kind(names)  # importing bnlab picks its default backend where KERAS_BACKEND is unset
+    kinds = by_kind(names)
     if args.side == "bnlab" and len(kinds) > 1:  # XLA's options differ by kind, once a process
         rows = [row for _, group in kinds for row in run_child(
             "steps.py", [*argv, "--experiments", ",".join(group)], env=child_env())["rows"]]
         emit({"side": args.side, "backend": "jax", "rows": rows})
-        return 0
+        return
     if args.side == "torch":
         import torch
-
         import torch_models
-
         torch.set_num_threads(os.cpu_count())
         backend = "torch-eager"
     else:
-        import keras
-
-        from bnlab.lab import runtime
-
         backend = keras.backend.backend()
         if args.side == "bnlab":
-            runtime.configure_xla(vectorized=args.seeds > 1,
-                                  convolutional=any(conv for conv, _ in kinds))
+            runtime.configure_xla(vectorized=args.seeds > 1, convolutional=any(c for c, _ in kinds))
         runtime.enable_compilation_cache()
-    from bnlab import models
-    from bnlab.lab import estimate
-
     if args.gradient == "closed-form":  # bnlab's models build their BatchNorm with it from here on
         models.BatchNorm = functools.partial(models.BatchNorm, gradient="closed-form")
     rows = []
@@ -179,18 +169,16 @@ def main(argv):
         if args.side == "torch":
             path, block = "torch-eager", torch_models.train_block(config, x, y)
         elif args.side == "bnlab":
-            path, block = bnlab_block(config, x, y, args.path, args.seeds)
+            path, block = bnlab_block(config, x, y, seeds=args.seeds)
         else:
             path, block = "keras-fit", keras_block(config, args.side, x, y)
         blocks_ms = [1000 * s / steps for s in timings(block, BLOCKS)]
-        row = {"experiment": experiment, "arm": arm, "model": model, "path": path,
-               "batch_size": config["batch_size"], "steps": steps, "blocks_ms": blocks_ms,
-               "ms": median(blocks_ms),
-               "macs": estimate.multiply_adds(models.build(model, norm="none"))}
-        log(f"{args.side}: {experiment} / {arm}: {row['ms']:.2f} ms/step ({path})")
-        rows.append(row)
+        rows.append({"experiment": experiment, "arm": arm, "model": model, "path": path,
+                     "batch_size": config["batch_size"], "steps": steps, "blocks_ms": blocks_ms,
+                     "ms": median(blocks_ms),
+                     "macs": estimate.multiply_adds(models.build(model, norm="none"))})
+        log(f"{args.side}: {experiment} / {arm}: {rows[-1]['ms']:.2f} ms/step ({path})")
     emit({"side": args.side, "backend": backend, "rows": rows})
-    return 0
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def test_a_side_is_a_script_with_its_options():
     assert alternate.command("bnlab:norm=scratch:gradient=closed-form") == (
         "steps.py", ["--side", "bnlab", "--norm", "scratch", "--gradient", "closed-form"], None)
     assert alternate.command("keras-jax") == ("steps.py", ["--side", "keras-jax"], "jax")
-    assert alternate.command("fold:folded") == ("fold.py", ["--which", "folded"], None)
+    assert alternate.command("fold:folded") == ("steps.py", ["--side", "fold:folded"], None)
 
 
 def test_ratios_are_taken_within_each_round():
