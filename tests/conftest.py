@@ -15,26 +15,42 @@ import bnlab  # noqa: E402,F401  (picks bnlab's default backend before a test mo
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 # Modules that start Ray clusters run in one pytest-xdist worker, one after the other.
 RAY_MODULES = {"test_ray_cluster", "test_executors"}
+SHARED_SCOPES = {"module", "class", "package"}
 
 
 def pytest_collection_modifyitems(config, items):
-    """Under ``pytest -n N --dist loadgroup`` each test module runs in one worker (its module
-    fixtures built once), and the Ray modules share one."""
+    """Under ``pytest -n N --dist loadgroup``: the Ray modules share one worker; a module with a
+    module- or class-scoped fixture runs in one worker (its fixture built once); every other test
+    goes to whichever worker is free, the slow files first, so that the two finish together."""
     for item in items:
         name = item.module.__name__.rpartition(".")[2]
-        item.add_marker(pytest.mark.xdist_group("ray" if name in RAY_MODULES else name))
+        if name in RAY_MODULES:
+            item.add_marker(pytest.mark.xdist_group("ray"))
+        elif any(d.scope in SHARED_SCOPES
+                 for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs):
+            item.add_marker(pytest.mark.xdist_group(name))
+    # the files with a slow test first, each file's tests still together (its fixtures once)
+    slow = {item.module for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module not in slow)  # stable
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_environment(tmp_path_factory):
     """Offline, with bnlab's cache in a temporary folder for the whole session."""
+    from bnlab.lab import runtime
+
     saved = {k: os.environ.get(k) for k in ("BNLAB_CACHE_DIR", "BNLAB_OFFLINE", "BNLAB_DATA_DIR")}
-    os.environ["BNLAB_CACHE_DIR"] = str(tmp_path_factory.mktemp("bnlab-cache"))
+    cache = tmp_path_factory.mktemp("bnlab-cache")
+    # One JAX program cache for the session's xdist workers and the commands they start: a
+    # program compiled in one is loaded by the others (the cache locks its files).
+    shared = tmp_path_factory.getbasetemp()
+    shared = shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared
+    (shared / "jax-programs").mkdir(exist_ok=True)
+    (cache / runtime.CACHE_FOLDER).symlink_to(shared / "jax-programs", target_is_directory=True)
+    os.environ["BNLAB_CACHE_DIR"] = str(cache)
     os.environ["BNLAB_OFFLINE"] = "1"
     os.environ.pop("BNLAB_DATA_DIR", None)
-    from bnlab.lab.runtime import enable_compilation_cache
-
-    enable_compilation_cache()  # shared by the tests of one session: same shapes compile once
+    runtime.enable_compilation_cache()
     yield
     for key, value in saved.items():
         if value is None:

@@ -63,14 +63,13 @@ def test_seeds_together_equal_separate_fit_runs(experiment, arm, fashion_mnist):
 @pytest.mark.parametrize("norm,options", [
     ("renorm", {"renorm_clipping": {"rmax": 1.5, "dmax": 0.5}}),  # extra non-trainable weights
     ("ghost", {"virtual_batch_size": 16}),  # batches of 64: 4 ghosts; the last of 24: 16 and 8
-    ("group", {}),
 ])
 def test_every_norm_in_the_study_cnn_together_equals_separate_fit_runs(norm, options,
                                                                          fashion_mnist):
     """The conv path with the BN family's norms that carry state or split the batch: the
     seeds-together history is the one-seed-at-a-time one (344 images, batch 64: the last batch
-    of 24 is a ghost batch of 16 and a smaller one of 8). LayerNorm and the rest are held one
-    step at a time below."""
+    of 24 is a ghost batch of 16 and a smaller one of 8). The stateless norms (GroupNorm,
+    LayerNorm, ...) are held one step at a time below."""
     configs = configs_for("lenet-bn", "scratch", (1, 2), epochs=1, limit=344)
     for config in configs:
         config["model"] = {"name": "study-cnn", "norm": norm, "norm_options": options}
@@ -118,7 +117,7 @@ def test_deep_nets_agree_with_fit_step_by_step(experiment, arm, fashion_mnist):
     assert off / total <= (0.001 if config["optimizer"]["name"] == "Adam" else 0.0)
 
 
-@pytest.mark.parametrize("model", ["study-cnn", "lenet", "mlp"])
+@pytest.mark.parametrize("model", ["lenet", "mlp"])  # the conv path, with conv and Dense norms
 @pytest.mark.parametrize("norm", models.NORMS)
 def test_one_step_of_every_norm_together_equals_train_on_batch(model, norm, fashion_mnist):
     """One SGD step of two seeds together (vmapped and scanned for the MLP, side by side in one
@@ -241,12 +240,19 @@ def test_paths_choose_which_seeds_train_together():
     units = train.work_units(many, "auto")
     assert [len(u) for u in units] == [train.MAX_TOGETHER, train.MAX_TOGETHER, 1]
     assert [c["seed"] for u in units for c in u] == [c["seed"] for c in many]
+    # the most seed-steps first: batch-size's N = 2 arm (6,864 steps) before N = 32's (429)
+    study = experiments.get("batch-size")
+    arms = [experiments.trial_config(study, study.arm(a), s)
+            for a in ("bn-n32", "bn-n2", "bn-n8") for s in (1, 2)]
+    assert [[c["arm"] for c in u] for u in train.work_units(arms, "auto")] == [
+        ["bn-n2"] * 2, ["bn-n8"] * 2, ["bn-n32"] * 2]
     assert not multiseed.SeedGroup(mlp).convolutional
     assert multiseed.SeedGroup(lenet).convolutional
 
 
 def test_run_trials_together_trains_a_conv_arm_as_one_group(tmp_path, fashion_mnist):
-    configs = configs_for("lenet-bn", "scratch", (1, 2), epochs=1, limit=300)
+    # the programs of the lenet case of test_seeds_together_equal_separate_fit_runs (cached)
+    configs = configs_for("lenet-bn", "scratch", (1, 2), epochs=1, limit=600)
     with Store(tmp_path / "s.sqlite") as store:
         sweep.run_trials(configs, store, progress=False, log=lambda *a: None, path="together")
         trials = store.trials()

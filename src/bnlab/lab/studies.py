@@ -208,7 +208,7 @@ BATCH_SIZE = Experiment(
     extras=("batch_statistics", "precise_bn"),
     precise_samples=(6400,),
     claims=BATCH_CLAIMS,
-    seeds=16,  # one unit of seeds trained together (train.MAX_TOGETHER): narrow intervals
+    seeds=24,  # one unit of seeds trained together (train.MAX_TOGETHER): intervals of ±1.5 pt
     quick={"steps": 40, "limit": 2000, "seeds": 2,
            "arms": [batch_arm_name(n, s) for n in ("bn", "renorm", "group") for s in (2, 32)
                     if not (n == "renorm" and s == 32)] + ["renorm-n4", "bn-n4", "layer-n2",
@@ -308,7 +308,7 @@ PRECISE_BN = Experiment(
     precise_samples=(3200, 320, 32000),
     log_every={"batch": 100, "validation": 500},
     claims=PRECISE_CLAIMS,
-    seeds=16,  # as batch-size: one unit of seeds trained together
+    seeds=48,  # two units: the 100-step arm's paired spread needs them for ±1.5 pt
     quick={"steps": 400, "limit": 3000, "seeds": 2},
 )
 

@@ -11,6 +11,7 @@ initial weights (``keras.utils.set_random_seed`` before building) and the batch 
 """
 
 import json
+import math
 
 import keras
 import numpy as np
@@ -126,13 +127,14 @@ def train_unit(group, together, datasets, data_dir=None, progress=True, save_mod
 # The most seeds one unit trains together. The driver claims a unit's trials when it starts the
 # unit (``bnlab.lab.sweep``), so a run of many seeds holds at most this many of an arm's trials
 # before it has trained them, and the program's memory, which grows with K, stays bounded.
-MAX_TOGETHER = 16
+MAX_TOGETHER = 24
 
 
 def work_units(configs, path):
     """What is trained at once: the seeds of an arm together where ``multiseed`` applies (configs
     that differ only in their seed, in first-seen order, ``MAX_TOGETHER`` at most), every other
-    trial alone."""
+    trial alone; the units with the most seed-steps first, so that processes sharing a run (or
+    Ray's workers) end together rather than one waiting for the last long unit."""
     groups = {}
     for config in configs:
         if trains_together(config, path):
@@ -140,6 +142,16 @@ def work_units(configs, path):
         else:
             key = json.dumps(config, sort_keys=True)
         groups.setdefault(key, []).append(config)
-    return [group[start:start + MAX_TOGETHER] for group in groups.values()
-            for start in range(0, len(group), MAX_TOGETHER)]
+    units = [group[start:start + MAX_TOGETHER] for group in groups.values()
+             for start in range(0, len(group), MAX_TOGETHER)]
+    return sorted(units, key=lambda unit: -len(unit) * optimizer_steps(unit[0]))  # stable
+
+
+def optimizer_steps(config, images=60_000):
+    """The steps a trial takes: its ``steps``, or its epochs over ``limit`` images (``images``
+    where it has none: what orders units needs no dataset loaded)."""
+    if config.get("steps"):
+        return config["steps"]
+    return (config.get("epochs") or 1) * math.ceil((config.get("limit") or images)
+                                                    / config["batch_size"])
 
