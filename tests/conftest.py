@@ -40,17 +40,10 @@ def _isolated_environment(tmp_path_factory):
     from bnlab.lab import runtime
 
     saved = {k: os.environ.get(k) for k in ("BNLAB_CACHE_DIR", "BNLAB_OFFLINE", "BNLAB_DATA_DIR")}
-    cache = tmp_path_factory.mktemp("bnlab-cache")
-    # One JAX program cache for the session's xdist workers and the commands they start: a
-    # program compiled in one is loaded by the others (the cache locks its files).
-    shared = tmp_path_factory.getbasetemp()
-    shared = shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared
-    (shared / "jax-programs").mkdir(exist_ok=True)
-    (cache / runtime.CACHE_FOLDER).symlink_to(shared / "jax-programs", target_is_directory=True)
-    os.environ["BNLAB_CACHE_DIR"] = str(cache)
+    os.environ["BNLAB_CACHE_DIR"] = str(tmp_path_factory.mktemp("bnlab-cache"))
     os.environ["BNLAB_OFFLINE"] = "1"
     os.environ.pop("BNLAB_DATA_DIR", None)
-    runtime.enable_compilation_cache()
+    runtime.enable_compilation_cache()  # shared by this process's tests and the commands they start
     yield
     for key, value in saved.items():
         if value is None:

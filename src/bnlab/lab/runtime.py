@@ -13,31 +13,20 @@ from bnlab import models
 
 
 def enable_compilation_cache(path=None):
-    """Keep JAX's compiled XLA programs on disk (default: bnlab's cache folder, ``jax-lru/``).
+    """Keep JAX's compiled XLA programs on disk (default: bnlab's cache folder, ``jax/``).
 
     Every new Keras model compiles its train step and its weight initializers afresh, about 3 s
     for the seed MLPs and 20 s for the deep CNN on two cores. The programs of the same
     architecture are identical whatever the seed, so with this cache the next trial, or the next
     process, loads them instead. No effect on other backends.
-
-    The cache is bounded (``CACHE_BYTES``, least recently used out first); a bound also makes
-    JAX lock the folder while it reads or writes a program, so processes that share it (two
-    terminals, Ray workers on one machine) never read a half-written one.
     """
     if keras.backend.backend() != "jax":
         return
     import jax
 
-    jax.config.update("jax_compilation_cache_dir", str(path or bndata.cache_dir() / CACHE_FOLDER))
+    jax.config.update("jax_compilation_cache_dir", str(path or bndata.cache_dir() / "jax"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    jax.config.update("jax_compilation_cache_max_size", CACHE_BYTES)
-
-
-CACHE_BYTES = 2 * 1024**3
-# Not "jax/", where bnlab kept programs without a bound: JAX's bounded cache needs an access
-# time beside every program and fails on a folder of programs without one.
-CACHE_FOLDER = "jax-lru"
 
 
 YNNPACK_OFF = "--xla_cpu_experimental_ynn_fusion_type="  # an empty list of YNNPACK fusions
