@@ -29,7 +29,7 @@ demo: $(VENV)/.installed-demo data
 	$(VENV)/bin/bnlab demo
 
 # Each phase prints its 30 slowest tests and how long it took. WORKERS=2 runs the tests in two
-# processes (pytest-xdist, each test file in one of them); the default, 0, runs them in this one.
+# processes (pytest-xdist: each test to whichever is free); WORKERS=0 runs them in this one.
 WORKERS ?= 2
 PYTEST  := $(PY) -m pytest -n $(WORKERS) --dist loadgroup --durations=30
 

@@ -152,6 +152,6 @@ def optimizer_steps(config, images=60_000):
     where it has none: what orders units needs no dataset loaded)."""
     if config.get("steps"):
         return config["steps"]
-    return (config.get("epochs") or 1) * math.ceil((config.get("limit") or images)
-                                                    / config["batch_size"])
+    per_epoch = math.ceil((config.get("limit") or images) / config["batch_size"])
+    return (config.get("epochs") or 1) * per_epoch
 
