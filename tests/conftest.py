@@ -18,8 +18,8 @@ FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 def pytest_collection_modifyitems(config, items):
     """The files with a slow test first, each file's tests still together, so that under
     ``pytest -n 2`` the two workers finish together. Every test goes to whichever worker is free:
-    pytest-xdist's ``xdist_group`` marks do not take effect with this pytest (checked, 6 Dec: a
-    module's ``pytestmark = pytest.mark.xdist_group(...)`` tests ran on both workers), so the
+    pytest-xdist's ``xdist_group`` marks do not take effect with this pytest (checked: a module's
+    ``pytestmark = pytest.mark.xdist_group(...)`` tests ran on both workers), so the
     tests assume no grouping (the Ray files' clusters, a module fixture built once per worker)."""
     slow = {item.module for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.module not in slow)  # stable

@@ -251,7 +251,8 @@ def test_paths_choose_which_seeds_train_together():
 
 
 def test_run_trials_together_trains_a_conv_arm_as_one_group(tmp_path, fashion_mnist):
-    # the programs of the lenet case of test_seeds_together_equal_separate_fit_runs (cached)
+    # the lenet case of test_seeds_together_equal_separate_fit_runs: its programs come from the
+    # worker's program cache when both tests run in the same worker
     configs = configs_for("lenet-bn", "scratch", (1, 2), epochs=1, limit=600)
     with Store(tmp_path / "s.sqlite") as store:
         sweep.run_trials(configs, store, progress=False, log=lambda *a: None, path="together")
