@@ -248,6 +248,10 @@ def test_paths_choose_which_seeds_train_together():
         ["bn-n2"] * 2, ["bn-n8"] * 2, ["bn-n32"] * 2]
     assert not multiseed.SeedGroup(mlp).convolutional
     assert multiseed.SeedGroup(lenet).convolutional
+    # conv steps are unrolled only for trials long enough to pay the longer compile back
+    assert multiseed.SeedGroup(lenet).unroll == 1  # 938 steps
+    long = configs_for("lenet-bn", "scratch", (1, 2), epochs=43)  # 40,420 steps
+    assert multiseed.SeedGroup(long).unroll == multiseed.UNROLL // 2
 
 
 def test_run_trials_together_trains_a_conv_arm_as_one_group(tmp_path, fashion_mnist):
@@ -272,9 +276,11 @@ def test_unrolled_conv_steps_equal_one_step_calls(monkeypatch, fashion_mnist):
     idx = np.stack([np.random.default_rng(s).permutation(len(x))[:11 * 8].reshape(11, 8)
                     for s in (1, 2)])  # (K, S, B)
     states = {}
+    monkeypatch.setattr(multiseed, "UNROLL_FROM", 0)  # unrolled however short the trial
     for unroll in (16, 1):
         monkeypatch.setattr(multiseed, "UNROLL", unroll)
         group = multiseed.SeedGroup(configs)
+        assert group.unroll == max(1, unroll // 2)
         group.train_steps(x, y, idx)
         states[unroll] = group.state
     for a, b in zip(*(jax_leaves(states[u]) for u in (16, 1))):

@@ -39,9 +39,11 @@ VECTORIZED_MODELS = ("mlp", "deep-mlp", "sigmoid-mlp", "study-cnn", "relu-mlp", 
 
 # Conv models' seed-steps per compiled call (``SeedGroup._unrolled``): UNROLL // K steps of the K
 # seeds, written out one after the other, so no while loop slows the convolutions and Python is
-# called once per call, not once a step. One seed gains 12-25% at batches 2-8; five LeNet seeds
-# gain nothing, and the program's compile time grows with K × steps (bench/tried.md).
+# called once per call, not once a step. One seed gains 12-25% at batches 2-8, but the unrolled
+# program compiles for about 2 s longer, which the faster steps pay back only after about 40,000
+# steps (bench/tried.md): trials of fewer steps (UNROLL_FROM) take one step a call.
 UNROLL = 8
+UNROLL_FROM = 40_000
 
 
 def supported(config):
@@ -82,11 +84,14 @@ class SeedGroup:
         self._train_step = jax.jit(step, donate_argnums=0)
         if self.convolutional:
             one = self._gathered(step)
-            unroll = max(1, UNROLL // self.k)  # K seeds side by side already fill a call
-            self._train_steps = self._loop(jax.jit(one, donate_argnums=0),
-                                           jax.jit(self._unrolled(one, unroll), donate_argnums=0),
-                                           unroll)
+            self.unroll = max(1, UNROLL // self.k)  # K seeds side by side already fill a call
+            if recipe.optimizer_steps(configs[0]) < UNROLL_FROM:
+                self.unroll = 1
+            self._train_steps = self._loop(
+                jax.jit(one, donate_argnums=0),
+                jax.jit(self._unrolled(one, self.unroll), donate_argnums=0), self.unroll)
         else:
+            self.unroll = 1  # a scan
             self._train_steps = jax.jit(self._scan(step), donate_argnums=0)
         self._eval_shared = jax.jit(jax.vmap(self._eval, in_axes=(0, 0, None, None)))
         self._eval_own = jax.jit(jax.vmap(self._eval))

@@ -7,6 +7,7 @@ same batch order.
 """
 
 import json
+import math
 
 import keras
 import numpy as np
@@ -149,3 +150,12 @@ def step_order(n, batch_size, steps, seed):
     passes = -(-steps // per_pass)
     order = [epoch_order(seed, p, n)[: per_pass * batch_size] for p in range(passes)]
     return np.concatenate(order).reshape(-1, batch_size)[:steps]
+
+
+def optimizer_steps(config, images=60_000):
+    """The steps a trial takes: its ``steps``, or its epochs over ``limit`` images (``images``
+    where it has none: what orders units needs no dataset loaded)."""
+    if config.get("steps"):
+        return config["steps"]
+    per_epoch = math.ceil((config.get("limit") or images) / config["batch_size"])
+    return (config.get("epochs") or 1) * per_epoch

@@ -11,7 +11,6 @@ initial weights (``keras.utils.set_random_seed`` before building) and the batch 
 """
 
 import json
-import math
 
 import keras
 import numpy as np
@@ -144,14 +143,4 @@ def work_units(configs, path):
         groups.setdefault(key, []).append(config)
     units = [group[start:start + MAX_TOGETHER] for group in groups.values()
              for start in range(0, len(group), MAX_TOGETHER)]
-    return sorted(units, key=lambda unit: -len(unit) * optimizer_steps(unit[0]))  # stable
-
-
-def optimizer_steps(config, images=60_000):
-    """The steps a trial takes: its ``steps``, or its epochs over ``limit`` images (``images``
-    where it has none: what orders units needs no dataset loaded)."""
-    if config.get("steps"):
-        return config["steps"]
-    per_epoch = math.ceil((config.get("limit") or images) / config["batch_size"])
-    return (config.get("epochs") or 1) * per_epoch
-
+    return sorted(units, key=lambda unit: -len(unit) * recipe.optimizer_steps(unit[0]))  # stable
