@@ -31,10 +31,9 @@ demo: $(VENV)/.installed-demo data
 	$(VENV)/bin/bnlab demo
 
 # Each phase prints its 30 slowest tests and how long it took. WORKERS=2 runs the tests in two
-# processes (pytest-xdist: a whole test file to whichever is free, the longest files first, as
-# tests/conftest.py orders them); WORKERS=0 runs them in this one.
+# processes (pytest-xdist: each test to whichever is free); WORKERS=0 runs them in this one.
 WORKERS ?= 2
-PYTEST  := $(PY) -m pytest -n $(WORKERS) --dist loadfile --no-loadscope-reorder --durations=30
+PYTEST  := $(PY) -m pytest -n $(WORKERS) --dist loadgroup --durations=30
 
 test: $(VENV)/.installed-test data
 	@start=$$(date +%s); KERAS_BACKEND=jax $(PYTEST) || exit 1; \

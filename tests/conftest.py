@@ -15,21 +15,14 @@ import bnlab  # noqa: E402,F401  (picks bnlab's default backend before a test mo
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
-# The files of the most test-seconds, most first (make test's --durations on the 2-core hosts).
-# `make test` hands whole files to its two workers (``--dist loadfile --no-loadscope-reorder``),
-# in this order: a file's module fixtures and compiled programs are built in one worker, and the
-# longest files start first, so the two workers finish together.
-LONGEST_FILES = ("test_multiseed", "test_hostile", "test_literature_smoothness",
-                 "test_literature_dropout_finetune", "test_ray_cluster", "test_executors",
-                 "test_layer_family", "test_examples", "test_literature_studies", "test_studies")
-
-
 def pytest_collection_modifyitems(config, items):
-    """The LONGEST_FILES first, in their order, then the rest as collected; a file's tests stay
-    together."""
-    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
-    items.sort(key=lambda item: rank.get(item.module.__name__.rpartition(".")[2],
-                                         len(LONGEST_FILES)))  # stable
+    """The files with a slow test first, each file's tests still together, so that under
+    ``pytest -n 2`` the two workers finish together. Every test goes to whichever worker is free:
+    pytest-xdist's ``xdist_group`` marks do not take effect with this pytest (checked: a module's
+    ``pytestmark = pytest.mark.xdist_group(...)`` tests ran on both workers), so the
+    tests assume no grouping (the Ray files' clusters, a module fixture built once per worker)."""
+    slow = {item.module for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module not in slow)  # stable
 
 
 @pytest.fixture(autouse=True, scope="session")
