@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import filelock
 import pytest
 
 from bnlab import paths
@@ -60,15 +61,26 @@ def rows(store):
         return []
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """One finished run of a one-arm experiment: store, report, saved model, TensorBoard."""
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory, worker_id):
+    """One finished run of a one-arm experiment: store, report, saved model, TensorBoard. Built
+    once a test session: under pytest-xdist the first worker to need it builds it in the
+    session's shared temporary folder, and the other waits for it (a file lock)."""
     if not (FASHION / "train-images-idx3-ubyte.gz").exists():
         pytest.skip(f"Fashion-MNIST is not installed in {FASHION}")
-    work = tmp_path_factory.mktemp("hostile")
-    experiment_file(work / "h.toml")
-    result = bnlab("run", "h.toml", *QUICK, "--save-models", "--tensorboard", "tb", cwd=work)
-    assert result.returncode == 0, result.stderr
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent  # the session's folder, above each worker's own
+    work, built = shared / "hostile-finished", shared / "hostile-finished.built"
+    with filelock.FileLock(shared / "hostile-finished.lock"):
+        if not built.exists():
+            shutil.rmtree(work, ignore_errors=True)  # a build that failed in the other worker
+            work.mkdir()
+            experiment_file(work / "h.toml")
+            result = bnlab("run", "h.toml", *QUICK, "--save-models", "--tensorboard", "tb",
+                           cwd=work)
+            assert result.returncode == 0, result.stderr
+            built.touch()
     return work
 
 
@@ -355,4 +367,3 @@ def test_a_tiny_limit_warns_that_its_test_accuracy_says_little(tmp_path):
     warning, error = result.stderr.strip().splitlines()
     assert result.returncode == 2 and "at most 1 test image" in warning and "below 100" in warning
     assert error.startswith("bnlab: error: ")
-

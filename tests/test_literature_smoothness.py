@@ -93,7 +93,7 @@ def test_smoothness_quick_end_to_end(tmp_path, fashion_mnist):
         trials = list(s.trials("smoothness"))
     for trial in trials:
         r = trial.results
-        assert r["smoothness_steps"] == [0, 40]
+        assert r["smoothness_steps"] == [0, 20]
         assert np.all(np.array(r["loss_band_high"]) >= np.array(r["loss_band_low"]))
         assert np.all(np.array(r["gradient_change"]) > 0)
     # each seed measured on its own state (the seeds train together)

@@ -80,5 +80,5 @@ STUDY = Experiment(
     ),
     log_every={"batch": 50, "validation": 500},
     seeds=5,
-    quick={"steps": 40, "limit": 1000, "seeds": 2, "arms": ["bn", "none", "noisy-bn"]},
+    quick={"steps": 20, "limit": 500, "seeds": 2, "arms": ["bn", "none", "noisy-bn"]},
 )
