@@ -2,9 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-# --no-compile: Python compiles the modules a run imports when it first imports them, not all of
-# TensorFlow's, PyTorch's and Ray's at install (a fresh test install: 180 s with, 91 s without)
-PIP    := $(PY) -m pip --disable-pip-version-check -q --no-compile
+PIP    := $(PY) -m pip --disable-pip-version-check -q
 # Tests that exercise the Keras layer run once per backend; the rest run once, on the default (JAX).
 BACKENDS_EXTRA := tensorflow torch
 
@@ -13,14 +11,16 @@ BACKENDS_EXTRA := tensorflow torch
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# Each target installs what it needs; the stamp files make a second run skip pip.
+# Each target installs what it needs; the stamp files make a second run skip pip. --no-compile:
+# Python compiles the modules a run imports as it first imports them, not all of TensorFlow's,
+# PyTorch's and Ray's at install (the test install: 180 s with, 91 s without; bench/tried.md).
 $(VENV)/.installed-demo: pyproject.toml | $(PY)
-	$(PIP) install -e . 2>&1 | grep -v "^WARNING: Location" || true
+	$(PIP) install --no-compile -e . 2>&1 | grep -v "^WARNING: Location" || true
 	$(PY) -c "import bnlab, keras, jax, numpy, matplotlib"
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(PY)
-	$(PIP) install -e '.[test,tensorflow,torch,ray,export]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(PIP) install --no-compile -e '.[test,tensorflow,torch,ray,export]' 2>&1 | grep -v "^WARNING: Location" || true
 	$(PY) -c "import bnlab, keras, jax, tensorflow, torch, pytest, xdist, ray, tensorboardX, mlflow, nbclient"
 	touch $@
 
