@@ -11,16 +11,16 @@ BACKENDS_EXTRA := tensorflow torch
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# Each target installs what it needs; the stamp files make a second run skip pip. --no-compile:
-# Python compiles the modules a run imports as it first imports them, not all of TensorFlow's,
-# PyTorch's and Ray's at install (the test install: 180 s with, 91 s without; bench/tried.md).
+# Each target installs what it needs; the stamp files make a second run skip pip. pip compiles
+# every module at install: where PYTHONDONTWRITEBYTECODE is set (this project's hosts) nothing
+# compiled later is kept, and every process would compile its imports again (bench/tried.md).
 $(VENV)/.installed-demo: pyproject.toml | $(PY)
-	$(PIP) install --no-compile -e . 2>&1 | grep -v "^WARNING: Location" || true
+	$(PIP) install -e . 2>&1 | grep -v "^WARNING: Location" || true
 	$(PY) -c "import bnlab, keras, jax, numpy, matplotlib"
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(PY)
-	$(PIP) install --no-compile -e '.[test,tensorflow,torch,ray,export]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(PIP) install -e '.[test,tensorflow,torch,ray,export]' 2>&1 | grep -v "^WARNING: Location" || true
 	$(PY) -c "import bnlab, keras, jax, tensorflow, torch, pytest, xdist, ray, tensorboardX, mlflow, nbclient"
 	touch $@
 

@@ -11,7 +11,10 @@ running Python's cleanup: an exception raised inside JAX's start-up can be swall
 is open, trials are claimed) the signal raises ``KeyboardInterrupt`` (:class:`Terminated` for
 SIGTERM), so the driver marks the trials it holds failed (released for the next run) and temporary
 files are removed; it is also remembered, so code that swallows the exception cannot make the run
-go on (``bnlab.lab.sweep`` checks :func:`received` between units).
+go on (``bnlab.lab.sweep`` checks :func:`received` between units). Python itself drops an
+exception raised inside a garbage-collector callback or a ``__del__`` (JAX runs one at every
+collection) and prints it as ``Exception ignored ... Traceback``: inside :func:`writing` such a
+dropped interrupt is not printed but sent again, so it lands in the command's own code.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
@@ -53,6 +57,19 @@ def _handler(signum, frame):
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
+def _send_again(unraisable, report):
+    """``sys.unraisablehook`` inside :func:`writing`: our interrupt, dropped where Python cannot
+    raise it, is signalled again a moment later, from another thread (``os.kill`` here would run
+    the handler inside this hook, which drops it too); anything else is reported as before
+    (``report``)."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _state["signum"]:
+        again = threading.Timer(0.05, os.kill, (os.getpid(), _state["signum"]))
+        again.daemon = True
+        again.start()
+    else:
+        report(unraisable)
+
+
 @contextlib.contextmanager
 def handling():
     """Handle SIGINT and SIGTERM within the block (a command): until :func:`writing`, by exiting at
@@ -81,11 +98,14 @@ def writing():
         _state["signum"] = 0  # a signal of an earlier block (in a test's process) is not this one's
     previous = {s: signal.signal(s, _handler) for s in HANDLED}
     immediate, _state["immediate"] = _state["immediate"], False
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: _send_again(unraisable, hook)
     _state["depth"] += 1
     try:
         yield
     finally:
         _state["depth"] -= 1
         _state["immediate"] = immediate
+        sys.unraisablehook = hook
         for signum, handler in previous.items():
             signal.signal(signum, handler)
