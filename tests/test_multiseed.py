@@ -269,22 +269,22 @@ def test_run_trials_together_trains_a_conv_arm_as_one_group(tmp_path, fashion_mn
 
 def test_unrolled_conv_steps_equal_one_step_calls(monkeypatch, fashion_mnist):
     """A conv model's chunk of steps written out in one program (``SeedGroup._unrolled``) is the
-    same arithmetic as calls of the one-step program: with UNROLL = 16 and two seeds, 11 steps =
-    one chunk of 8 and 3 single steps, against 11 single steps."""
+    same arithmetic as calls of the one-step program: with UNROLL = 6 and two seeds, 7 steps =
+    two chunks of 3 and a single step, against 7 single steps."""
     configs = configs_for("study-cnn-batches", "bn-b8", (1, 2), epochs=1, limit=200)
     arrays, _ = recipe.load_data(configs[0])
     x, y = (np.asarray(a) for a in arrays["train"])
-    idx = np.stack([np.random.default_rng(s).permutation(len(x))[:11 * 8].reshape(11, 8)
+    idx = np.stack([np.random.default_rng(s).permutation(len(x))[:7 * 8].reshape(7, 8)
                     for s in (1, 2)])  # (K, S, B)
     states = {}
     monkeypatch.setattr(multiseed, "UNROLL_FROM", 0)  # unrolled however short the trial
-    for unroll in (16, 1):
+    for unroll in (6, 1):
         monkeypatch.setattr(multiseed, "UNROLL", unroll)
         group = multiseed.SeedGroup(configs)
         assert group.unroll == max(1, unroll // 2)
         group.train_steps(x, y, idx)
         states[unroll] = group.state
-    for a, b in zip(*(jax_leaves(states[u]) for u in (16, 1))):
+    for a, b in zip(*(jax_leaves(states[u]) for u in (6, 1))):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
