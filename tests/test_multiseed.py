@@ -66,11 +66,11 @@ def test_seeds_together_equal_separate_fit_runs(experiment, arm, fashion_mnist):
 ])
 def test_every_norm_in_the_study_cnn_together_equals_separate_fit_runs(norm, options,
                                                                          fashion_mnist):
-    limit = 152  # training, validation and test images
     """The conv path with the BN family's norms that carry state or split the batch: the
     seeds-together history is the one-seed-at-a-time one (152 images, batch 64: the last batch
     of 24 is a ghost batch of 16 and a smaller one of 8). The stateless norms (GroupNorm,
     LayerNorm, ...) are held one step at a time below."""
+    limit = 152  # training, validation and test images
     configs = configs_for("lenet-bn", "scratch", (1, 2), epochs=1, limit=limit)
     for config in configs:
         config["model"] = {"name": "study-cnn", "norm": norm, "norm_options": options}

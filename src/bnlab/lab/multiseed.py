@@ -84,9 +84,9 @@ class SeedGroup:
         self._train_step = jax.jit(step, donate_argnums=0)
         if self.convolutional:
             one = self._gathered(step)
-            self.unroll = max(1, UNROLL // self.k)  # K seeds side by side already fill a call
-            if recipe.optimizer_steps(configs[0]) < UNROLL_FROM:
-                self.unroll = 1
+            long_trial = recipe.optimizer_steps(configs[0]) >= UNROLL_FROM
+            # K seeds side by side already fill a call
+            self.unroll = max(1, UNROLL // self.k) if long_trial else 1
             self._train_steps = self._loop(
                 jax.jit(one, donate_argnums=0),
                 jax.jit(self._unrolled(one, self.unroll), donate_argnums=0), self.unroll)

@@ -154,7 +154,8 @@ def step_order(n, batch_size, steps, seed):
 
 def optimizer_steps(config, images=60_000):
     """The steps a trial takes: its ``steps``, or its epochs over ``limit`` images (``images``
-    where it has none: what orders units needs no dataset loaded)."""
+    where it has none: an estimate that needs no dataset loaded, for ordering work units and
+    choosing whether conv steps are unrolled)."""
     if config.get("steps"):
         return config["steps"]
     per_epoch = math.ceil((config.get("limit") or images) / config["batch_size"])
