@@ -2,7 +2,6 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-PIP    := $(PY) -m pip --disable-pip-version-check -q
 # Tests that exercise the Keras layer run once per backend; the rest run once, on the default (JAX).
 BACKENDS_EXTRA := tensorflow torch
 
@@ -11,16 +10,17 @@ BACKENDS_EXTRA := tensorflow torch
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# Each target installs what it needs; the stamp files make a second run skip pip. pip compiles
-# every module at install: where PYTHONDONTWRITEBYTECODE is set (this project's hosts) nothing
-# compiled later is kept, and every process would compile its imports again (bench/tried.md).
-$(VENV)/.installed-demo: pyproject.toml | $(PY)
-	$(PIP) install -e . 2>&1 | grep -v "^WARNING: Location" || true
+# Each target installs what it needs (scripts/install.sh: through uv, or pip where uv fails); the
+# stamp files make a second run skip it. Every module is compiled at install: where
+# PYTHONDONTWRITEBYTECODE is set (this project's hosts) nothing compiled later is kept, and every
+# process would compile its imports again (bench/tried.md).
+$(VENV)/.installed-demo: pyproject.toml scripts/install.sh | $(PY)
+	scripts/install.sh $(PY)
 	$(PY) -c "import bnlab, keras, jax, numpy, matplotlib"
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(PY)
-	$(PIP) install -e '.[test,tensorflow,torch,ray,export]' 2>&1 | grep -v "^WARNING: Location" || true
+$(VENV)/.installed-test: pyproject.toml scripts/install.sh | $(PY)
+	scripts/install.sh $(PY) test,tensorflow,torch,ray,export
 	$(PY) -c "import bnlab, keras, jax, tensorflow, torch, pytest, xdist, ray, tensorboardX, mlflow, nbclient"
 	touch $@
 
