@@ -14,8 +14,8 @@ __version__ = "0.1.0"
 DEFAULT_BACKEND = "jax"
 
 os.environ.setdefault("KERAS_BACKEND", DEFAULT_BACKEND)
-# TensorFlow, when installed, is imported even on the other backends (keras.utils.set_random_seed
-# seeds it too): keep its C++ logs quiet. There it runs no model, so its oneDNN kernels, which
+# TensorFlow, when installed, can be imported on the other backends too (by a Keras utility that
+# seeds or reads it; bnlab's own seeding avoids that, bnlab.seeding): keep its C++ logs quiet. There it runs no model, so its oneDNN kernels, which
 # announce themselves on stderr at import, are turned off; on the TensorFlow backend they stay on.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if os.environ["KERAS_BACKEND"] != "tensorflow":

@@ -414,9 +414,9 @@ def cmd_check(args):
 
     if not args.model.exists():
         raise UserError(f"no model file at {args.model}")
-    import keras
+    from bnlab.seeding import set_seed
 
-    keras.utils.set_random_seed(0)  # dropout's masks in training mode: the same on every run
+    set_seed(0)  # dropout's masks in training mode: the same on every run
     model, names, layout = load_model.load(args.model)
     check.require_one_input_output(model)
     data = _check_data(args, model, layout)

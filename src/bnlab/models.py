@@ -62,9 +62,10 @@ import math
 import keras
 
 from bnlab.errors import UserError
-from bnlab.layers.fast_conv import Conv2D, MaxPooling2D
 from bnlab.layers import BatchNorm, ChannelTunedConv2D, MovingStatisticsBN, ghost, renorm
+from bnlab.layers.fast_conv import Conv2D, MaxPooling2D
 from bnlab.layers.noise import ChannelNoise
+from bnlab.seeding import set_seed
 
 NORMS = ("none", "keras", "scratch", "renorm", "ghost", "group", "layer")
 BATCH_NORMS = ("keras", "scratch", "renorm", "ghost")  # those with moving statistics
@@ -142,7 +143,7 @@ def build(name, *, norm="keras", placement=None, activation=None, momentum=None,
     sizes = _check_sizes(name, depth=depth, units=units)
     features = check_features(name, norm, features)
     if seed is not None:
-        keras.utils.set_random_seed(int(seed))
+        set_seed(int(seed))
     norms = _Norms(norm, options, moving=features["bn_mode"] == "moving")
     own = {k: v for k, v in features.items() if FEATURES[k][0] is not None}
     if name == "study-cnn":

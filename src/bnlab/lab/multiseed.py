@@ -26,6 +26,7 @@ import numpy as np
 
 from bnlab import models
 from bnlab.lab import loop, recipe
+from bnlab.seeding import set_seed
 from bnlab.tools import precise
 from bnlab.tools import probe as probe_tools
 
@@ -63,7 +64,7 @@ class SeedGroup:
         self.configs, self.k = configs, len(configs)
         built = []
         for config in configs:
-            keras.utils.set_random_seed(config["seed"])
+            set_seed(config["seed"])
             model = recipe.compile_model(config)
             model.optimizer.build(model.trainable_variables)
             built.append(model)

@@ -16,6 +16,7 @@ from bnlab import data as bndata
 from bnlab import models
 from bnlab.errors import UserError
 from bnlab.lab import pretrain
+from bnlab.seeding import set_seed
 from bnlab.tools import scale_invariance
 
 EVAL_BATCH_SIZE = 500  # inference-mode BN makes evaluation independent of the batch size
@@ -111,7 +112,7 @@ def train_source(source):
     the recipe's batch order; returns its weights, one list of arrays per layer."""
     arrays, _ = load_data(source)
     x, y = arrays["train"]
-    keras.utils.set_random_seed(source["seed"])
+    set_seed(source["seed"])
     model = compile_model(source)
     for epoch in range(source["epochs"]):
         order = epoch_order(source["seed"], epoch, len(x))

@@ -3,7 +3,7 @@
 ``FitEngine`` is one seed on Keras's ``fit`` (any backend), the K = 1 engine of the trial loop
 (``bnlab.lab.loop``, which owns the schedule, the history rows and the results); ``run_trial``
 runs it. Same config, same backend and same seed give the same history: the seed fixes the
-initial weights (``keras.utils.set_random_seed`` before building) and the batch order.
+initial weights (``bnlab.seeding.set_seed`` before building) and the batch order.
 
 ``train_unit`` trains what an executor (``bnlab.lab.executors``) is handed: one trial with
 ``fit``, or, on the JAX backend, the seeds of an arm together as one vectorized program
@@ -17,6 +17,7 @@ import numpy as np
 
 from bnlab import models
 from bnlab.lab import loop, multiseed, recipe
+from bnlab.seeding import set_seed
 from bnlab.tools import probe as probe_tools
 
 
@@ -26,7 +27,7 @@ class FitEngine:
 
     def __init__(self, config):
         self.configs, self.k = [config], 1
-        keras.utils.set_random_seed(config["seed"])
+        set_seed(config["seed"])
         self.model = recipe.compile_model(config)
         self.params = models.count_params(self.model)
         self._probe = None
