@@ -62,7 +62,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-from scipy import stats
 
 DIRECTIONS = ("greater", "less", "equal")
 VERDICTS = ("appeared", "contradicted", "inconclusive")
@@ -272,6 +271,8 @@ def interval(differences: Sequence[float], direction: str, margin: float | None 
         if equal:
             p = 0.0 if abs(mean) < margin else 1.0
     else:
+        from scipy import stats  # about 1 s to import: a report needs it, a training process not
+
         low, high = (float(v) for v in stats.ttest_1samp(d, 0.0).confidence_interval(confidence))
         if equal:
             p = max(stats.ttest_1samp(d, -margin, alternative="greater").pvalue,

@@ -23,7 +23,6 @@ import math
 from typing import Sequence
 
 import numpy as np
-from scipy import stats
 
 NO_TRIALS = "no finished trials"
 
@@ -41,6 +40,8 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
         return float(x[0]), math.nan
     if np.ptp(x) == 0:  # every seed alike: no spread (SciPy would warn of precision loss)
         return float(x[0]), 0.0
+    from scipy import stats  # about 1 s to import: reports need it, training processes not
+
     low, high = stats.ttest_1samp(x, 0.0).confidence_interval(confidence)
     return float(x.mean()), float(high - low) / 2
 
@@ -56,6 +57,8 @@ def diff_ci(a: Sequence[float], b: Sequence[float],
         return diff, math.nan
     if np.ptp(xa) == 0 and np.ptp(xb) == 0:
         return diff, 0.0
+    from scipy import stats
+
     low, high = stats.ttest_ind(xa, xb, equal_var=False).confidence_interval(confidence)
     return diff, float(high - low) / 2
 
