@@ -15,8 +15,9 @@ DEFAULT_BACKEND = "jax"
 
 os.environ.setdefault("KERAS_BACKEND", DEFAULT_BACKEND)
 # TensorFlow, when installed, can be imported on the other backends too (by a Keras utility that
-# seeds or reads it; bnlab's own seeding avoids that, bnlab.seeding): keep its C++ logs quiet. There it runs no model, so its oneDNN kernels, which
-# announce themselves on stderr at import, are turned off; on the TensorFlow backend they stay on.
+# seeds or reads it; bnlab's own seeding avoids that, bnlab.seeding): keep its C++ logs quiet.
+# There it runs no model, so its oneDNN kernels, which announce themselves on stderr at import,
+# are turned off; on the TensorFlow backend they stay on.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if os.environ["KERAS_BACKEND"] != "tensorflow":
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")

@@ -20,11 +20,11 @@ from keras.src.utils import rng_utils
 
 def set_seed(seed):
     """Seed Python, NumPy, the backend and Keras's global seed generator with ``seed`` (an int)."""
+    if not isinstance(seed, int):
+        raise ValueError(f"a seed must be an int, not {seed!r}")
     if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
         keras.utils.set_random_seed(seed)
         return
-    if not isinstance(seed, int):
-        raise ValueError(f"a seed must be an int, not {seed!r}")
     # Keras's own steps, in its order, less TensorFlow's (keras/src/utils/rng_utils.py)
     global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
     global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
