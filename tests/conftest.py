@@ -30,11 +30,18 @@ def _isolated_environment(tmp_path_factory):
     """Offline, with bnlab's cache in a temporary folder for the whole session."""
     from bnlab.lab import runtime
 
-    saved = {k: os.environ.get(k) for k in ("BNLAB_CACHE_DIR", "BNLAB_OFFLINE", "BNLAB_DATA_DIR")}
+    saved = {k: os.environ.get(k) for k in ("BNLAB_CACHE_DIR", "BNLAB_OFFLINE", "BNLAB_DATA_DIR",
+                                            "JAX_COMPILATION_CACHE_DIR")}
     os.environ["BNLAB_CACHE_DIR"] = str(tmp_path_factory.mktemp("bnlab-cache"))
     os.environ["BNLAB_OFFLINE"] = "1"
     os.environ.pop("BNLAB_DATA_DIR", None)
-    runtime.enable_compilation_cache()  # shared by this process's tests and the commands they start
+    # one program cache for the session's workers (pytest-xdist's share a parent folder) and the
+    # commands they start
+    session = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        session = session.parent
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(session / "jax")
+    runtime.enable_compilation_cache()
     yield
     for key, value in saved.items():
         if value is None:

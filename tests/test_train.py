@@ -168,6 +168,27 @@ def test_configure_xla_gives_conv_models_ynnpack_reductions(monkeypatch, vectori
     assert os.environ["XLA_FLAGS"] == "--xla_cpu_experimental_ynn_fusion_type="
 
 
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's program cache")
+def test_program_cache_folder_is_the_argument_then_jaxs_own_then_bnlabs(monkeypatch, tmp_path):
+    import jax
+
+    from bnlab.lab.runtime import enable_compilation_cache
+
+    monkeypatch.setenv("BNLAB_CACHE_DIR", str(tmp_path / "bnlab"))
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    saved = jax.config.jax_compilation_cache_dir  # this process's, put back after
+    try:
+        enable_compilation_cache()
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "bnlab" / "jax")
+        monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax-own"))
+        enable_compilation_cache()
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "jax-own")
+        enable_compilation_cache(tmp_path / "given")
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "given")
+    finally:
+        jax.config.update("jax_compilation_cache_dir", saved)
+
+
 def test_trains_convolutions_reads_the_model_names():
     from bnlab.lab import experiments
     from bnlab.lab.runtime import trains_convolutions

@@ -13,7 +13,8 @@ from bnlab import models
 
 
 def enable_compilation_cache(path=None):
-    """Keep JAX's compiled XLA programs on disk (default: bnlab's cache folder, ``jax/``).
+    """Keep JAX's compiled XLA programs on disk: in ``path``, else JAX's own
+    ``JAX_COMPILATION_CACHE_DIR`` where it is set, else bnlab's cache folder's ``jax/``.
 
     Every new Keras model compiles its train step and its weight initializers afresh, about 3 s
     for the seed MLPs and 20 s for the deep CNN on two cores. The programs of the same
@@ -24,7 +25,8 @@ def enable_compilation_cache(path=None):
         return
     import jax
 
-    jax.config.update("jax_compilation_cache_dir", str(path or bndata.cache_dir() / "jax"))
+    path = path or os.environ.get("JAX_COMPILATION_CACHE_DIR") or bndata.cache_dir() / "jax"
+    jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
