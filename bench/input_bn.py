@@ -10,7 +10,9 @@ computes (its input needs no gradient). Exactly the same gradients, with P = x̂
     ∂L/∂W = γ ⊙ P + β ⊗ Σₙ g        ∂L/∂γ = Σⱼ W ⊙ P        ∂L/∂β = W Σₙ g
 
 Variants: ``plain`` (autodiff of (γ ⊙ x̂ + β) @ W), ``folded`` (autodiff of x̂ @ (γ ⊙ W) + β @ W),
-``custom`` (the formulas above as a ``jax.custom_vjp``), ``no-input-bn``, ``no-bn``.
+``custom`` (the formulas above as a ``jax.custom_vjp``), ``custom-dot-stats`` (its batch means as
+products with a ones vector), ``custom-no-norm`` (x̂ = x: what the input's normalization
+itself costs), ``no-input-bn``, ``no-bn``.
 Run: ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type= python bench/input_bn.py`` (the flags
 ``configure_xla`` picks for one seed of a dense model).
 """
@@ -27,6 +29,13 @@ EPS, STEPS, ROUNDS = 1e-3, 200, 12
 def normalized(x):
     mean = x.mean(0)
     return (x - mean) * jax.lax.rsqrt(((x - mean) ** 2).mean(0) + EPS)
+
+
+def normalized_by_dots(x):
+    """The batch means as products with a ones vector (XLA's dot kernel, not its reduction)."""
+    ones = jnp.ones((1, x.shape[0]), x.dtype) / x.shape[0]
+    mean = (ones @ x)[0]
+    return (x - mean) * jax.lax.rsqrt((ones @ (x - mean) ** 2)[0] + EPS)
 
 
 @jax.custom_vjp
@@ -53,7 +62,9 @@ def logits(p, x, variant):
     if variant == "no-bn":
         h = jax.nn.relu(jax.nn.relu(x @ p["w1"] + p["c1"]) @ p["w2"] + p["c2"])
         return h @ p["w3"] + p["c3"]
-    x_hat = normalized(x)
+    x_hat = {"custom-dot-stats": normalized_by_dots, "custom-no-norm": lambda x: x}.get(
+        variant, normalized)(x)
+    variant = "custom" if variant.startswith("custom") else variant
     h = {"plain": lambda: (p["g0"] * x_hat + p["b0"]) @ p["w1"],
          "folded": lambda: x_hat @ (p["g0"][:, None] * p["w1"]) + p["b0"] @ p["w1"],
          "custom": lambda: bn_dense(jax.lax.stop_gradient(x_hat), p["g0"], p["b0"], p["w1"]),
@@ -84,10 +95,11 @@ def main():
     p = jax.tree.map(lambda a: jnp.asarray(a, "float32"), p)
     xs = jnp.asarray(rng.uniform(0, 1, (STEPS, 32, 784)), "float32")
     ys = jnp.asarray(rng.integers(0, 10, (STEPS, 32)))
-    variants = ("plain", "folded", "custom", "no-input-bn", "no-bn")
+    variants = ("plain", "folded", "custom", "custom-dot-stats", "custom-no-norm", "no-input-bn",
+                "no-bn")
     runs = {v: train(v) for v in variants}
     after = {v: runs[v](p, xs, ys) for v in variants}  # compiled; the weights after STEPS steps
-    for v in ("folded", "custom"):
+    for v in ("folded", "custom", "custom-dot-stats"):
         diff = max(float(jnp.abs(after[v][k] - after["plain"][k]).max()) for k in p)
         print(f"{v}: largest weight difference from plain after {STEPS} steps {diff:.1e}")
     ms = {v: [] for v in variants}
