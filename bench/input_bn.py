@@ -74,25 +74,34 @@ def logits(p, x, variant):
     return h @ p["w3"] + p["c3"]
 
 
+def loss(p, x, y, variant):
+    """Mean cross-entropy of the labels ``y`` (B,)."""
+    return -jnp.take_along_axis(jax.nn.log_softmax(logits(p, x, variant)), y[:, None], 1).mean()
+
+
+def parameters(rng, trained=False):
+    """The model's weights as a dict of float32 arrays: BN's γ = 1, β = 0 and zero biases as
+    initialized, or with ``trained`` those away from their initial values (a gradient test)."""
+    p = {}
+    for k, n in {"0": 784, "1": 300, "2": 100}.items():
+        p[f"g{k}"], p[f"b{k}"] = ((rng.uniform(0.5, 1.5, n), rng.normal(0, 0.3, n)) if trained
+                                  else (np.ones(n), np.zeros(n)))
+    for k, (n, m) in {"1": (784, 300), "2": (300, 100), "3": (100, 10)}.items():
+        p[f"w{k}"] = rng.normal(0, 0.05, (n, m))
+        p[f"c{k}"] = rng.normal(0, 0.1, m) if trained else np.zeros(m)
+    return jax.tree.map(lambda a: jnp.asarray(a, "float32"), p)
+
+
 def train(variant):
     def step(p, batch):
-        x, y = batch
-
-        def loss(p):
-            return -jnp.take_along_axis(jax.nn.log_softmax(logits(p, x, variant)),
-                                        y[:, None], 1).mean()
-        return jax.tree.map(lambda w, g: w - 0.01 * g, p, jax.grad(loss)(p)), None
+        grads = jax.grad(loss)(p, *batch, variant)
+        return jax.tree.map(lambda w, g: w - 0.01 * g, p, grads), None
     return jax.jit(lambda p, xs, ys: jax.lax.scan(step, p, (xs, ys))[0])
 
 
 def main():
     rng = np.random.default_rng(0)
-    sizes = {"0": 784, "1": 300, "2": 100}
-    p = {f"g{k}": np.ones(n) for k, n in sizes.items()} | {f"b{k}": np.zeros(n)
-                                                           for k, n in sizes.items()}
-    for k, (n, m) in {"1": (784, 300), "2": (300, 100), "3": (100, 10)}.items():
-        p[f"w{k}"], p[f"c{k}"] = rng.normal(0, 0.05, (n, m)), np.zeros(m)
-    p = jax.tree.map(lambda a: jnp.asarray(a, "float32"), p)
+    p = parameters(rng)
     xs = jnp.asarray(rng.uniform(0, 1, (STEPS, 32, 784)), "float32")
     ys = jnp.asarray(rng.integers(0, 10, (STEPS, 32)))
     variants = ("plain", "folded", "custom", "custom-dot-stats", "custom-no-norm", "no-input-bn",
