@@ -45,10 +45,10 @@ def gradient_step_scan(model, loss_fn, x, y, step_sizes):
     JAX only; the compiled programs are kept on the model for its next call."""
     _require_jax("the gradient scan")
     trainable, non_trainable = _values(model)
-    key = ("_bnlab_step_scan", id(loss_fn))
+    key = ("_bnlab_step_programs", id(loss_fn))
     cache = model.__dict__.setdefault("_bnlab_scans", {})
     if key not in cache:
-        cache[key] = _step_scan(model, loss_fn)
+        cache[key] = _step_programs(model, loss_fn)
     at_w, along = cache[key]
     loss, grads = at_w(trainable, non_trainable, x, y)
     # η is an argument of one compiled program, not a copy of the gradient per η in one program
@@ -58,7 +58,7 @@ def gradient_step_scan(model, loss_fn, x, y, step_sizes):
             "gradient_changes": [float(m[1]) for m in moved]}
 
 
-def _step_scan(model, loss_fn):
+def _step_programs(model, loss_fn):
     """Two jitted functions: (L(w), g) at w, and (L(w − η·g), ‖g − ∇L(w − η·g)‖) for one η."""
     import jax
 
