@@ -6,6 +6,7 @@ L = Σ layer(x) · R for a fixed random R, so dL/dy = R and the results can be h
 """
 
 import sys
+import weakref
 
 import keras
 import numpy as np
@@ -45,18 +46,9 @@ def grads(layer, x, r, training, **kwargs):
     call_kwargs = dict(kwargs) if training is None else {"training": training, **kwargs}
     names = [v.path.split("/")[-1] for v in layer.trainable_variables]
     if BACKEND == "jax":
-        import jax
-        import jax.numpy as jnp
-
         trainable = [v.value for v in layer.trainable_variables]
         non_trainable = [v.value for v in layer.non_trainable_variables]
-        r_ = jnp.asarray(r)
-
-        def loss(trainable, x):
-            y, _ = layer.stateless_call(trainable, non_trainable, x, **call_kwargs)
-            return jnp.sum(y.astype("float32") * r_)
-
-        g_weights, g_x = jax.grad(loss, argnums=(0, 1))(trainable, jnp.asarray(x))
+        g_weights, g_x = _jax_grads(layer, training)(trainable, non_trainable, x, r, kwargs)
     elif BACKEND == "tensorflow":
         import tensorflow as tf
 
@@ -86,6 +78,43 @@ def grads(layer, x, r, training, **kwargs):
     }
 
 
+_JITTED = weakref.WeakKeyDictionary()
+
+
+def _jax_grads(layer, training):
+    """The layer's gradients as one compiled program, kept for the layer's later calls: XLA
+    compiles it once, where op-by-op autodiff compiles every primitive of every new shape."""
+    import jax
+    import jax.numpy as jnp
+
+    programs = _JITTED.setdefault(layer, {})
+    if training not in programs:
+        def loss(trainable, non_trainable, x, r, kwargs):
+            call_kwargs = kwargs if training is None else {"training": training, **kwargs}
+            y, _ = layer.stateless_call(trainable, non_trainable, x, **call_kwargs)
+            return jnp.sum(y.astype("float32") * r)
+
+        grad = jax.grad(loss, argnums=(0, 2))
+        programs[training] = jax.jit(grad)
+    return programs[training]
+
+
+def _call(layer):
+    def call(trainable, non_trainable, x, kwargs):
+        return layer.stateless_call(trainable, non_trainable, x, training=True, **kwargs)
+    return call
+
+
+def _jax_call(layer):
+    """The layer's training call as one compiled program, kept like ``_jax_grads``'s."""
+    import jax
+
+    programs = _JITTED.setdefault(layer, {})
+    if "call" not in programs:
+        programs["call"] = jax.jit(_call(layer))
+    return programs["call"]
+
+
 def to_numpy(t):
     return np.asarray(keras.ops.convert_to_numpy(t))
 
@@ -100,8 +129,9 @@ def training_step(layer, x, r, **kwargs):
     """
     before = [v.value for v in layer.non_trainable_variables]
     tensors = {k: keras.ops.convert_to_tensor(v) for k, v in kwargs.items()}
-    y, after = layer.stateless_call([v.value for v in layer.trainable_variables], before,
-                                    keras.ops.convert_to_tensor(x), training=True, **tensors)
+    call = _jax_call(layer) if BACKEND == "jax" else _call(layer)
+    y, after = call([v.value for v in layer.trainable_variables], before,
+                    keras.ops.convert_to_tensor(x), tensors)
     dx, dw = grads(layer, x, r, True, **kwargs)
     for v, value in zip(layer.non_trainable_variables, after):
         v.assign(value)

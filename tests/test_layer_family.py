@@ -409,8 +409,9 @@ def mapped_step(layer, x, axis_name=None):
 
     if axis_name is not None:
         step = jax.vmap(step, axis_name=axis_name)
-    outputs, new_state = step(jnp.asarray(x))
-    dx = jax.grad(lambda x: jnp.sum(step(x)[0] * jnp.cos(x)))(jnp.asarray(x))
+    # compiled whole: op by op, XLA would compile each primitive of each shape on its own
+    outputs, new_state = jax.jit(step)(jnp.asarray(x))
+    dx = jax.jit(jax.grad(lambda x: jnp.sum(step(x)[0] * jnp.cos(x))))(jnp.asarray(x))
     return np.asarray(outputs), [np.asarray(v) for v in new_state], np.asarray(dx)
 
 

@@ -13,7 +13,7 @@ import pytest
 from bnlab import models
 from bnlab.cli import main as cli_main
 from bnlab.lab import experiments, literature
-from bnlab.lab.literature import smoothness
+from bnlab.lab.literature import measures, smoothness
 from bnlab.layers.noise import ChannelNoise
 from bnlab.results.store import Store
 from bnlab.tools import gradients
@@ -78,10 +78,12 @@ def test_the_study_is_registered_with_its_claims():
 
 
 @pytest.mark.slow
-def test_smoothness_quick_end_to_end(tmp_path, fashion_mnist):
+def test_smoothness_quick_end_to_end(tmp_path, monkeypatch, fashion_mnist):
     out, store = tmp_path / "smoothness", tmp_path / "studies.sqlite"
-    assert cli_main(["run", "smoothness", "--quick", "--quiet", "--store", str(store),
-                     "--out", str(out)]) == 0
+    # the study CNN's gradients are most of this test's time: a smaller scan batch, fewer steps
+    monkeypatch.setattr(measures, "SMOOTHNESS_IMAGES", 32)
+    assert cli_main(["run", "smoothness", "--quick", "--steps", "10", "--quiet", "--store",
+                     str(store), "--out", str(out)]) == 0
     report = (out / "report.md").read_text()
     assert report.count("## Did the paper's shape appear?") == 1
     assert "## Study: how does BN help optimization?" in report
@@ -93,7 +95,7 @@ def test_smoothness_quick_end_to_end(tmp_path, fashion_mnist):
         trials = list(s.trials("smoothness"))
     for trial in trials:
         r = trial.results
-        assert r["smoothness_steps"] == [0, 20]
+        assert r["smoothness_steps"] == [0, 10] and r["smoothness_images"] == 32
         assert np.all(np.array(r["loss_band_high"]) >= np.array(r["loss_band_low"]))
         assert np.all(np.array(r["gradient_change"]) > 0)
     # each seed measured on its own state (the seeds train together)
