@@ -30,7 +30,7 @@ import keras
 import numpy as np
 
 from bnlab.errors import UserError
-from bnlab.tools import findings, precise
+from bnlab.tools import findings, forward, precise
 
 THRESHOLD = 0.1  # staleness (mean shift in σ, relative variance error) above which stats are stale
 GAP = 0.02  # training-mode vs inference-mode accuracy difference reported as a finding
@@ -84,11 +84,8 @@ def predict(model, x, *, training, batch_size):
     is restored."""
     outputs = []
     for start in range(0, len(x) - (batch_size - 1 if training else 0), batch_size):
-        batch = x[start:start + batch_size]
-        saved = [v.numpy() for v in model.non_trainable_variables]
-        out = model(batch, training=training)
-        for variable, value in zip(model.non_trainable_variables, saved):
-            variable.assign(value)  # also in inference: a call baked to training=True updates
+        # state restored also in inference: a call baked to training=True updates it
+        out = forward.outputs(model, x[start:start + batch_size], training=training)
         outputs.append(keras.ops.convert_to_numpy(out))
     return np.concatenate(outputs)
 

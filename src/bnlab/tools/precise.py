@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from bnlab.errors import UserError
 from bnlab.layers import BatchNorm
+from bnlab.tools import forward
 
 ESTIMATORS = ("pooled", "batch_mean")
 BN_TYPES = (keras.layers.BatchNormalization, BatchNorm)
@@ -64,12 +65,7 @@ def as_list(outputs):
 def layer_inputs(model, probe, x, *, training):
     """The outputs of ``probe = input_model(model, layers)`` on ``x``, as NumPy arrays; the run's
     side effects on the model's state (moving statistics, random generators) are undone."""
-    saved = [v.numpy() for v in model.non_trainable_variables]
-    try:
-        outputs = as_list(probe(x, training=training))
-    finally:
-        for variable, value in zip(model.non_trainable_variables, saved):
-            variable.assign(value)
+    outputs = as_list(forward.outputs(probe, x, training=training))
     return [keras.ops.convert_to_numpy(o) for o in outputs]
 
 
