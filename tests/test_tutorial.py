@@ -1,4 +1,4 @@
-"""The tutorial notebook runs top to bottom (nbclient), on a few thousand real images, so it cannot
+"""The tutorial notebook runs top to bottom (nbclient), on a few hundred real images, so it cannot
 rot: every cell executes without error and its own checks (asserts) hold."""
 
 import os
@@ -14,7 +14,7 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "tutorials" / "batch-n
 
 @pytest.mark.slow
 def test_tutorial_notebook_runs_top_to_bottom(tmp_path, monkeypatch, fashion_mnist):
-    monkeypatch.setenv("BNLAB_TUTORIAL_LIMIT", "2000")
+    monkeypatch.setenv("BNLAB_TUTORIAL_LIMIT", "600")
     monkeypatch.setenv("BNLAB_TUTORIAL_SEEDS", "2")
     monkeypatch.setenv("BNLAB_TUTORIAL_EPOCHS", "1")
     monkeypatch.setenv("BNLAB_TUTORIAL_DIR", str(tmp_path / "work"))
