@@ -25,7 +25,7 @@ def kernel_gradient_norms(model, loss_fn, x, y):
     where = {id(v): i for i, v in enumerate(model.trainable_variables)}
     kernels = [where[id(layer.kernel)] for layer in model.layers if hasattr(layer, "kernel")]
     loss = _training_loss(model, loss_fn)
-    grads = jax.grad(loss)(trainable, non_trainable, x, y)
+    grads = jax.jit(jax.grad(loss))(trainable, non_trainable, x, y)  # whole, not op by op
     return [float(_norm([grads[i]])) for i in kernels]
 
 

@@ -14,6 +14,7 @@ counts; the running statistics are copies, the program is unchanged.
 import numpy as np
 import torch
 
+from bnlab.tools import forward
 from bnlab.tools.convert import layout, torch_ops, torch_to_keras
 
 TOLERANCE = 1e-5
@@ -101,7 +102,7 @@ def compare(model, program, bn_buffers, info, *, batch=8, seed=0):
     xts = [np.ascontiguousarray(layout.to_torch(x, where)) for x, where in zip(xs, info["inputs"])]
     feed = xs[0] if len(xs) == 1 else xs
     want, _ = run_torch(program, xts, training=False)
-    got = _as_list(model(feed, training=False))
+    got = _as_list(forward.outputs(model, feed, training=False))
     result = {"inference": _largest(got, want, info["outputs"])}
 
     want, buffers = run_torch(program, xts, training=True)
