@@ -87,11 +87,11 @@ def _jax_grads(layer, training):
     import jax
     import jax.numpy as jnp
 
-    programs = _JITTED.setdefault(layer, {})
+    programs, ref = _JITTED.setdefault(layer, {}), weakref.ref(layer)  # no cycle: layers die
     if training not in programs:
         def loss(trainable, non_trainable, x, r, kwargs):
             call_kwargs = kwargs if training is None else {"training": training, **kwargs}
-            y, _ = layer.stateless_call(trainable, non_trainable, x, **call_kwargs)
+            y, _ = ref().stateless_call(trainable, non_trainable, x, **call_kwargs)
             return jnp.sum(y.astype("float32") * r)
 
         grad = jax.grad(loss, argnums=(0, 2))
@@ -100,8 +100,10 @@ def _jax_grads(layer, training):
 
 
 def _call(layer):
+    ref = weakref.ref(layer)
+
     def call(trainable, non_trainable, x, kwargs):
-        return layer.stateless_call(trainable, non_trainable, x, training=True, **kwargs)
+        return ref().stateless_call(trainable, non_trainable, x, training=True, **kwargs)
     return call
 
 
