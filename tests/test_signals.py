@@ -56,3 +56,20 @@ def test_other_dropped_exceptions_go_to_the_hook_before_writing(monkeypatch):
         assert sys.unraisablehook is not collect
     assert sys.unraisablehook is collect  # restored
     assert [type(u.exc_value) for u in seen] == [ValueError]
+
+
+def test_stray_timers_are_cancelled_so_they_cannot_hold_the_exit():
+    """A library's non-daemon ``threading.Timer`` that an interrupt kept from being cancelled
+    (JAX's 60-second TPU-search warning, seen once holding an interrupted `bnlab run`) is
+    cancelled by the command's interrupted path (``bnlab.cli``); a daemon timer is left alone."""
+    import threading
+
+    fired = []
+    stray = threading.Timer(60, fired.append, ("stray",))
+    daemon = threading.Timer(0.2, fired.append, ("daemon",))
+    daemon.daemon = True
+    stray.start(), daemon.start()
+    signals.cancel_stray_timers()
+    stray.join(timeout=5)
+    daemon.join(timeout=5)
+    assert not stray.is_alive() and fired == ["daemon"]

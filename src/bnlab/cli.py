@@ -63,6 +63,7 @@ def _main(argv, signals):
         code = None
     if signals.received() or code is None:  # a signal some library swallowed still ends the run
         signum = signals.received() or signal.SIGINT
+        signals.cancel_stray_timers()
         print(signals.message(signum), file=sys.stderr)
         return signals.exit_code(signum)
     return code

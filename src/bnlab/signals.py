@@ -49,6 +49,16 @@ def received() -> int:
     return _state["signum"]
 
 
+def cancel_stray_timers():
+    """Cancel the non-daemon threading.Timers still waiting. An interrupt that lands in a library
+    between its timer's start and the ``try`` that cancels it (JAX's 60-second warning timer while
+    it looks for a TPU, seen once) leaves a thread that holds the interpreter's exit until it
+    fires."""
+    for thread in threading.enumerate():
+        if isinstance(thread, threading.Timer) and not thread.daemon:
+            thread.cancel()
+
+
 def _handler(signum, frame):
     _state["signum"] = signum
     if _state["immediate"]:
