@@ -17,14 +17,19 @@ _PROGRAMS = weakref.WeakKeyDictionary()  # model -> {training: jitted call}
 def outputs(model, x, *, training):
     """``model(x, training=training)``, the model's non-trainable variables unchanged."""
     if keras.backend.backend() == "jax":
-        return _jitted(model, training)([v.value for v in model.trainable_variables],
-                                        [v.value for v in model.non_trainable_variables], x)
+        return _jitted(model, training)(*values(model), x)
     saved = [v.numpy() for v in model.non_trainable_variables]
     try:
         return model(x, training=training)
     finally:
         for variable, value in zip(model.non_trainable_variables, saved):
             variable.assign(value)
+
+
+def values(model):
+    """The model's trainable and non-trainable variables' values, as stateless_call takes them."""
+    return ([v.value for v in model.trainable_variables],
+            [v.value for v in model.non_trainable_variables])
 
 
 def _jitted(model, training):

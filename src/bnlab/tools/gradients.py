@@ -14,6 +14,8 @@ largest gradient change ("gradient predictiveness", a local β-smoothness) are s
 import keras
 import numpy as np
 
+from bnlab.tools import forward
+
 
 def kernel_gradient_norms(model, loss_fn, x, y):
     """‖∂L/∂W‖ (Frobenius) of every layer's kernel, first layer first, L = ``loss_fn(y,
@@ -21,7 +23,7 @@ def kernel_gradient_norms(model, loss_fn, x, y):
     _require_jax("the gradient-norm measurement")
     import jax
 
-    trainable, non_trainable = _values(model)
+    trainable, non_trainable = forward.values(model)
     where = {id(v): i for i, v in enumerate(model.trainable_variables)}
     kernels = [where[id(layer.kernel)] for layer in model.layers if hasattr(layer, "kernel")]
     loss = _training_loss(model, loss_fn)
@@ -44,7 +46,7 @@ def gradient_step_scan(model, loss_fn, x, y, step_sizes):
     {"loss": L(w), "losses": [...], "gradient_changes": [...]} (lists in ``step_sizes``' order).
     JAX only; the compiled programs are kept on the model for its next call."""
     _require_jax("the gradient scan")
-    trainable, non_trainable = _values(model)
+    trainable, non_trainable = forward.values(model)
     key = ("_bnlab_step_programs", id(loss_fn))
     cache = model.__dict__.setdefault("_bnlab_scans", {})
     if key not in cache:
@@ -75,12 +77,6 @@ def _step_programs(model, loss_fn):
 def _require_jax(what):
     if keras.backend.backend() != "jax":
         raise ValueError(f"{what} needs the JAX backend (KERAS_BACKEND=jax)")
-
-
-def _values(model):
-    """The model's trainable and non-trainable variables' values, as stateless_call takes them."""
-    return ([v.value for v in model.trainable_variables],
-            [v.value for v in model.non_trainable_variables])
 
 
 def _training_loss(model, loss_fn):
