@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from bnlab import models
-from bnlab.lab import loop, recipe
+from bnlab.lab import folded_input, loop, recipe
 from bnlab.seeding import set_seed
 from bnlab.tools import precise
 from bnlab.tools import probe as probe_tools
@@ -71,6 +71,7 @@ class SeedGroup:
         self.model, self.optimizer = built[0], built[0].optimizer
         self.params = models.count_params(self.model)
         self.loss_fn, _ = recipe.loss_and_metric(configs[0])
+        self._training_call = folded_input.training_call(self.model)  # the input BN's γ, β cheaper
         self.one_hot = recipe.one_hot_labels(configs[0])
 
         def stacked(variables_of):
@@ -104,8 +105,7 @@ class SeedGroup:
         trainable, non_trainable, optimizer_variables = state
 
         def loss(trainable):
-            y_pred, new_non_trainable = self.model.stateless_call(
-                trainable, non_trainable, x, training=True)
+            y_pred, new_non_trainable = self._training_call(trainable, non_trainable, x)
             return self.loss_fn(y, y_pred), (y_pred, new_non_trainable)
 
         (value, (y_pred, non_trainable)), grads = jax.value_and_grad(loss, has_aux=True)(trainable)

@@ -1,0 +1,70 @@
+"""The training call of a model whose first layer with weights is a BN on its input followed by a
+Dense: the pair as ``layers.folded_dense``, so the BN's γ and β cost no extra matrix product.
+
+Only the gradient's cost changes: outputs, moving statistics and the gradient's values are those
+of ``model.stateless_call(..., training=True)`` up to float round-off (tests/test_folded_input).
+The BN layer itself still runs, on the model's own code, with γ = 1 and β = 0: it gives the
+normalized input z = x̂ and updates its moving statistics as always; the folded product applies
+the real γ and β. Any other model gets its plain ``stateless_call``.
+
+The pattern: a ``keras.Sequential`` whose layers before the BN have no weights (Flatten, Reshape),
+so the BN's input is data and needs no gradient; the BN (Keras's or bnlab's, any variant) is
+trainable, normalizes the last axis, and has both γ and β; the next layer is a
+``keras.layers.Dense`` in float32, neither quantized nor with LoRA.
+"""
+
+import keras
+
+from bnlab.layers import BatchNorm
+from bnlab.layers.folded_dense import folded_dense
+
+
+def input_pair(model):
+    """(BN, Dense) at the start of ``model`` that the fold applies to, or None."""
+    if not isinstance(model, keras.Sequential):
+        return None
+    layers = model.layers
+    first = next((i for i, layer in enumerate(layers) if layer.weights), None)
+    if first is None or first + 1 >= len(layers):
+        return None
+    norm, dense = layers[first], layers[first + 1]
+    foldable_norm = (isinstance(norm, (keras.layers.BatchNormalization, BatchNorm))
+                     and norm.trainable and norm.center and norm.scale
+                     and norm.axis in (-1, len(norm.input.shape) - 1))
+    foldable_dense = (type(dense) is keras.layers.Dense and dense.trainable
+                      and not dense.lora_enabled
+                      and dense.dtype_policy.quantization_mode is None
+                      and dense.compute_dtype == norm.compute_dtype == "float32")
+    return (norm, dense) if foldable_norm and foldable_dense else None
+
+
+def training_call(model):
+    """f(trainable, non_trainable, x) -> (outputs, non_trainable'): ``model.stateless_call`` in
+    training mode, with the input BN and its Dense folded where ``input_pair`` finds them."""
+    pair = input_pair(model)
+    if pair is None:
+        return lambda trainable, non_trainable, x: model.stateless_call(
+            trainable, non_trainable, x, training=True)
+    norm, dense = pair
+    position = {id(v): i for i, v in enumerate(model.trainable_variables)}
+    gamma_at, beta_at = position[id(norm.gamma)], position[id(norm.beta)]
+
+    def call(trainable, non_trainable, x):
+        gamma, beta = trainable[gamma_at], trainable[beta_at]
+        mapping = [*zip(model.trainable_variables, trainable),
+                   *zip(model.non_trainable_variables, non_trainable)]
+        mapping[gamma_at] = (norm.gamma, keras.ops.ones_like(gamma))
+        mapping[beta_at] = (norm.beta, keras.ops.zeros_like(beta))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            h = x
+            for layer in model.layers:
+                if layer is dense:
+                    h = folded_dense(h, gamma, beta, dense.kernel.value,
+                                     dense.bias.value if dense.use_bias else None)
+                    h = dense.activation(h) if dense.activation is not None else h
+                else:  # the BN gives z = x̂ here: its γ and β are 1 and 0 in this scope
+                    h = layer(h, training=True)
+            updated = [scope.get_current_value(v) for v in model.non_trainable_variables]
+        return h, updated
+
+    return call
