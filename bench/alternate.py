@@ -1,9 +1,6 @@
-"""Whole processes alternated, the bench's one timing method: sides in turn, the order reversed
+"""Whole processes alternated, the bench's one timing method (bench/method.md): the order reverses
 every round (ABC CBA ABC), so that a drift of the machine's speed falls on both sides of a ratio.
-
-A side is a name with options after colons: a side of bench/steps.py (``bnlab:seeds=5``,
-``bnlab:norm=scratch:gradient=closed-form``, ``fold:folded``, ``fold:unfolded``). Each runs in
-a fresh process, alone on the cores.
+A side: one of bench/steps.py with options after colons (``bnlab:seeds=5``, ``fold:folded``).
 """
 
 import argparse
@@ -28,8 +25,7 @@ def command(side):
 
 
 def run_rounds(sides, rounds, child_args, run=run_child, budget=None, clock=time.monotonic):
-    """({side: [answer of each round]}, why it stopped early or None); the order of ``sides``
-    reverses every round; with a ``budget`` (seconds) no round starts that would pass it."""
+    """({side: [each round's answer]}, why it stopped early); no round starts past ``budget``."""
     answers, start = {side: [] for side in sides}, clock()
     for r in range(rounds):
         elapsed = clock() - start
@@ -52,8 +48,7 @@ def run_rounds(sides, rounds, child_args, run=run_child, budget=None, clock=time
 
 
 def summarize(answers):
-    """One row per (experiment, arm) every side measured: each side's ms per round, and the
-    first side ÷ each other side per round, with their median and min-max."""
+    """Per (experiment, arm) all sides measured: each side's ms and the first ÷ each other."""
     base = next(iter(answers))
     per_side = {side: [{(r["experiment"], r["arm"]): r for r in a["rows"]} for a in runs]
                 for side, runs in answers.items()}

@@ -3,14 +3,10 @@
     python bench/bn.py --copy      # the copy rates: main memory and in cache, one thread and all
     python bench/bn.py --layers    # the layers, on KERAS_BACKEND=jax|tensorflow|torch
 
-Layers: bnlab's BatchNorm (both gradients) and Keras's BatchNormalization, and on torch its own
-BatchNorm1d/2d (on NCHW) as a reference, at (256, 784) and (64, 28, 28, 16). A call is the forward
-and the backward from an upstream dy (JAX: a jit of the vjp of ``stateless_call``; TensorFlow: a
-``tf.function`` with a GradientTape; torch: eager); its time the median of REPS calls; its bytes
-the minimal traffic, 5 × N × 4 (forward: x read, y written; backward: x and dy read, dx written)
-+ 32 × C (the per-channel vectors), N values, C channels. The copy (read + write) runs on 256 MB
-(main memory; large copies bypass the cache) and on arrays the size of each BN tensor (in cache:
-what a memory-bound kernel of that size can reach), on one thread and on all cores.
+bnlab's BatchNorm (both gradients), Keras's and torch's own (NCHW) at SHAPES: the median of REPS
+calls of forward + backward; the bytes, N values and C channels: 5 × N × 4 (x read, y written; x,
+dy read, dx written) + 32 × C (the per-channel vectors). The copies: 256 MB (main memory) and each
+BN tensor's size (in cache: what a memory-bound kernel of that size can reach).
 """
 
 import os
@@ -73,9 +69,8 @@ def step_torch(layer, x, dy):
     params = list(layer.parameters()) if native else [v.value for v in layer.trainable_variables]
 
     def fwd_bwd():
-        x.grad = None
-        for p in params:
-            p.grad = None
+        for t in [x, *params]:
+            t.grad = None
         y = layer(x) if native else layer(x, training=True)  # a torch module is in train mode
         y.backward(dy)
     return fwd_bwd

@@ -1,14 +1,10 @@
 """Where one bn-placement training step goes (JAX): each part against its bound on this host.
 
-The step of the BN-after MLP (784 → BN → 300 relu → BN → 100 relu → BN → 10 softmax, batch 32,
-SGD) and of the no-BN baseline, in parts, each a jitted ``lax.scan`` of STEPS iterations at the
-step's shapes (vmapped over K seeds, as ``bnlab.lab.multiseed`` trains them) less the empty scan:
-the matrix products (3 forward, 3 kernel gradients, 2 input gradients, and with the input BN the
-first layer's input gradient, which only BN's γ and β need), the three BN layers' forward and
-backward (Keras's and bnlab's), the activations, the loss, the SGD update, the gather of a step's
-images; then bnlab's whole step (``multiseed.SeedGroup``) and the epoch's validation per step.
-Bounds, measured in this process: the products at NumPy's BLAS for the same shapes, every other
-part its minimal bytes (each array read or written once) at NumPy's in-cache copy rate.
+The steps of the BN-after MLP (784 → BN → 300 relu → BN → 100 relu → BN → 10, batch 32, SGD) and
+the no-BN baseline, in parts (``scan_seconds``): the products (with the input BN, the first
+layer's input gradient too, which only BN's γ and β need), the three BN layers (Keras's, bnlab's),
+activations, loss, SGD update, gather; bnlab's whole step and the validation per step. Bounds: the
+products at NumPy's BLAS, every other part its minimal bytes at NumPy's in-cache copy rate.
 """
 
 import argparse
@@ -30,9 +26,8 @@ STEPS = 100  # iterations of a scan; --quick: 20
 
 
 def scan_seconds(fn, args, steps, k):
-    """Seconds per iteration of ``fn(*args)`` in a scan (vmapped over K seeds), the empty scan's
-    time subtracted. The carry holds the inputs and the whole outputs (so XLA computes all of
-    them), and each iteration's inputs depend on the last outputs (so nothing is hoisted)."""
+    """Seconds per iteration of ``fn(*args)`` in a scan (vmapped over K seeds) less the empty
+    scan's; its outputs, carried and fed back into its inputs, are all computed, none hoisted."""
     args = tuple(jnp.asarray(a) for a in args)
 
     def program(body):
@@ -48,7 +43,6 @@ def scan_seconds(fn, args, steps, k):
             return jax.lax.scan(step, (args, zeros), None, length=steps)[0]
         compiled = jax.jit(loop)
         return lambda: jax.block_until_ready(compiled(args))
-
     full, empty = program(fn), program(lambda *a: a[0])
     return max(0.0, fastest([full, empty], 3 if steps < 50 else 5) @ [1, -1] / steps)
 
@@ -86,8 +80,7 @@ def bn_parts(layer_class, k, steps):
 
 
 def elementwise_parts(k, steps, bn):
-    """{part: (seconds, float32 values it must read and write)} of the activations, the loss,
-    the optimizer and the gather."""
+    """{part: (seconds, float32 values it must read and write)} of the elementwise parts."""
     act = jax.nn.relu if bn else (lambda h: jax.nn.leaky_relu(h, 0.3))
     weights = [(SIZES[i], SIZES[i + 1]) for i in range(3)] + [(s,) for s in SIZES[1:]]
     weights += [(c,) for c in SIZES[:3] for _ in range(2)] if bn else []  # γ and β

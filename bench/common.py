@@ -1,8 +1,7 @@
 """Shared plumbing of the benchmark scripts: timing, child processes, the machine.
 
-A measuring child runs in a process of its own (Keras fixes its backend at import), prints
-progress lines starting with ``bench:`` on stderr and its answer as ONE JSON object on the last
-line of stdout.
+A measuring child (a process of its own: Keras fixes its backend at import) prints ``bench:``
+progress lines on stderr and its answer as ONE JSON object on stdout's last line.
 """
 
 import contextlib
@@ -24,7 +23,6 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PACKAGES = ("keras", "jax", "jaxlib", "tensorflow-cpu", "tensorflow", "torch", "numpy")
-BLOCKS = 3  # timed blocks of a side's process, after one warm-up block; its answer is the median
 # The sides of bench/steps.py, each with the KERAS_BACKEND its process needs (None: bnlab's default)
 KERAS_BACKEND = {"bnlab": None, "keras-jax": "jax", "keras-tf": "tensorflow", "torch": None}
 
@@ -55,7 +53,7 @@ def spread(values):
 
 
 def timings(fn, reps, warmup=1):
-    """Wall seconds of each of ``reps`` calls of ``fn()``, after ``warmup`` untimed calls."""
+    """Wall seconds of each of ``reps`` calls of ``fn()``, after ``warmup`` untimed ones."""
     times = []
     for _ in range(warmup + reps):
         start = time.perf_counter()
@@ -65,9 +63,7 @@ def timings(fn, reps, warmup=1):
 
 
 def fastest(fns, reps):
-    """The fastest of ``reps`` wall-second timings of each of ``fns`` (a NumPy array), their calls
-    interleaved after one untimed call each: on a shared machine the fastest call is the least
-    disturbed by the others' work, and interleaving gives each the same chances."""
+    """The fastest of ``reps`` interleaved timings of each of ``fns`` (the least disturbed)."""
     for fn in fns:
         fn()
     return np.min([[timings(fn, 1, warmup=0)[0] for fn in fns] for _ in range(reps)], axis=0)
@@ -82,18 +78,15 @@ def training_block(config, steps):
 
 
 def child_env(backend=None, **extra):
-    """The environment of a measuring child: quiet TensorFlow; ``backend`` sets KERAS_BACKEND,
-    ``backend=None`` removes it so that bnlab picks its default, as ``bnlab run`` does."""
+    """A child's environment; ``backend=None`` lets bnlab pick Keras's, as ``bnlab run`` does."""
     env = {"TF_CPP_MIN_LOG_LEVEL": "2", "BNLAB_OFFLINE": "1",  # a benchmark never downloads
-           **{k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}}
-    if backend:
-        env["KERAS_BACKEND"] = backend
-    return {**env, **{k: str(v) for k, v in extra.items()}}
+           **{k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"},
+           **{k: str(v) for k, v in extra.items()}}
+    return {**env, "KERAS_BACKEND": backend} if backend else env
 
 
 def run_child(script, args=(), backend=None, env=None, timeout=900):
-    """The JSON answer of ``bench/<script> args`` in a fresh Python. Its ``bench:`` lines are
-    relayed as they come; on failure the error says the tail of the rest of its stderr."""
+    """The JSON answer of ``bench/<script> args`` in a fresh Python, its ``bench:`` relayed."""
     cmd = [sys.executable, str(BENCH / script), *map(str, args)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env or child_env(backend), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -128,17 +121,12 @@ def run_child(script, args=(), backend=None, env=None, timeout=900):
 
 
 def theoretical_peak(info):
-    """This CPU's FP32 peak as a sentence that shows its derivation: cores × clock × FLOP/cycle,
-    FLOP/cycle = FMA pipes × float32 lanes × 2 (an FMA is two FLOPs). The clock is the nominal one
-    (a virtual machine does not show the boost clock, so the true peak can be higher): the goals
-    use the measured BLAS rate, not this."""
+    """This CPU's FP32 peak, derived; the clock is the nominal one (a VM hides any boost clock)."""
     flags = set(info.get("flags", "").split())
     family = int(info.get("cpu family", "0") or 0)
     amd = info.get("vendor_id") == "AuthenticAMD"
-    if "cpu MHz" in info:
-        ghz, clock = float(info["cpu MHz"]) / 1000, "cpu MHz"
-    else:
-        ghz, clock = float(info.get("bogomips", "0")) / 2000, "TSC clock = BogoMIPS / 2"
+    ghz, clock = ((float(info["cpu MHz"]) / 1000, "cpu MHz") if "cpu MHz" in info
+                  else (float(info.get("bogomips", "0")) / 2000, "TSC clock = BogoMIPS / 2"))
     pipes, bits, why = next(kind[1:] for kind in (  # the first that applies
         (amd and family == 0x19, 2, 256,  # Zen 4 runs AVX-512 as two 256-bit halves
          "AMD family 0x19 (Zen 3/4): 2 FMA pipes, 256-bit datapath"),
@@ -169,13 +157,12 @@ def machine():
 
 
 def copy_gbps(nbytes, reps, threads=1, statistic=min):
-    """GB/s of NumPy copies of ``nbytes`` (counted as read + write), split over ``threads``
-    threads (NumPy lets go of the GIL while it copies): ``statistic`` of ``reps`` timed calls, each
-    repeating the copy up to 64 MB so that starting the threads does not count."""
+    """GB/s (read + write) of ``statistic`` of ``reps`` copies of ``nbytes`` over ``threads``
+    threads (NumPy copies without the GIL)."""
     src = np.ones(nbytes // 4, dtype=np.float32)
     dst = np.empty_like(src)
     parts = list(zip(np.array_split(dst, threads), np.array_split(src, threads)))
-    repeat = max(1, 2**26 // nbytes)
+    repeat = max(1, 2**26 // nbytes)  # 64 MB a call: starting the threads does not count
 
     def work(part):
         for _ in range(repeat):
@@ -186,9 +173,7 @@ def copy_gbps(nbytes, reps, threads=1, statistic=min):
 
 
 def host_rates():
-    """This host's speed now, by NumPy in a second or two: the BLAS's float32 matrix-product rate
-    (1024² @ 1024², and the MLP's 32×784 @ 784×300) and the copy rate of an array in cache (1 MB)
-    and in memory (64 MB); the fastest of several tries (on a shared host, the least disturbed)."""
+    """This host's speed now (NumPy): float32 BLAS and copies in cache and in memory."""
     rng = np.random.default_rng(0)
     out = {}
     for key, (m, k, n), reps in (("matmul_gflops", (1024, 1024, 1024), 5),

@@ -1,9 +1,7 @@
 """The bench's goals, all in one place: what each compares, its limit, where its ratios are read.
 
-A goal is met where each of its ratios (two times of the same run; the median over the rounds) is
-at most ``limit``. Its ratios are in the answers of ``section``: each alternated row's first side
-÷ the side ``over`` (÷ every other side where there is none), the rows of ``experiments`` only
-where given; report.measured computes those of bn-free, products, bn-copy and peers by their key.
+Met where each ratio (median over the rounds) is ≤ ``limit``: in ``section``, each row's first
+side ÷ ``over`` (or each other), of ``experiments`` where given; else report.measured, by key.
 """
 
 GOALS = (

@@ -1,10 +1,6 @@
-"""The report of `make bench` as markdown: the goals (bench/goals.py), met or not, and the tables.
+"""`make bench`'s report as markdown: the goals (bench/goals.py), met or not, and the tables."""
 
-Input: the dict bench/run.py collects (the sections' child answers, the host, the plan). Every
-ratio divides two numbers of the same run; nothing here measures anything.
-"""
-
-from common import fmt, spread
+from common import BENCH, fmt, spread
 from goals import GOALS
 
 # The sections in the report's order; those not in SECTION_WRITERS show their alternations' tables.
@@ -47,10 +43,6 @@ def bn_cost(rows_, side):
     return [(arm, spread(a / b for a, b in zip(by_arm[arm]["ms"][side]["rounds"],
                                                base["ms"][side]["rounds"])))
             for arm in ("bn-after", "bn-before", "bn-before-elu") if arm in by_arm]
-
-
-def gflops(row, side):
-    return 6 * row["macs"] * row["batch_size"] / (row["ms"][side]["median"] / 1e3) / 1e9
 
 
 def faster_peer(row):
@@ -118,8 +110,7 @@ def goals(results):
 
 
 def alternation_table(answer, extra=None):
-    """Each side's ms per step and the first side ÷ each other, median [min-max] over rounds;
-    ``extra``: one more column, (header, its cell of a row)."""
+    """Each side's ms and the first ÷ each other; ``extra``: (header, a row's cell) of one more."""
     sides = answer["sides"]
     header = ["experiment", "arm", *(f"{s} ms" for s in sides),
               *(f"{sides[0]} ÷ {s}" for s in sides[1:])] + ([extra[0]] if extra else [])
@@ -130,6 +121,8 @@ def alternation_table(answer, extra=None):
 
 
 def peers_section(results):
+    def gflops(row, side):
+        return 6 * row["macs"] * row["batch_size"] / (row["ms"][side]["median"] / 1e3) / 1e9
     answer = answers(results, "peers")
     if not answer:
         return []
@@ -236,30 +229,10 @@ def markdown(results):
         body = (SECTION_WRITERS[name](results) if name in SECTION_WRITERS
                 else [line for answer in alternations for line in alternation_table(answer)])
         out += [f"## {results['titles'][name]}", "", *body] if body else []
-    out += ["## How each number is measured", "", *METHOD, ""]
+    out += ["## How each number is measured", "", (BENCH / "method.md").read_text().rstrip(), ""]
     if results["errors"]:
         out += ["## Sections that did not finish", ""] + [
             f"- {k}: {v}" for k, v in results["errors"].items()] + [""]
     seconds = ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items())
     out += [f"Seconds per section: {seconds}.", ""]
     return "\n".join(out)
-
-
-METHOD = [
-    "- One timing method: whole processes alternated (bench/alternate.py). A round runs one "
-    "fresh process per side, alone on the cores, one after another; the order reverses every "
-    "round (ABC CBA ABC); each process trains every arm's model on the same first batches of "
-    "the training split, one warm-up block, then 3 timed blocks, and reports the median block "
-    "(bench/steps.py). A ratio divides two sides of the same round; the table gives the median "
-    "and min-max over the rounds, and a win counts only where every round agrees.",
-    "- **bnlab**: `recipe.compile_model` trained the way `bnlab run` trains it (the dense "
-    "models' steps in one compiled `lax.scan`, the conv models with `fit`, `seeds=K`: K seeds "
-    "together), XLA's options as `configure_xla` sets them. **Keras on JAX / TF**: the same "
-    "architecture cloned into Keras's own layers, `fit`, default options. **PyTorch**: "
-    "bench/torch_models.py, the same model in `torch.nn`, same batch size, optimizer and data, "
-    "eager, all cores.",
-    "- Breakdown: bench/breakdown.py (its docstring); BN alone: bench/bn.py, median of many "
-    "calls, bytes = 5 × N × 4 + 32 × C; data: bench/data.py.",
-    "- The host's rates come first (`common.host_rates`, NumPy); the rounds, the steps of a "
-    "block and each section's share of the budget follow from them (bench/run.py).",
-]

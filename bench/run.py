@@ -1,10 +1,7 @@
 """`make bench`: bnlab's speed measurements, side by side in one run, into docs/performance.md.
 
-It measures the host first (``common.host_rates``, and the load average: the share of the cores
-left to it), sizes the rounds, the steps of a block and each section's share of the budget from
-that, then runs the SECTIONS' children one at a time (two would share the cores). A section that
-cannot finish in its share is reported with the reason; the rest is still written. ``--quick``
-checks that everything runs: its numbers mean nothing.
+The SECTIONS' children run one at a time (two would share the cores), each in its share of the
+budget (``plan``); one that cannot finish is reported with the reason. ``--quick``: checks only.
 """
 
 import argparse
@@ -17,7 +14,6 @@ from pathlib import Path
 from common import ROOT, host_rates, log, machine, run_child
 from report import markdown
 
-ALL = "bn-placement,lenet-bn,deep-mlp,deep-cnn"
 REFERENCE_GFLOPS = 100.0  # NumPy's 32×784 @ 784×300 on the host SECTIONS' seconds were taken on
 
 
@@ -38,15 +34,15 @@ SECTIONS = {
     "breakdown": ("Where a bn-placement step goes (JAX)",
                   [("breakdown.py", ["--seeds", k], None) for k in (1, 3)], (90, 0)),
     "peers": ("Head to head: bnlab, plain Keras on JAX, plain PyTorch",
-              [alternation("bnlab,keras-jax,torch", ALL)], (10, 75)),
+              [alternation("bnlab,keras-jax,torch")], (10, 75)),
     "bn-cost": ("The bn-placement arms: 3 seeds together and one seed",
                 [alternation("bnlab:seeds=3,bnlab", "bn-placement")], (5, 30)),
     "tensorflow": ("bnlab against plain Keras on TensorFlow",
                    [alternation("bnlab,keras-tf", "bn-placement,lenet-bn,deep-mlp")], (5, 60)),
     "scratch": ("norm=\"scratch\" against norm=\"keras\" on bnlab's path",
                 [alternation("bnlab:norm=scratch,bnlab:norm=keras,"
-                             "bnlab:norm=scratch:gradient=closed-form", ALL,
-                             "bn-after,bn-before,bn,keras")], (5, 70)),
+                             "bnlab:norm=scratch:gradient=closed-form",
+                             arms="bn-after,bn-before,bn,keras")], (5, 70)),
     "variants": ("BN variants against their baselines",
                  [alternation(sides, "bn-placement,lenet-bn", "bn-after,keras")
                   for sides in ("bnlab:norm=renorm,keras-jax:norm=renorm",

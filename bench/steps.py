@@ -1,10 +1,8 @@
 """Steady-state ms per training step of the experiments' arms on ONE side (alternate.py's child).
 
-One framework alone in a fresh process (a second runtime's threads slowed PyTorch 2.1×:
-bench/tried.md). For every arm: one untimed warm-up block, then BLOCKS timed blocks of the same
-first STEPS[model] × ``--scale`` batches of the training split; the answer is the median block's ms
-per step. What each side trains is said once, for the reader, in report.METHOD. The side ``fold``
-times inference instead: ``fold:folded`` or ``fold:unfolded`` (``fold_rows``).
+Alone in a fresh process (a second runtime's threads slowed PyTorch 2.1×: bench/tried.md); per
+arm, the median of BLOCKS timed blocks of STEPS[model] × ``--scale`` batches, after a warm-up one
+(bench/method.md). The ``fold`` sides time inference instead (``fold_rows``).
 """
 
 import argparse
@@ -22,10 +20,10 @@ from bnlab import models
 from bnlab.lab import estimate, experiments, multiseed, recipe, runtime, train
 from bnlab.layers import BatchNorm, fast_conv
 from bnlab.tools.fold import fold
-from common import (BLOCKS, KERAS_BACKEND, child_env, emit, log, median, run_child, timings,
-                    training_block)
+from common import KERAS_BACKEND, child_env, emit, log, median, run_child, timings, training_block
 
 EXPERIMENTS = ("bn-placement", "lenet-bn", "deep-mlp", "deep-cnn")
+BLOCKS = 3  # timed blocks of a side's process, after one warm-up block; its answer is the median
 STEPS = {"mlp": 200, "deep-mlp": 200, "lenet": 60, "deep-cnn": 15, "study-cnn": 100}
 IMAGES, BATCH = 10_000, 500  # the fold side's
 FOLD_MODELS = tuple((name, placement) for name in ("mlp", "deep-mlp", "lenet", "deep-cnn")
@@ -80,14 +78,13 @@ def scan_block(configs, x, y):
 def bnlab_block(config, x, y, path="auto", seeds=1):
     """(path, block) of bnlab's ``path`` ("auto": the default) for ``seeds`` seeds of ``config``."""
     configs = [dict(config, seed=s) for s in range(1, seeds + 1)]
-    if train.trains_together(config, "together" if seeds > 1 and path != "fit" else path):
+    if train.trains_together(config, "together" if seeds > 1 else path):
         return f"jax-scan x{seeds}" if seeds > 1 else "jax-scan", scan_block(configs, x, y)[1]
     return "keras-fit", keras_block(config, "bnlab", x, y)
 
 
 def by_kind(names):
-    """``names`` as [(convolutional, [names])], the MLPs first, no empty group: XLA's options
-    (``configure_xla``) differ for conv models, once a process."""
+    """``names`` as [(convolutional, [names])], the MLPs first, no empty group."""
     groups = {False: [], True: []}
     for name in names:
         groups[experiments.get(name).model in models.CONVOLUTIONAL].append(name)
@@ -95,8 +92,7 @@ def by_kind(names):
 
 
 def configs(names, arms=None, norm=None):
-    """(experiment, arm, config) of the arms named ``arms`` (all when None), with ``norm`` in place
-    of a BN arm's norm (the baselines, without one, are kept as they are)."""
+    """(experiment, arm, config) of ``arms`` (None: all), ``norm`` in place of a BN arm's."""
     for name in names:
         experiment = experiments.get(name)
         for arm in [a for a in experiment.arms if not arms or a.name in arms]:
@@ -108,16 +104,13 @@ def configs(names, arms=None, norm=None):
 
 
 def fold_rows(which, quick):
-    """The fold side: each seed model with Keras's BN in both placements, or its twin with the BN
-    folded away (bnlab.tools.fold), ``predict``s 10,000 images (``quick``: 1,000) in batches of
-    500, once untimed (compiling), then BLOCKS times; ``ms``: the median call per 10,000 images.
-    Freshly built weights: their values do not change the time."""
+    """Each seed model, Keras's BN after or before, or folded away: ms per IMAGES ``predict``ed,
+    the median of BLOCKS calls (fresh weights: their values do not change the time)."""
     images = 1_000 if quick else IMAGES
     rows = []
     for name, placement in FOLD_MODELS:
         model = models.build(name, norm="keras", placement=placement, seed=0)
-        if which == "folded":
-            model = fold(model)
+        model = fold(model) if which == "folded" else model
         shape = (images, 28, 28) + ((1,) if name in models.CONVOLUTIONAL else ())
         x = np.random.default_rng(0).uniform(0, 1, shape).astype("float32")
         seconds = median(timings(lambda: model.predict(x, batch_size=BATCH, verbose=0), BLOCKS))
@@ -146,15 +139,13 @@ def main(argv):
     if args.side == "bnlab" and len(kinds) > 1:  # XLA's options differ by kind, once a process
         rows = [row for _, group in kinds for row in run_child(
             "steps.py", [*argv, "--experiments", ",".join(group)], env=child_env())["rows"]]
-        emit({"side": args.side, "backend": "jax", "rows": rows})
+        emit({"side": args.side, "rows": rows})
         return
     if args.side == "torch":
         import torch
         import torch_models
         torch.set_num_threads(os.cpu_count())
-        backend = "torch-eager"
     else:
-        backend = keras.backend.backend()
         if args.side == "bnlab":
             runtime.configure_xla(vectorized=args.seeds > 1, convolutional=any(c for c, _ in kinds))
         runtime.enable_compilation_cache()
@@ -172,13 +163,12 @@ def main(argv):
             path, block = bnlab_block(config, x, y, seeds=args.seeds)
         else:
             path, block = "keras-fit", keras_block(config, args.side, x, y)
-        blocks_ms = [1000 * s / steps for s in timings(block, BLOCKS)]
-        rows.append({"experiment": experiment, "arm": arm, "model": model, "path": path,
-                     "batch_size": config["batch_size"], "steps": steps, "blocks_ms": blocks_ms,
-                     "ms": median(blocks_ms),
+        rows.append({"experiment": experiment, "arm": arm, "path": path, "steps": steps,
+                     "ms": 1000 * median(timings(block, BLOCKS)) / steps,
+                     "batch_size": config["batch_size"],
                      "macs": estimate.multiply_adds(models.build(model, norm="none"))})
         log(f"{args.side}: {experiment} / {arm}: {rows[-1]['ms']:.2f} ms/step ({path})")
-    emit({"side": args.side, "backend": backend, "rows": rows})
+    emit({"side": args.side, "rows": rows})
 
 
 if __name__ == "__main__":

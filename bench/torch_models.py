@@ -1,23 +1,9 @@
 """Plain PyTorch (``torch.nn``) twins of bnlab's seed models and their training loop.
 
-The benchmark's third column: the same model, batch size, optimizer and data as bnlab's arm,
-written the way a PyTorch user would write it (eager mode, ``torch.nn`` layers, a hand loop).
-
-Same as Keras (bnlab.models): layer sizes, which layers have a bias, BN placement, activations,
-initializers, BN's momentum (1 − Keras's) and epsilon, LeakyReLU's slope 0.3, and so the
-parameter counts (``--check``; torch's ``num_batches_tracked`` counter is not a weight).
-Different on purpose or by nature:
-  * conv models take NCHW input, torch's native layout (Keras runs NHWC): Flatten therefore
-    orders LeNet's 256 features differently (a fixed permutation, same count).
-  * Keras "same" padding with stride 2 pads (0, 1) on even sizes; torch's padding=1 pads (1, 1):
-    same output sizes, shifted by one pixel.
-  * the MLPs end in logits and use ``F.cross_entropy`` (softmax + cross-entropy, fused). LeNet
-    keeps the seed's sigmoid output and Keras's loss exactly: the ten sigmoids normalized to sum
-    to 1, clipped to [1e-7, 1 − 1e-7], then −log p[label]. The deep CNN: BCE with logits on
-    one-hot labels, as bnlab does.
-  * RMSprop and Adam with Keras's defaults (rho 0.9, eps 1e-7; torch adds eps outside the square
-    root, Keras inside: same cost).
-  * Keras's ``fit`` also updates an accuracy metric every step; this loop does not.
+The same model, batch size, optimizer and data as bnlab's arm, as a PyTorch user writes it (eager,
+a hand loop). Different by nature: NCHW (Flatten orders LeNet's features differently; "same"
+padding at stride 2 pads (1, 1), Keras (0, 1)); the MLPs end in logits (``F.cross_entropy``);
+RMSprop's and Adam's eps outside the square root (Keras: inside); no accuracy metric.
 
     python bench/torch_models.py --check   # parameter counts and multiply-adds vs Keras (JSON)
 """
@@ -31,16 +17,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnlab import models
-from bnlab.lab import estimate
-from bnlab.lab.experiments import EXPERIMENTS
+from bnlab.lab import estimate, experiments
 from common import emit, log
 
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "sigmoid": nn.Sigmoid}
 
 
 def _init(layer, he=False):
-    """Keras's initializers: glorot_uniform kernels, or he_normal (a normal truncated at ±2 std,
-    std √(2/fan_in) / 0.8796), and zero biases."""
+    """Keras's initializers: glorot_uniform, or he_normal (truncated at ±2 std), zero biases."""
     if he:
         std = math.sqrt(2.0 / layer.in_features) / 0.87962566103423978
         nn.init.trunc_normal_(layer.weight, 0.0, std, -2 * std, 2 * std)
@@ -94,8 +78,7 @@ def build(name, *, norm="keras", placement="after", activation=None, momentum=0.
             conv = nn.Conv2d(cin, 4 * i, 3, stride=2 if i % 3 == 0 else 1, padding=1,
                              bias=not use_bn)
             layers += [_init(conv), *bn(4 * i, conv=True), act()]
-            cin = 4 * i
-        # 1×1×76 after 6 strides
+            cin = 4 * i  # 1×1×76 after the loop's 6 strides
         layers += [nn.Flatten(), _init(nn.Linear(cin, 100, bias=not use_bn)), *bn(100), act(),
                    _init(nn.Linear(100, 10))]
     elif name == "study-cnn":  # bnlab.models' study CNN; the norm's options are BN's here
@@ -112,7 +95,7 @@ def build(name, *, norm="keras", placement="after", activation=None, momentum=0.
 
 
 def normalized_sigmoid_ce(p, y):
-    """LeNet's loss as Keras computes it on its ten sigmoids (the module docstring)."""
+    """LeNet's loss as Keras computes it on its ten sigmoids: normalized, clipped, −log p[label]."""
     p = p / p.sum(dim=1, keepdim=True)
     return F.nll_loss(torch.log(p.clamp(1e-7, 1.0 - 1e-7)), y)
 
@@ -131,8 +114,7 @@ def optimizer(params, spec):
 
 
 def train_block(config, x, y):
-    """A block of training steps of ``config``'s twin over bnlab's arrays ``x``, ``y`` in its
-    batches: images NHWC → NCHW; class labels → int64, one-hot rows (the deep CNN's) → float32."""
+    """A block of training steps of ``config``'s twin over bnlab's arrays ``x`` (NHWC), ``y``."""
     torch.manual_seed(config["seed"])
     name, spec = config["model"]["name"], {k: v for k, v in config["model"].items() if k != "name"}
     model = build(name, **spec).train()
@@ -151,31 +133,23 @@ def train_block(config, x, y):
     return block
 
 
-def forward_macs_by_hooks(model, shape):
-    """Multiply-accumulates of one example's forward pass (``shape``), read from the modules."""
-    macs = []
-
-    def hook(module, inputs, output):
-        if isinstance(module, nn.Linear):
-            macs.append(module.in_features * module.out_features)
-        elif isinstance(module, nn.Conv2d):
-            k = module.kernel_size[0] * module.kernel_size[1]
-            macs.append(output.shape[2] * output.shape[3] * k * module.in_channels
-                        * module.out_channels)
-    handles = [m.register_forward_hook(hook) for m in model.modules()]
+def forward_macs(model, shape):
+    """Multiply-accumulates of one example's forward pass (``shape``), module by module."""
+    x, macs = torch.zeros((2, *shape)), 0
     with torch.no_grad():
-        model.eval()(torch.zeros((2, *shape)))
-    for h in handles:
-        h.remove()
-    return sum(macs)
+        for module in model.eval():
+            x = module(x)
+            if isinstance(module, nn.Linear):
+                macs += module.in_features * module.out_features
+            elif isinstance(module, nn.Conv2d):  # each output value: k × k × in_channels
+                macs += x[0].numel() * math.prod(module.kernel_size) * module.in_channels
+    return macs
 
 
 def check():
-    """Rows (experiment, arm, Keras's counts, the twin's, its multiply-adds, ok) for every arm and
-    the norm="scratch" twins of the MLP arms with Keras's BN (the scratch-vs-keras section); the
-    multiply-adds ``bnlab.lab.estimate`` counts are held against the modules' (any backend)."""
+    """Keras's and the twin's counts and multiply-adds of every arm (and the MLPs' as scratch)."""
     variants = []
-    for exp in EXPERIMENTS.values():
+    for exp in experiments.EXPERIMENTS.values():
         for arm in exp.arms:
             # of the studies, only the arms the bench times against PyTorch have twins
             if exp.seed_source == "study" and not (exp.model == "study-cnn"
@@ -194,8 +168,7 @@ def check():
                       if not n.endswith("num_batches_tracked"))
         counts = {"keras": tuple(int(c) for c in models.count_params(keras_model)),
                   "torch": (trainable + buffers, trainable, buffers)}
-        macs = forward_macs_by_hooks(twin, (1, 28, 28) if name in models.CONVOLUTIONAL
-                                     else (28, 28))
+        macs = forward_macs(twin, (1, 28, 28) if name in models.CONVOLUTIONAL else (28, 28))
         ok = counts["keras"] == counts["torch"] and macs == estimate.multiply_adds(keras_model)
         rows.append({"experiment": experiment, "arm": arm, **counts, "macs": macs, "ok": ok})
     return rows
