@@ -1,101 +1,76 @@
-"""What the input BN costs the bn-after MLP's step, and how much a different gradient recovers.
+"""What the input BN costs bn-placement's step on bnlab's seeds-together path, and what the fold
+(``bnlab.lab.folded_input``: γ and β's gradients from the first Dense's own product) saves.
 
-Pure JAX, one seed, batch 32, STEPS SGD steps in a jitted ``lax.scan`` on random data, the variants
-alternated in one process: ``plain`` (autodiff), ``folded`` (x̂ @ (γ ⊙ W) + β @ W), ``custom``
-(``bn_dense``), ``no-input-bn``, ``no-bn``; bench/tried.md has the results. Run with the flags
-``configure_xla`` picks for a dense seed: ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=``.
+One process, K seeds (``--seeds``; XLA's options are those ``bnlab run`` picks for K), the arms
+baseline, bn-after and bn-before, each BN arm with the fold and without it; blocks of STEPS steps
+of the first training batches, alternated over ROUNDS; ms a step, median [min-max] over the rounds,
+and ÷ the baseline's median. Run it idle: ``python bench/input_bn.py --seeds 1`` (and 3).
 """
 
+import argparse
+import collections
+import gzip
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import bnlab  # noqa: F401  (first: where KERAS_BACKEND is unset, it picks Keras's backend)
 import jax
-import jax.numpy as jnp
 import numpy as np
+from bnlab.lab import folded_input, runtime
 
-from common import timings
+from common import emit, log, timings, training_block
+from steps import bnlab_block, configs
 
-EPS, STEPS, ROUNDS = 1e-3, 200, 12
-
-
-def normalized(x):
-    mean = x.mean(0)
-    return (x - mean) * jax.lax.rsqrt(((x - mean) ** 2).mean(0) + EPS)
+STEPS, ROUNDS = 400, 8
 
 
-@jax.custom_vjp
-def bn_dense(x_hat, gamma, beta, w):
-    """(γ ⊙ x̂ + β) @ W, x̂ data. Autodiff reaches γ and β through ∂L/∂y = g Wᵀ, a product the
-    no-BN model never computes; with P = x̂ᵀ g: ∂W = γ ⊙ P + β ⊗ Σₙg, ∂γ = Σⱼ W ⊙ P, ∂β = W Σₙg."""
-    return (gamma * x_hat + beta) @ w
+def profile(block, steps, top=12):
+    """XLA's kernels (thunks) of one block, by µs a step, from a ``jax.profiler`` trace. Where XLA
+    runs two kernels at once on the two cores, their times overlap."""
+    with tempfile.TemporaryDirectory() as folder:
+        with jax.profiler.trace(folder, create_perfetto_trace=True):
+            block()
+        events = json.load(gzip.open(next(Path(folder).rglob("*.json.gz"))))["traceEvents"]
+    micros = collections.Counter()
+    for e in events:
+        if e.get("ph") == "X" and not e["name"].startswith(("$", "Thunk")):
+            micros[e["name"]] += e.get("dur", 0) / steps
+    return [{"kernel": name, "us": us} for name, us in micros.most_common(top)]
 
 
-def _bwd(saved, g):
-    x_hat, gamma, beta, w = saved
-    p, g_sum = x_hat.T @ g, g.sum(0)
-    return (jnp.zeros_like(x_hat), (w * p).sum(1), w @ g_sum,
-            gamma[:, None] * p + beta[:, None] * g_sum[None, :])
-
-
-bn_dense.defvjp(lambda *args: (bn_dense(*args), args), _bwd)  # saves its inputs
-
-
-def logits(p, x, variant):
-    if variant == "no-bn":
-        h = jax.nn.relu(jax.nn.relu(x @ p["w1"] + p["c1"]) @ p["w2"] + p["c2"])
-        return h @ p["w3"] + p["c3"]
-    x_hat = normalized(x)
-    h = {"plain": lambda: (p["g0"] * x_hat + p["b0"]) @ p["w1"],
-         "folded": lambda: x_hat @ (p["g0"][:, None] * p["w1"]) + p["b0"] @ p["w1"],
-         "custom": lambda: bn_dense(jax.lax.stop_gradient(x_hat), p["g0"], p["b0"], p["w1"]),
-         "no-input-bn": lambda: x @ p["w1"]}[variant]() + p["c1"]
-    h = p["g1"] * normalized(jax.nn.relu(h)) + p["b1"]
-    h = p["g2"] * normalized(jax.nn.relu(h @ p["w2"] + p["c2"])) + p["b2"]
-    return h @ p["w3"] + p["c3"]
-
-
-def loss(p, x, y, variant):
-    """Mean cross-entropy of the labels ``y`` (B,)."""
-    return -jnp.take_along_axis(jax.nn.log_softmax(logits(p, x, variant)), y[:, None], 1).mean()
-
-
-def parameters(rng, trained=False):
-    """The weights as float32 arrays, as initialized or (``trained``) away from it."""
-    p = {}
-    for k, n in {"0": 784, "1": 300, "2": 100}.items():
-        p[f"g{k}"], p[f"b{k}"] = ((rng.uniform(0.5, 1.5, n), rng.normal(0, 0.3, n)) if trained
-                                  else (np.ones(n), np.zeros(n)))
-    for k, (n, m) in {"1": (784, 300), "2": (300, 100), "3": (100, 10)}.items():
-        p[f"w{k}"] = rng.normal(0, 0.05, (n, m))
-        p[f"c{k}"] = rng.normal(0, 0.1, m) if trained else np.zeros(m)
-    return jax.tree.map(lambda a: jnp.asarray(a, "float32"), p)
-
-
-def train(variant):
-    def step(p, batch):
-        grads = jax.grad(loss)(p, *batch, variant)
-        return jax.tree.map(lambda w, g: w - 0.01 * g, p, grads), None
-    return jax.jit(lambda p, xs, ys: jax.lax.scan(step, p, (xs, ys))[0])
-
-
-def main():
-    rng = np.random.default_rng(0)
-    p = parameters(rng)
-    xs = jnp.asarray(rng.uniform(0, 1, (STEPS, 32, 784)), "float32")
-    ys = jnp.asarray(rng.integers(0, 10, (STEPS, 32)))
-    variants = ("plain", "folded", "custom", "no-input-bn", "no-bn")
-    runs = {v: train(v) for v in variants}
-    after = {v: runs[v](p, xs, ys) for v in variants}  # compiled; the weights after STEPS steps
-    for v in ("folded", "custom"):
-        diff = max(float(jnp.abs(after[v][k] - after["plain"][k]).max()) for k in p)
-        print(f"{v}: largest weight difference from plain after {STEPS} steps {diff:.1e}")
-    ms = {v: [] for v in variants}
-    for r in range(ROUNDS):
-        for v in variants if r % 2 == 0 else variants[::-1]:
-            seconds = timings(lambda: jax.block_until_ready(runs[v](p, xs, ys)), 1, warmup=0)
-            ms[v].append(seconds[0] / STEPS * 1e3)
-    base = np.median(ms["no-bn"])
-    for v in variants:
-        print(f"{v:12} {np.median(ms[v]):.3f} ms/step (min {min(ms[v]):.3f}), "
-              f"÷ no-bn {np.median(ms[v]) / base:.2f}")
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="3 steps, 2 rounds: checks it runs")
+    parser.add_argument("--profile", action="store_true", help="and each arm's slowest kernels")
+    args = parser.parse_args(argv)
+    steps, rounds = (3, 2) if args.quick else (STEPS, ROUNDS)
+    runtime.configure_xla(vectorized=args.seeds > 1)
+    blocks = {}
+    for _, arm, config in configs(["bn-placement"], ["baseline", "bn-after", "bn-before"]):
+        x, y = training_block(config, steps)
+        for fold in (False,) if arm == "baseline" else (False, True):
+            folded_input.ENABLED = fold  # read when the seed group is built
+            name = arm + (" folded" if fold else "")
+            blocks[name] = bnlab_block(config, x, y, seeds=args.seeds)[1]
+            blocks[name]()  # compiles
+    ms = {name: [] for name in blocks}
+    for r in range(rounds):
+        for name in list(blocks)[::1 if r % 2 == 0 else -1]:
+            ms[name].append(1000 * timings(blocks[name], 1, warmup=0)[0] / steps)
+    base = np.median(ms["baseline"])
+    rows = [{"arm": name, "ms": float(np.median(v)), "min": min(v), "max": max(v),
+             "over_baseline": float(np.median(v) / base)} for name, v in ms.items()]
+    for row in rows:
+        log(f"{args.seeds} seed(s), {row['arm']:18} {row['ms']:.3f} ms/step "
+            f"[{row['min']:.3f}-{row['max']:.3f}], ÷ baseline {row['over_baseline']:.2f}")
+    kernels = {name: profile(block, steps) for name, block in blocks.items() if args.profile}
+    for name, top in kernels.items():
+        log(f"{name}: " + ", ".join(f"{k['kernel']} {k['us']:.0f} µs" for k in top))
+    emit({"seeds": args.seeds, "steps": steps, "rounds": rounds, "rows": rows, "kernels": kernels})
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

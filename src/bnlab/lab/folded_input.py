@@ -1,5 +1,6 @@
 """The training call of a model whose first layer with weights is a BN on its input followed by a
-Dense: the pair as ``layers.folded_dense``, so the BN's γ and β cost no extra matrix product.
+Dense: the pair as ``layers.folded_dense``, whose gradient gives the BN's γ and β theirs from the
+kernel's own product instead of a product of its own.
 
 Only the gradient's cost changes: outputs, moving statistics and the gradient's values are those
 of ``model.stateless_call(..., training=True)`` up to float round-off (tests/test_folded_input).
@@ -17,6 +18,8 @@ import keras
 
 from bnlab.layers import BatchNorm
 from bnlab.layers.folded_dense import folded_dense
+
+ENABLED = True  # bench/input_bn.py turns it off to time the model's own call beside the fold
 
 
 def input_pair(model):
@@ -41,7 +44,7 @@ def input_pair(model):
 def training_call(model):
     """f(trainable, non_trainable, x) -> (outputs, non_trainable'): ``model.stateless_call`` in
     training mode, with the input BN and its Dense folded where ``input_pair`` finds them."""
-    pair = input_pair(model)
+    pair = input_pair(model) if ENABLED else None
     if pair is None:
         return lambda trainable, non_trainable, x: model.stateless_call(
             trainable, non_trainable, x, training=True)

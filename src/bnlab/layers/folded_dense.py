@@ -1,29 +1,27 @@
-"""A BN on the network's input and the Dense after it, as one product whose gradient is cheaper.
+"""A BN on the network's input and the Dense after it, as one op whose gradient is cheaper.
 
 With z = x̂ (B × D) the input's normalized values, γ, β (D) the BN's scale and shift, and W (D × U),
 c (U) the Dense's kernel and bias, the pair computes
 
-    h = (γ ⊙ z + β) W + c                                          (readable: BN, then Dense)
-      = z (γ ⊙ W) + (β W + c)          γ ⊙ W: row d of W times γ_d  (folded: this module)
+    h = (γ ⊙ z + β) W + c
 
-The two are equal up to float round-off. Their gradients differ in cost where z needs no gradient
-(x is data, so z is too). With g = ∂L/∂h (B × U), autodiff of the readable form takes ∂L/∂y = g Wᵀ,
-a (B × U) @ (U × D) product that a network without the input BN never computes, only to reduce it
-to ∂γ = Σ_b ∂y ⊙ z and ∂β = Σ_b ∂y. Autodiff of the folded form reuses the product the kernel's
-gradient needs anyway, P = zᵀ g (D × U):
+Autodiff gives γ and β their gradients through ∂L/∂y = g Wᵀ (g = ∂L/∂h, B × U), a (B × U) @ (U × D)
+product that a network without the input BN never computes. The same gradients follow from the
+product the kernel's gradient needs anyway, P = zᵀ g (D × U), because y = γ ⊙ z + β:
 
-    ∂L/∂W = γ ⊙ P + β ⊗ Σ_b g        ∂L/∂γ = Σ_u W ⊙ P        ∂L/∂β = W Σ_b g        ∂L/∂c = Σ_b g
+    ∂L/∂W = yᵀ g = γ ⊙ P + β ⊗ Σ_b g      ∂L/∂γ = Σ_b ∂L/∂y ⊙ z = Σ_u W ⊙ P
+    ∂L/∂β = Σ_b ∂L/∂y = W Σ_b g           ∂L/∂c = Σ_b g        ∂L/∂z = g (γ ⊙ W)ᵀ
 
-so the BN on the input costs a few passes over D × U instead of a third matrix product
-(bench/input_bn.py measures both; docs/performance.md). On z's gradient the folded form is no
-cheaper: use it only where z needs none.
+``folded_dense`` is h with that gradient written by hand. ∂L/∂z is still returned (correct), but
+it is the expensive product: use this op where z needs no gradient (x is data, so z is too), and
+XLA drops it unused. What it saves: bench/input_bn.py, docs/performance.md.
 """
 
 from keras import ops
 
 
 def folded_dense(z, gamma, beta, kernel, bias=None):
-    """(γ ⊙ z + β) W + c computed as z (γ ⊙ W) + (β W + c).
+    """(γ ⊙ z + β) W + c, its gradient from P = zᵀ g as in the module docstring.
 
     Args:
         z: (B, D) the normalized inputs x̂ (no scale or shift applied).
@@ -31,7 +29,19 @@ def folded_dense(z, gamma, beta, kernel, bias=None):
         kernel: (D, U) the Dense's W; bias: (U,) its c, or None for a Dense without bias.
     Returns: (B, U), before the Dense's activation.
     """
-    shift = ops.matmul(beta[None, :], kernel)[0]
-    if bias is not None:
-        shift = shift + bias
-    return ops.matmul(z, gamma[:, None] * kernel) + shift
+    inputs = (z, gamma, beta, kernel) + (() if bias is None else (bias,))
+
+    @ops.custom_gradient
+    def fn(z, gamma, beta, kernel, *bias):
+        def grad(*args, upstream=None):
+            g = args[0] if upstream is None else upstream
+            p, g_sum = ops.matmul(ops.transpose(z), g), ops.sum(g, axis=0)
+            d_kernel = gamma[:, None] * p + beta[:, None] * g_sum[None, :]
+            d_gamma, d_beta = ops.sum(kernel * p, axis=1), ops.matmul(kernel, g_sum)
+            d_z = ops.matmul(g, ops.transpose(gamma[:, None] * kernel))
+            return (d_z, d_gamma, d_beta, d_kernel) + ((g_sum,) if bias else ())
+
+        h = ops.matmul(gamma * z + beta, kernel)
+        return (h + bias[0] if bias else h), grad
+
+    return fn(*inputs)
