@@ -22,6 +22,11 @@ def test_seconds_are_the_flops_at_the_rate_times_the_overhead():
     assert estimate.host_gflops(tries=3) > 0
 
 
+@pytest.mark.backend
+def test_the_host_rate_is_measured_on_every_backend():
+    assert 0.1 < estimate.host_gflops(tries=2) < 1e5
+
+
 def test_demo_says_how_long_it_expects_to_take(monkeypatch, capsys):
     monkeypatch.setattr(cli, "cmd_run", lambda args: 0)  # the estimate alone, no training
     monkeypatch.setattr(estimate, "host_gflops", lambda: 56.0)
@@ -30,5 +35,5 @@ def test_demo_says_how_long_it_expects_to_take(monkeypatch, capsys):
     assert cli.main(["demo"]) == 0
     line = capsys.readouterr().err
     assert "bn-placement, 4 arms × 3 seeds × 10 epochs" in line
-    assert "56 GFLOP/s, so expect about 7 minutes on idle cores" in line
+    assert "56 GFLOP/s, so expect about 3 minutes on idle cores" in line
     assert "the load average is 9 on 2 cores now, so it will take longer" in line

@@ -463,8 +463,10 @@ def cmd_convert(args):
 
 def cmd_demo(args):
     from bnlab import models
-    from bnlab.lab import estimate, experiments
+    from bnlab.lab import estimate, experiments, runtime
 
+    # The estimate runs XLA: its options must be the run's before JAX starts (configure_xla).
+    runtime.configure_xla(vectorized=DEMO["seeds"] > 1)
     experiment = experiments.get(DEMO["experiment"])
     arms = len(experiment.arms)
     examples = 60_000 - experiment.split.get("validation", 0)

@@ -2,33 +2,62 @@
 
     seconds ≈ OVERHEAD × training FLOPs / r + COMPILE × arms
 
-r is this host's float32 rate for the MLP's first product (32×784 @ 784×300, NumPy, the fastest
-of a few tries: about 0.1 s), the training FLOPs are 6 × the Dense and Conv2D multiply-adds of an
-example × examples × epochs × seeds × arms, and OVERHEAD is what a whole training step costs
-beyond its products at that rate. OVERHEAD and COMPILE come from one measured run, the demo on a
-2-core AMD EPYC host: 6 min 20 s of training at r = 56 GFLOP/s for 10,560 GFLOP
-(bench/tried.md). An estimate, not a promise: a shared host is slower by its load.
+r is this host's float32 rate for the MLP's first product and its kernel gradient (32×784 @
+784×300, then its transpose times the result), measured as bnlab trains: on JAX a compiled loop of
+them (XLA's dots are up to 1.8× slower than the host's BLAS on some hosts and as fast on others,
+bench/tried.md), elsewhere NumPy; about 0.2 s. The training FLOPs are 6 × the Dense and Conv2D
+multiply-adds of an example × examples × epochs × seeds × arms, and OVERHEAD is what a whole
+training step costs beyond its products at that rate, from one measured run: the demo on a 2-core
+AMD EPYC (Zen 3) host, docs/performance.md. An estimate, not a promise: a shared host is slower by
+its load.
 """
 
 import math
 import time
 
-OVERHEAD = 2.0
+OVERHEAD = 1.0
 COMPILE = 5.0  # seconds a new arm spends compiling before its first step
+SHAPE = (32, 784, 300)  # batch, inputs, units: the seed MLP's first product
+LOOP = 50  # products in the compiled loop
 
 
-def host_gflops(tries=20):
+def _numpy_seconds(a, b):
+    start = time.perf_counter()
+    a.T @ (a @ b)
+    return time.perf_counter() - start
+
+
+def _xla_timer(a, b):
+    """A function timing LOOP steps of w ← w − ε aᵀ(a w) as one compiled XLA program, per step."""
+    import jax
+
+    def loop(a, w):
+        step = lambda w, _: (w - 1e-6 * (a.T @ (a @ w)), None)  # noqa: E731
+        return jax.lax.scan(step, w, None, length=LOOP)[0]
+
+    compiled = jax.jit(loop)
+    a, b = jax.device_put(a), jax.device_put(b)
+    compiled(a, b).block_until_ready()
+
+    def seconds(*_):
+        start = time.perf_counter()
+        compiled(a, b).block_until_ready()
+        return (time.perf_counter() - start) / LOOP
+    return seconds
+
+
+def host_gflops(tries=8):
+    """GFLOP/s of this host for the product pair above, the fastest of ``tries`` (see module)."""
+    import keras
     import numpy as np
 
+    batch, inputs, units = SHAPE
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((32, 784), dtype=np.float32)
-    b = rng.standard_normal((784, 300), dtype=np.float32)
-    best = math.inf
-    for _ in range(tries):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * 32 * 784 * 300 / best / 1e9
+    a = rng.standard_normal((batch, inputs), dtype=np.float32)
+    b = rng.standard_normal((inputs, units), dtype=np.float32) * 0.01
+    timer = _xla_timer(a, b) if keras.backend.backend() == "jax" else _numpy_seconds
+    best = min(timer(a, b) for _ in range(tries))
+    return 4 * batch * inputs * units / best / 1e9
 
 
 def multiply_adds(model):
