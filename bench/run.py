@@ -14,7 +14,7 @@ from pathlib import Path
 from common import ROOT, host_rates, log, machine, run_child
 from report import markdown
 
-REFERENCE_GFLOPS = 100.0  # NumPy's 32×784 @ 784×300 on the host SECTIONS' seconds were taken on
+REFERENCE_GFLOPS = 113.0  # NumPy's 32×784 @ 784×300 on the host SECTIONS' seconds were taken on
 
 
 def alternation(sides, experiments=None, arms=None):
@@ -23,42 +23,46 @@ def alternation(sides, experiments=None, arms=None):
     return "alternate.py", [x for option in options.items() if option[1] for x in option], None
 
 
-# name: (heading, children (script, args, backend), seconds on the reference host: fixed, per round)
+# name: (heading, children (script, args, backend), seconds on the reference host, a 2-core Zen 3
+# (AMD EPYC family 25, 7 Dec 2026: docs/performance-zen3.md): fixed, per round). The order is
+# the priority: where the budget does not hold them all, the last give way (``fit``).
 SECTIONS = {
-    "data": ("Data: Fashion-MNIST load", [("data.py", [], None)], (6, 0)),
+    "data": ("Data: Fashion-MNIST load", [("data.py", [], None)], (5, 0)),
     "check": ("Models: parameter counts (total, trainable, non-trainable), Keras vs PyTorch",
-              [("torch_models.py", ["--check"], "torch")], (10, 0)),
+              [("torch_models.py", ["--check"], "torch")], (8, 0)),
     "bn": ("BN alone: forward + backward, training mode",
            [("bn.py", ["--copy"], None)]
-           + [("bn.py", ["--layers"], b) for b in ("jax", "tensorflow", "torch")], (25, 0)),
+           + [("bn.py", ["--layers"], b) for b in ("jax", "tensorflow", "torch")], (28, 0)),
     "breakdown": ("Where a bn-placement step goes (JAX)",
-                  [("breakdown.py", ["--seeds", k], None) for k in (1, 3)], (90, 0)),
+                  [("breakdown.py", ["--seeds", k], None) for k in (1, 3)], (62, 0)),
     "peers": ("Head to head: bnlab, plain Keras on JAX, plain PyTorch",
-              [alternation("bnlab,keras-jax,torch")], (10, 75)),
+              [alternation("bnlab,keras-jax,torch")], (10, 180)),
     "bn-cost": ("The bn-placement arms: 3 seeds together and one seed",
-                [alternation("bnlab:seeds=3,bnlab", "bn-placement")], (5, 30)),
+                [alternation("bnlab:seeds=3,bnlab", "bn-placement")], (5, 20)),
     "tensorflow": ("bnlab against plain Keras on TensorFlow",
-                   [alternation("bnlab,keras-tf", "bn-placement,lenet-bn,deep-mlp")], (5, 60)),
+                   [alternation("bnlab,keras-tf", "bn-placement,lenet-bn,deep-mlp")], (5, 90)),
     "scratch": ("norm=\"scratch\" against norm=\"keras\" on bnlab's path",
                 [alternation("bnlab:norm=scratch,bnlab:norm=keras,"
                              "bnlab:norm=scratch:gradient=closed-form",
-                             arms="bn-after,bn-before,bn,keras")], (5, 70)),
+                             arms="bn-after,bn-before,bn,keras")], (5, 90)),
     "variants": ("BN variants against their baselines",
                  [alternation(sides, "bn-placement,lenet-bn", "bn-after,keras")
                   for sides in ("bnlab:norm=renorm,keras-jax:norm=renorm",
-                                "bnlab:norm=ghost,bnlab:norm=scratch")], (5, 45)),
+                                "bnlab:norm=ghost,bnlab:norm=scratch")], (5, 65)),
     "seeds": ("Seeds together against one seed",
               [alternation("bnlab:seeds=5,bnlab", "bn-placement,deep-mlp,lenet-bn",
-                           "bn-after,bn,scratch")], (10, 45)),
+                           "bn-after,bn,scratch")], (10, 52)),
     "study": ("The batch-size study's CNN at small batches",
               [alternation("bnlab,torch", "study-cnn-batches", "bn-b2,bn-b8")], (5, 20)),
     "fold": ("Inference with BN folded away (ms per 10,000 images)",
-             [alternation("fold:folded,fold:unfolded")], (5, 40)),
+             [alternation("fold:folded,fold:unfolded")], (5, 120)),
 }
 
 
 def plan(rates, sections, budget, quick):
-    """{"rounds", "scale", "expected": {section: seconds}} sized to this host and ``budget``."""
+    """{"rounds", "scale", "expected": {section: seconds}, "skipped": {section: why}} sized to this
+    host and ``budget``: three rounds where they fit, else two; where two do not fit either, the
+    sections last in SECTIONS' order (its order is their priority) give way to the ones before."""
     # The fastest try says how fast the cores are; the load says how much of them is ours.
     share = max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
     slow = min(8.0, max(0.5, REFERENCE_GFLOPS / max(rates["matmul32_gflops"], 1e-3)) * share)
@@ -69,22 +73,42 @@ def plan(rates, sections, budget, quick):
                     for name in sections}
         if quick or sum(expected.values()) <= budget:
             break
-    return {"rounds": rounds, "scale": scale, "expected": expected}
+    return {"rounds": rounds, "scale": scale, "all": expected, **fit(expected, budget, quick)}
+
+
+def fit(expected, budget, quick=False):
+    """{"expected", "skipped"}: ``expected`` less its last sections until the rest fit."""
+    kept, skipped = dict(expected), {}
+    while not quick and len(kept) > 1 and sum(kept.values()) > budget:
+        name = max(kept, key=list(SECTIONS).index)
+        skipped[name] = (f"skipped: the sections before it fill this host's budget "
+                         f"({sum(kept.values()) - kept[name]:.0f} s expected of {budget:.0f} s "
+                         f"left, it needs {kept.pop(name):.0f} s more)")
+    return {"expected": kept, "skipped": skipped}
 
 
 def run(sections, sized, budget, quick):
-    """Each section's answers (None where a child failed), the failures' reasons, the seconds."""
-    started, results, errors, seconds = time.monotonic(), {}, {}, {}
-    total = sum(sized["expected"].values())
+    """Each section's answers (None where a child failed), the failures' reasons, the seconds.
+
+    The plan is a model of the host that the sections' measured seconds correct: where those so
+    far took k times their plan (0.25 ≤ k ≤ 8), so will the rest; each share assumes the sections
+    after it that no longer fit are skipped (``fit``), as they are when their turn comes."""
+    started, results, seconds, errors = time.monotonic(), {}, {}, {}
+    pending = {name: sized["all"][name] for name in sections}
+    measured = planned_so_far = 0.0  # the sections run so far: their seconds, and their plan's
     for name in sections:
-        expected, left = sized["expected"][name], budget - (time.monotonic() - started)
-        share = max(left * expected / max(1.0, total), min(left, expected))
-        total -= expected
-        log(f"[{time.monotonic() - started:5.0f} s] {name}: {SECTIONS[name][0]} "
-            f"(expected {expected:.0f} s, allowed {share:.0f} s)")
-        if left < 20:
-            errors[name] = "skipped: the budget was spent"
+        left = budget - (time.monotonic() - started)
+        pace = min(8.0, max(0.25, measured / planned_so_far)) if planned_so_far else 1.0
+        kept = fit({n: pace * seconds_ for n, seconds_ in pending.items()}, left, quick)["expected"]
+        planned = pace * pending[name]
+        if left < 20 or (not quick and planned > left):
+            errors[name] = (f"skipped: expected {planned:.0f} s at this host's pace so far "
+                            f"({pace:.1f}× the plan), {max(0, left):.0f} s of the budget left")
+            del pending[name]
             continue
+        share = max(left * planned / max(1.0, sum(kept.values())), min(left, planned))
+        log(f"[{time.monotonic() - started:5.0f} s] {name}: {SECTIONS[name][0]} "
+            f"(expected {planned:.0f} s, allowed {share:.0f} s)")
         t0, results[name] = time.monotonic(), []
         for script, args, backend in SECTIONS[name][1]:
             remaining = share - (time.monotonic() - t0)
@@ -103,6 +127,7 @@ def run(sections, sized, budget, quick):
                 log(f"FAILED: {exc}")
                 results[name].append(None)
         seconds[name] = time.monotonic() - t0
+        measured, planned_so_far = measured + seconds[name], planned_so_far + pending.pop(name)
     return results, errors, seconds, time.monotonic() - started
 
 
@@ -125,8 +150,9 @@ def main(argv):
     expected = sum(sized["expected"].values())
     log(f"{'QUICK (numbers mean nothing): ' if args.quick else ''}this host multiplies at "
         f"{rates['matmul32_gflops']:.0f} GFLOP/s (32×784 @ 784×300) and copies at "
-        f"{rates['copy_gbps_cache']:.0f} GB/s; {len(sections)} sections, {sized['rounds']} rounds, "
-        f"expected {expected / 60:.1f} min (budget {args.budget:.0f} min)")
+        f"{rates['copy_gbps_cache']:.0f} GB/s; {len(sized['expected'])} sections, "
+        f"{sized['rounds']} rounds, expected {expected / 60:.1f} min (budget {args.budget:.0f} min)"
+        + "".join(f"\n  {name} {why}" for name, why in sized["skipped"].items()))
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     results, errors, seconds, elapsed = run(sections, sized, 60 * args.budget, args.quick)
     text = markdown({"date": date, "machine": host, "rates": rates, "plan": sized,

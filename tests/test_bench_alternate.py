@@ -163,3 +163,54 @@ def test_the_bnlab_side_times_each_kind_of_experiment_in_its_own_process():
 
     assert steps.by_kind(["bn-placement", "lenet-bn", "deep-mlp", "study-cnn-batches"]) == [
         (False, ["bn-placement", "deep-mlp"]), (True, ["lenet-bn", "study-cnn-batches"])]
+
+
+def test_where_two_rounds_do_not_fit_the_last_sections_give_way():
+    import run
+
+    expected = {"peers": 300.0, "bn-cost": 100.0, "fold": 200.0, "study": 150.0}
+    got = run.fit(expected, budget=500.0)
+    assert got["expected"] == {"peers": 300.0, "bn-cost": 100.0}  # fold is last in SECTIONS
+    assert set(got["skipped"]) == {"study", "fold"}
+    assert "needs 200 s more" in got["skipped"]["fold"]
+    assert run.fit(expected, budget=1000.0)["skipped"] == {}
+    assert run.fit(expected, budget=10.0)["expected"] == {"peers": 300.0}  # the first is kept
+
+
+def test_sections_slower_than_planned_make_the_last_ones_give_way(monkeypatch):
+    import run
+
+    clock = [0.0]
+    monkeypatch.setattr(run.time, "monotonic", lambda: clock[0])
+    per_child = {"bn.py": 75.0, "breakdown.py": 150.0}  # bn has 4 children, breakdown 2: 300 s
+
+    def child(script, args, backend=None, timeout=None):
+        clock[0] += per_child[script]
+        return {}
+
+    monkeypatch.setattr(run, "run_child", child)
+    sized = {"rounds": 2, "scale": 1.0,  # planned 100 s each, 3× that measured
+             "all": {"bn": 100.0, "breakdown": 100.0, "peers": 100.0, "fold": 100.0}}
+    results, errors, seconds, _ = run.run(list(sized["all"]), sized, 800.0, quick=False)
+    assert set(results) == {"bn", "breakdown"}  # 300 s each: 200 s left, where each needs 300
+    assert seconds == {"bn": 300.0, "breakdown": 300.0}
+    assert set(errors) == {"peers", "fold"}
+    assert "expected 300 s at this host's pace so far (3.0× the plan), 200 s" in errors["peers"]
+
+
+def test_a_host_faster_than_planned_runs_what_the_plan_would_have_skipped(monkeypatch):
+    import run
+
+    clock = [0.0]
+    monkeypatch.setattr(run.time, "monotonic", lambda: clock[0])
+
+    def child(script, args, backend=None, timeout=None):  # every section takes half its plan
+        clock[0] += {"breakdown.py": 100.0, "alternate.py": 200.0}[script]
+        return {}
+
+    monkeypatch.setattr(run, "run_child", child)
+    planned = {"breakdown": 400.0, "peers": 400.0, "fold": 400.0}
+    sized = {"rounds": 2, "scale": 1.0, "all": planned, **run.fit(planned, 750.0)}
+    assert set(sized["skipped"]) == {"peers", "fold"}
+    results, errors, _, elapsed = run.run(list(planned), sized, 750.0, quick=False)
+    assert set(results) == set(planned) and errors == {} and elapsed == 600.0
