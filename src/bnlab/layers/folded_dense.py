@@ -15,6 +15,12 @@ product the kernel's gradient needs anyway, P = zᵀ g (D × U), because y = γ 
 ``folded_dense`` is h with that gradient written by hand. ∂L/∂z is still returned (correct), but
 it is the expensive product: use this op where z needs no gradient (x is data, so z is too), and
 XLA drops it unused. What it saves: bench/input_bn.py, docs/performance.md.
+
+One addition does not change a value: ∂L/∂W gets 0 · (∂L/∂γ₁ + ∂L/∂β₁), a data dependency. Without
+it nothing orders the kernel's update after the reads of W that ∂L/∂γ and ∂L/∂β make, and XLA,
+updating W in place inside a training loop, copies all of W first on every step (a whole sum, not
+one element, would cost more: XLA merges it into one reduction over W ⊙ P). Only where ∂L/∂γ₁ or
+∂L/∂β₁ is not finite does it change ∂L/∂W, to NaN.
 """
 
 from keras import ops
@@ -38,6 +44,9 @@ def folded_dense(z, gamma, beta, kernel, bias=None):
             p, g_sum = ops.matmul(ops.transpose(z), g), ops.sum(g, axis=0)
             d_kernel = gamma[:, None] * p + beta[:, None] * g_sum[None, :]
             d_gamma, d_beta = ops.sum(kernel * p, axis=1), ops.matmul(kernel, g_sum)
+            # 0 · (one element of each): the kernel's update waits for the two reads of W above,
+            # so XLA updates W in place instead of copying it every step (module docstring).
+            d_kernel = d_kernel + 0.0 * (d_gamma[0] + d_beta[0])
             d_z = ops.matmul(g, ops.transpose(gamma[:, None] * kernel))
             return (d_z, d_gamma, d_beta, d_kernel) + ((g_sum,) if bias else ())
 
