@@ -17,10 +17,9 @@ from pathlib import Path
 
 import bnlab  # noqa: F401  (first: where KERAS_BACKEND is unset, it picks Keras's backend)
 import jax
-import numpy as np
 from bnlab.lab import folded_input, runtime
 
-from common import emit, log, timings, training_block
+from common import emit, fmt, log, median, spread, timings, training_block
 from steps import bnlab_block, configs
 
 STEPS, ROUNDS = 400, 8
@@ -60,12 +59,11 @@ def main(argv):
     for r in range(rounds):
         for name in list(blocks)[::1 if r % 2 == 0 else -1]:
             ms[name].append(1000 * timings(blocks[name], 1, warmup=0)[0] / steps)
-    base = np.median(ms["baseline"])
-    rows = [{"arm": name, "ms": float(np.median(v)), "min": min(v), "max": max(v),
-             "over_baseline": float(np.median(v) / base)} for name, v in ms.items()]
+    rows = [{"arm": name, **spread(v), "over_baseline": median(v) / median(ms["baseline"])}
+            for name, v in ms.items()]
     for row in rows:
-        log(f"{args.seeds} seed(s), {row['arm']:18} {row['ms']:.3f} ms/step "
-            f"[{row['min']:.3f}-{row['max']:.3f}], ÷ baseline {row['over_baseline']:.2f}")
+        log(f"{args.seeds} seed(s), {row['arm']:18} {fmt(row)} ms/step, ÷ baseline "
+            f"{row['over_baseline']:.2f}")
     kernels = {name: profile(block, steps) for name, block in blocks.items() if args.profile}
     for name, top in kernels.items():
         log(f"{name}: " + ", ".join(f"{k['kernel']} {k['us']:.0f} µs" for k in top))

@@ -60,9 +60,8 @@ SECTIONS = {
 
 
 def plan(rates, sections, budget, quick):
-    """{"rounds", "scale", "expected": {section: seconds}, "skipped": {section: why}} sized to this
-    host and ``budget``: three rounds where they fit, else two; where two do not fit either, the
-    sections last in SECTIONS' order (its order is their priority) give way to the ones before."""
+    """{"rounds", "scale", "all", "expected", "skipped"} sized to this host and ``budget``: three
+    rounds where they fit, else two; where two do not fit, the last sections give way (``fit``)."""
     # The fastest try says how fast the cores are; the load says how much of them is ours.
     share = max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
     slow = min(8.0, max(0.5, REFERENCE_GFLOPS / max(rates["matmul32_gflops"], 1e-3)) * share)
@@ -81,9 +80,8 @@ def fit(expected, budget, quick=False):
     kept, skipped = dict(expected), {}
     while not quick and len(kept) > 1 and sum(kept.values()) > budget:
         name = max(kept, key=list(SECTIONS).index)
-        skipped[name] = (f"skipped: the sections before it fill this host's budget "
-                         f"({sum(kept.values()) - kept[name]:.0f} s expected of {budget:.0f} s "
-                         f"left, it needs {kept.pop(name):.0f} s more)")
+        skipped[name] = (f"skipped: the sections before it fill the budget ({budget:.0f} s), "
+                         f"it needs {kept.pop(name):.0f} s more")
     return {"expected": kept, "skipped": skipped}
 
 
@@ -96,15 +94,14 @@ def run(sections, sized, budget, quick):
     started, results, seconds, errors = time.monotonic(), {}, {}, {}
     pending = {name: sized["all"][name] for name in sections}
     measured = planned_so_far = 0.0  # the sections run so far: their seconds, and their plan's
-    for name in sections:
+    for name in sections:  # each leaves ``pending`` when its turn comes, run or skipped
         left = budget - (time.monotonic() - started)
         pace = min(8.0, max(0.25, measured / planned_so_far)) if planned_so_far else 1.0
         kept = fit({n: pace * seconds_ for n, seconds_ in pending.items()}, left, quick)["expected"]
-        planned = pace * pending[name]
+        planned = pace * pending.pop(name)
         if left < 20 or (not quick and planned > left):
             errors[name] = (f"skipped: expected {planned:.0f} s at this host's pace so far "
                             f"({pace:.1f}× the plan), {max(0, left):.0f} s of the budget left")
-            del pending[name]
             continue
         share = max(left * planned / max(1.0, sum(kept.values())), min(left, planned))
         log(f"[{time.monotonic() - started:5.0f} s] {name}: {SECTIONS[name][0]} "
@@ -113,12 +110,13 @@ def run(sections, sized, budget, quick):
         for script, args, backend in SECTIONS[name][1]:
             remaining = share - (time.monotonic() - t0)
             alternating = script == "alternate.py"
-            if alternating:  # no round starts that would pass the section's share
+            limit = budget - (time.monotonic() - started)  # the second round may use it all
+            if alternating:  # no later round starts that would pass the section's share
                 args = [*args, "--rounds", sized["rounds"], "--scale", sized["scale"],
-                        "--budget", int(remaining)]
+                        "--budget", int(remaining), "--limit", int(limit)]
             if quick and script in ("alternate.py", "breakdown.py"):
                 args = [*args, "--quick"]
-            timeout = remaining + 60 if alternating else max(30, remaining)
+            timeout = max(remaining, limit) + 60 if alternating else max(30, remaining)
             try:
                 results[name].append(run_child(script, args, backend=backend, timeout=timeout))
             except Exception as exc:  # recorded, reported, and the exit code
@@ -127,7 +125,7 @@ def run(sections, sized, budget, quick):
                 log(f"FAILED: {exc}")
                 results[name].append(None)
         seconds[name] = time.monotonic() - t0
-        measured, planned_so_far = measured + seconds[name], planned_so_far + pending.pop(name)
+        measured, planned_so_far = measured + seconds[name], planned_so_far + planned / pace
     return results, errors, seconds, time.monotonic() - started
 
 

@@ -43,6 +43,22 @@ def test_no_round_starts_that_would_pass_the_budget():
     assert len(answers["bnlab"]) == 2 and "stopped after 2 of 5 rounds" in stopped
 
 
+def test_the_second_round_may_pass_the_budget_within_the_limit():
+    now = [0.0]
+
+    def run(script, args, env, timeout):
+        now[0] += 5.0  # a round of two, 10 s
+        return {"rows": []}
+
+    answers, stopped = alternate.run_rounds(["bnlab", "torch"], 5, [], run=run, budget=15,
+                                            limit=21, clock=lambda: now[0])
+    assert len(answers["bnlab"]) == 2 and "stopped after 2 of 5 rounds" in stopped
+    now[0] = 0.0
+    answers, _ = alternate.run_rounds(["bnlab", "torch"], 5, [], run=run, budget=15, limit=19,
+                                      clock=lambda: now[0])
+    assert len(answers["bnlab"]) == 1  # two rounds would take 20 s
+
+
 def test_a_failed_process_ends_the_rounds_and_keeps_the_whole_ones():
     calls = []
 
@@ -172,7 +188,7 @@ def test_where_two_rounds_do_not_fit_the_last_sections_give_way():
     got = run.fit(expected, budget=500.0)
     assert got["expected"] == {"peers": 300.0, "bn-cost": 100.0}  # fold is last in SECTIONS
     assert set(got["skipped"]) == {"study", "fold"}
-    assert "needs 200 s more" in got["skipped"]["fold"]
+    assert "it needs 200 s more" in got["skipped"]["fold"]
     assert run.fit(expected, budget=1000.0)["skipped"] == {}
     assert run.fit(expected, budget=10.0)["expected"] == {"peers": 300.0}  # the first is kept
 
