@@ -92,10 +92,11 @@ def test_the_folded_training_call_is_the_models_own(norm, placement):
 
     model = models.build("mlp", norm=norm, placement=placement, seed=1)
     assert folded_input.input_pair(model) == (model.layers[1], model.layers[2])
-    x = jnp.asarray(RNG.uniform(0, 1, (32, 28, 28)), "float32")
-    y = jnp.asarray(RNG.integers(0, 10, 32))
+    rng = np.random.default_rng(26)  # its own: the draws do not depend on the tests run before
+    x = jnp.asarray(rng.uniform(0, 1, (32, 28, 28)), "float32")
+    y = jnp.asarray(rng.integers(0, 10, 32))
     # weights away from their initial values: γ ≠ 1, β ≠ 0, biases ≠ 0
-    trainable = [v.value * RNG.uniform(0.7, 1.3) + RNG.normal(0, 0.05)
+    trainable = [v.value * rng.uniform(0.7, 1.3) + rng.normal(0, 0.05)
                  for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
 
@@ -109,9 +110,13 @@ def test_the_folded_training_call_is_the_models_own(norm, placement):
     np.testing.assert_allclose(out, want_out, atol=1e-5)
     for got, expected in zip(updated, want_updated, strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    # The two orders of float32 sums differ by up to 2.5e-5 of a gradient's largest element (60
+    # draws, ghost BN); a 1e-3 relative error in any gradient fails. A gradient that is ~0 (a
+    # bias before BN) is held to the largest of them all.
     scale = max(float(jnp.abs(g).max()) for g in want)
     for variable, got, expected in zip(model.trainable_variables, grads, want, strict=True):
-        np.testing.assert_allclose(got, expected, atol=1e-5 * scale, err_msg=variable.path)
+        own_scale = max(float(jnp.abs(expected).max()), 1e-3 * scale)
+        np.testing.assert_allclose(got, expected, atol=1e-4 * own_scale, err_msg=variable.path)
 
 
 @pytest.mark.skipif(BACKEND != "jax", reason="the seeds-together path is JAX's")
