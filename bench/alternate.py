@@ -79,7 +79,8 @@ def main(argv):
     parser.add_argument("--quick", action="store_true", help="2 rounds of 3 steps a block")
     args, child_args = parser.parse_known_args(argv)
     sides = [s for s in args.sides.split(",") if s]
-    [command(side) for side in sides]  # an unknown side fails here, before any round
+    for side in sides:  # an unknown side fails here, before any round
+        command(side)
     if len(sides) < 2 or args.rounds < 2:
         parser.error("need two sides or more and --rounds ≥ 2 (a spread needs two rounds)")
     child_args += ["--quick"] if args.quick else []

@@ -98,7 +98,8 @@ def run(sections, sized, budget, quick):
         left = budget - (time.monotonic() - started)
         pace = min(8.0, max(0.25, measured / planned_so_far)) if planned_so_far else 1.0
         kept = fit({n: pace * seconds_ for n, seconds_ in pending.items()}, left, quick)["expected"]
-        planned = pace * pending.pop(name)
+        base = pending.pop(name)  # its plan before the correction
+        planned = pace * base
         if left < 20 or (not quick and planned > left):
             errors[name] = (f"skipped: expected {planned:.0f} s at this host's pace so far "
                             f"({pace:.1f}× the plan), {max(0, left):.0f} s of the budget left")
@@ -125,7 +126,7 @@ def run(sections, sized, budget, quick):
                 log(f"FAILED: {exc}")
                 results[name].append(None)
         seconds[name] = time.monotonic() - t0
-        measured, planned_so_far = measured + seconds[name], planned_so_far + planned / pace
+        measured, planned_so_far = measured + seconds[name], planned_so_far + base
     return results, errors, seconds, time.monotonic() - started
 
 

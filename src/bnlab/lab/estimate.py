@@ -8,8 +8,8 @@ them (XLA's dots are up to 1.8× slower than the host's BLAS on some hosts and a
 bench/tried.md), elsewhere NumPy; about 0.2 s. The training FLOPs are 6 × the Dense and Conv2D
 multiply-adds of an example × examples × epochs × seeds × arms, and OVERHEAD is what a whole
 training step costs beyond its products at that rate, from one measured run: the demo on a 2-core
-AMD EPYC (Zen 3) host, docs/performance.md. An estimate, not a promise: a shared host is slower by
-its load.
+AMD EPYC (Zen 3) host, bench/tried.md ("The demo's length"). An estimate, not a promise: a shared
+host is slower by its load.
 """
 
 import math
