@@ -6,7 +6,9 @@
 bnlab's BatchNorm (both gradients), Keras's and torch's own (NCHW) at SHAPES: the median of REPS
 calls of forward + backward; the bytes, N values and C channels: 5 × N × 4 (x read, y written; x,
 dy read, dx written) + 32 × C (the per-channel vectors). The copies: 256 MB (main memory) and each
-BN tensor's size (in cache: what a memory-bound kernel of that size can reach).
+BN tensor's size (in cache: what a memory-bound kernel of that size can reach). On JAX, XLA's
+floor: one jitted call that moves the same bytes with no reduction (y = a·x + b, dx = a·dy + c·x),
+the fastest any BN written in XLA can be, so a BN near it is at the wall of XLA's own code.
 """
 
 import os
@@ -17,6 +19,7 @@ import numpy as np
 from common import copy_gbps, emit, log, median, timings
 
 SHAPES = ((256, 784), (64, 28, 28, 16))
+FLOOR = "XLA's floor: the same bytes, elementwise"
 REPS = 200
 
 
@@ -31,6 +34,16 @@ def copy_rates():
                     "gbps": copy_gbps(nbytes, samples, cores, median)}
         log(f"copy {key}: {out[key]['gbps_1']:.1f} GB/s, {out[key]['gbps']:.1f} on {cores} cores")
     return out
+
+
+def xla_floor(x, dy):
+    """XLA's pass over BN's bytes: reads x and dy, writes y and dx (the module docstring)."""
+    import jax
+    channels = x.shape[-1]
+    a, b, c = (jax.numpy.full((channels,), v, np.float32) for v in (1.5, 0.5, 0.25))
+    x, dy = jax.numpy.asarray(x), jax.numpy.asarray(dy)
+    both = jax.jit(lambda x, dy, a, b, c: (a * x + b, a * dy + c * x))
+    return lambda: jax.block_until_ready(both(x, dy, a, b, c))
 
 
 def step_jax(layer, x, dy):
@@ -98,11 +111,14 @@ def layers():
             torch.set_num_threads(os.cpu_count())
             native = (torch.nn.BatchNorm1d if len(shape) == 2 else torch.nn.BatchNorm2d)(shape[-1])
             cases.append((f"torch.nn.{type(native).__name__} (NCHW)", native))
+        if backend == "jax":
+            cases.append((FLOOR, None))
         for name, layer in cases:
             xs, dys = x, dy
             if name.startswith("torch.nn") and len(shape) == 4:
                 xs, dys = (np.ascontiguousarray(a.transpose(0, 3, 1, 2)) for a in (x, dy))
-            seconds = median(timings(step(layer, xs, dys), REPS, warmup=5))
+            call = xla_floor(xs, dys) if layer is None else step(layer, xs, dys)
+            seconds = median(timings(call, REPS, warmup=5))
             nbytes = 5 * 4 * int(np.prod(shape)) + 32 * shape[-1]  # the module docstring says why
             rows.append({"backend": backend, "layer": name, "shape": list(shape),
                          "seconds": seconds, "bytes": nbytes, "gbps": nbytes / seconds / 1e9})

@@ -126,6 +126,18 @@ def test_bn_cost_is_each_side_against_its_own_baseline_per_round():
     assert "BN for free" in text and "**not met**" in text
 
 
+def test_bn_alone_is_held_to_the_faster_copy_with_xla_s_floor_beside_it():
+    # two threads copying 0.8 MB mostly start threads: 6 GB/s, no bound beside one thread's 60
+    copy = {"cores": 2, "256x784": {"bytes": 802816, "gbps_1": 60.0, "gbps": 6.0}}
+    layer_rows = [{"layer": layer, "shape": [256, 784], "gbps": gbps}
+                  for layer, gbps in (("bnlab.layers.BatchNorm", 6.0), (report.FLOOR, 20.0))]
+    results = {"results": {"bn": [{"copy": copy}, {"rows": layer_rows}]}, "errors": {}}
+    ((label, ratio),) = report.measured(results, "bn-copy")
+    assert ratio == 10.0
+    assert label == "256×784 (XLA's floor, the same bytes with no reduction: 3.00)"
+    assert "**not met**" in "\n".join(report.goals(results))
+
+
 def test_every_goal_is_found_or_reported_missing():
     empty = {"results": {}, "errors": {"peers": "stopped in round 1 of 3: ran past 60 s"}}
     for goal in GOALS:
