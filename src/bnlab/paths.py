@@ -3,6 +3,7 @@
     check_name(name, what) -> name    refuse a name that is not one safe file name
     inside(root, *parts) -> Path      root/parts resolved, proven to lie under root resolved
     Manifest(folder)                  the files bnlab wrote in a folder; only those it replaces
+    cache_dir() -> Path               bnlab's cache folder (parsed datasets, built kernels)
 
 An experiment's and an arm's names become folder and file names (``runs/NAME/``, saved models,
 TensorBoard's ``DIR/NAME/ARM/seed-N``), so they are checked where an experiment is loaded and
@@ -30,6 +31,15 @@ from bnlab.errors import UserError
 NAME_MAX_BYTES = 100  # leaves room under the usual 255-byte file name limit for suffixes
 MANIFEST = ".bnlab-written"
 _HEADER = "# files bnlab wrote in this folder: the only ones it replaces or deletes here\n"
+
+
+def cache_dir() -> Path:
+    """``$BNLAB_CACHE_DIR``, else ``$XDG_CACHE_HOME/bnlab``, else ``~/.cache/bnlab``."""
+    if os.environ.get("BNLAB_CACHE_DIR"):
+        return Path(os.environ["BNLAB_CACHE_DIR"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "bnlab"
+    return Path.home() / ".cache" / "bnlab"
 
 
 class PathError(UserError):

@@ -33,6 +33,7 @@ import numpy as np
 from bnlab.data.download import DownloadFailed, download_files
 from bnlab.data.idx import DatasetError, bad_file, one_line, read_idx
 from bnlab.errors import UserError
+from bnlab.paths import cache_dir
 
 __all__ = ["DATASETS", "DEBIAN_DIRS", "KERAS_DATASETS_DIR", "Dataset", "DatasetError",
            "cache_dir", "load", "preprocess", "read_idx"]
@@ -105,15 +106,6 @@ class Dataset:
         shapes = ", ".join(f"{f}={getattr(self, f).shape}" for f in ("x_train", "x_val", "x_test"))
         return (f"Dataset({self.name!r}, {shapes}, dtype={self.x_train.dtype}, "
                 f"source={self.source!r})")
-
-
-def cache_dir() -> Path:
-    """``$BNLAB_CACHE_DIR``, else ``$XDG_CACHE_HOME/bnlab``, else ``~/.cache/bnlab``."""
-    if os.environ.get("BNLAB_CACHE_DIR"):
-        return Path(os.environ["BNLAB_CACHE_DIR"]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "bnlab"
-    return Path.home() / ".cache" / "bnlab"
 
 
 # ---------------------------------------------------------------------------------------------

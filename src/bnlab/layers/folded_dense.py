@@ -14,7 +14,9 @@ product the kernel's gradient needs anyway, P = zᵀ g (D × U), because y = γ 
 
 ``folded_dense`` is h with that gradient written by hand. ∂L/∂z is still returned (correct), but
 it is the expensive product: use this op where z needs no gradient (x is data, so z is too), and
-XLA drops it unused. What it saves: bench/input_bn.py, docs/performance.md.
+XLA drops it unused. What it saves: bench/input_bn.py, docs/performance.md. On JAX on a CPU,
+∂L/∂γ and ∂L/∂β come from one C++ kernel that reads W and P once (``layers.native``); elsewhere,
+and where it cannot be built, from the two expressions above.
 
 One addition does not change a value: ∂L/∂W gets 0 · (∂L/∂γ₁ + ∂L/∂β₁), a data dependency. Without
 it nothing orders the kernel's update after the reads of W that ∂L/∂γ and ∂L/∂β make, and XLA,
@@ -24,6 +26,8 @@ one element, would cost more: XLA merges it into one reduction over W ⊙ P). On
 """
 
 from keras import ops
+
+from bnlab.layers import native
 
 
 def folded_dense(z, gamma, beta, kernel, bias=None):
@@ -43,7 +47,10 @@ def folded_dense(z, gamma, beta, kernel, bias=None):
             g = args[0] if upstream is None else upstream
             p, g_sum = ops.matmul(ops.transpose(z), g), ops.sum(g, axis=0)
             d_kernel = gamma[:, None] * p + beta[:, None] * g_sum[None, :]
-            d_gamma, d_beta = ops.sum(kernel * p, axis=1), ops.matmul(kernel, g_sum)
+            if native.applies(kernel, p, g_sum):  # one pass over W and P: layers/native.py
+                d_gamma, d_beta = native.row_dots(kernel, p, g_sum)
+            else:
+                d_gamma, d_beta = ops.sum(kernel * p, axis=1), ops.matmul(kernel, g_sum)
             # 0 · (one element of each): the kernel's update waits for the two reads of W above,
             # so XLA updates W in place instead of copying it every step (module docstring).
             d_kernel = d_kernel + 0.0 * (d_gamma[0] + d_beta[0])

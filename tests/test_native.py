@@ -1,0 +1,143 @@
+"""bnlab.layers.native: the C++ kernel of the folded input BN's ∂γ and ∂β, against the XLA form
+it replaces (layers.folded_dense), and the fallback where it cannot be built."""
+
+import numpy as np
+import pytest
+
+from backend_utils import BACKEND
+
+pytestmark = pytest.mark.skipif(BACKEND != "jax", reason="an XLA FFI kernel: JAX's")
+
+
+def _xla_form(w, p, s):
+    """What folded_dense computes without the kernel: Σ_u W ⊙ P and W s."""
+    import jax.numpy as jnp
+
+    return jnp.sum(w * p, axis=-1), jnp.einsum("...du,...u->...d", w, s)
+
+
+def _arrays(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    w, p = (rng.standard_normal(shape, dtype=np.float32) for _ in range(2))
+    return w, p, rng.standard_normal(shape[:-2] + shape[-1:], dtype=np.float32)
+
+
+def _close(got, want):
+    for g, v in zip(got, want):
+        assert g.shape == v.shape
+        np.testing.assert_allclose(np.asarray(g), np.asarray(v), rtol=1e-5,
+                                   atol=1e-5 * float(np.abs(v).max()))
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (5, 7), (784, 300), (3, 11, 9)])
+def test_the_kernel_equals_the_xla_form(shape):
+    """Odd sizes included: one row (the second half empty), rows not split evenly, seeds."""
+    import jax
+
+    from bnlab.layers import native
+
+    assert native.available(), "the kernel should build on the test machine (g++ is there)"
+    args = _arrays(shape)
+    _close(jax.jit(native.row_dots)(*args), _xla_form(*args))
+
+
+def test_the_kernel_maps_over_seeds_with_s_shared_or_per_seed():
+    import jax
+
+    from bnlab.layers import native
+
+    w, p, s = _arrays((4, 6, 10), seed=1)
+    want = _xla_form(w, p, s)
+    _close(jax.jit(jax.vmap(native.row_dots))(w, p, s), want)
+    shared = jax.vmap(native.row_dots, in_axes=(0, 0, None))(w, p, s[0])
+    _close(shared, _xla_form(w, p, np.broadcast_to(s[0], s.shape)))
+
+
+def test_the_folded_gradient_runs_the_kernel():
+    """The compiled gradient of folded_dense calls the kernel: it is not merely built."""
+    import jax
+
+    from bnlab.layers import native
+    from bnlab.layers.folded_dense import folded_dense
+
+    rng = np.random.default_rng(2)
+    z, kernel = rng.standard_normal((8, 6), "float32"), rng.standard_normal((6, 4), "float32")
+    gamma, beta = np.ones(6, "float32"), np.zeros(6, "float32")
+
+    def loss(gamma, beta):
+        return folded_dense(z, gamma, beta, kernel).sum()
+    text = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(gamma, beta).as_text()
+    assert native.TARGET in text
+
+
+def test_without_the_kernel_folded_dense_keeps_the_xla_form(monkeypatch):
+    import jax
+
+    from bnlab.layers import native
+    from bnlab.layers.folded_dense import folded_dense
+
+    rng = np.random.default_rng(3)
+    z, kernel = rng.standard_normal((8, 6), "float32"), rng.standard_normal((6, 4), "float32")
+    gamma, beta = rng.standard_normal(6, "float32"), rng.standard_normal(6, "float32")
+
+    def grads():
+        f = jax.jit(jax.grad(lambda g, b: (folded_dense(z, g, b, kernel) ** 2).sum(), (0, 1)))
+        return f.lower(gamma, beta).as_text(), f(gamma, beta)
+    text, with_kernel = grads()
+    assert native.TARGET in text
+    monkeypatch.setenv("BNLAB_NATIVE", "0")
+    native.available.cache_clear()
+    try:
+        text, without = grads()
+        assert native.TARGET not in text
+    finally:
+        native.available.cache_clear()
+    _close(with_kernel, without)
+
+
+def test_a_failed_build_warns_once_and_leaves_nothing_behind(monkeypatch, tmp_path):
+    from bnlab.layers import native
+
+    compiler = tmp_path / "c++"
+    compiler.write_text("#!/bin/sh\necho 'error: no such thing' >&2\nexit 3\n")
+    compiler.chmod(0o755)
+    monkeypatch.setenv("CXX", str(compiler))
+    monkeypatch.setenv("BNLAB_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(OSError, match="exited with 3: error: no such thing"):
+        native.library_path()
+    assert list((tmp_path / "cache" / "kernels").iterdir()) == []  # no half-written library
+    monkeypatch.setattr(native, "_registered", [])
+    native.available.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="XLA computes its gradients instead"):
+            assert native.available() is False
+    finally:
+        native.available.cache_clear()
+
+
+def test_the_kernel_is_built_once_per_source_and_host(monkeypatch, tmp_path):
+    from bnlab.layers import native
+
+    monkeypatch.setenv("BNLAB_CACHE_DIR", str(tmp_path))
+    first = native.library_path()
+    assert first.exists() and first.parent == tmp_path / "kernels"
+    stamp = first.stat().st_mtime_ns
+    assert native.library_path() == first and first.stat().st_mtime_ns == stamp
+
+
+def test_processes_building_at_once_each_load_a_whole_library(tmp_path):
+    """Three processes build into one empty cache at once: each gets a library it can load, and
+    the folder holds one library and no temporary file."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import ctypes; from bnlab.layers import native; "
+              "ctypes.cdll.LoadLibrary(str(native.library_path())).BnlabRowDots")
+    env = {**os.environ, "BNLAB_CACHE_DIR": str(tmp_path), "KERAS_BACKEND": "jax"}
+    runs = [subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE,
+                             text=True) for _ in range(3)]
+    for run in runs:
+        assert run.wait(timeout=300) == 0, run.stderr.read()
+    (built,) = (tmp_path / "kernels").iterdir()
+    assert built.name.startswith("row_dots-") and built.suffix == ".so"
