@@ -4,7 +4,8 @@
 One process, K seeds (``--seeds``; XLA's options are those ``bnlab run`` picks for K), the arms
 baseline, bn-after and bn-before, each BN arm with the fold and without it; blocks of STEPS steps
 of the first training batches, alternated over ROUNDS; ms a step, median [min-max] over the rounds,
-and ÷ the baseline's median. Run it idle: ``python bench/input_bn.py --seeds 1`` (and 3).
+and ÷ the baseline's median. Run it idle: ``python bench/input_bn.py --seeds 1`` (and 3). The
+folded arms use ``bnlab.layers.native``'s kernel where it builds; ``BNLAB_NATIVE=0``: XLA's form.
 """
 
 import argparse
