@@ -1,12 +1,19 @@
-"""The training call of a model whose first layer with weights is a BN on its input followed by a
-Dense: the pair as ``layers.folded_dense``, whose gradient gives the BN's γ and β theirs from the
-kernel's own product instead of a product of its own.
+"""The training call of a ``keras.Sequential`` model, with its BN layers computed faster.
 
-Only the gradient's cost changes: outputs, moving statistics and the gradient's values are those
-of ``model.stateless_call(..., training=True)`` up to float round-off (tests/test_folded_input).
-The BN layer itself still runs, on the model's own code, with γ = 1 and β = 0: it gives the
-normalized input z = x̂ and updates its moving statistics as always; the folded product applies
-the real γ and β. Any other model gets its plain ``stateless_call``.
+Two changes, each where it applies; only the cost changes: outputs, moving statistics and the
+gradient's values are those of ``model.stateless_call(..., training=True)`` up to float round-off
+(tests/test_folded_input, tests/test_native_bn):
+
+- the model's first layer with weights is a BN on its input followed by a Dense (``input_pair``):
+  the pair as ``layers.folded_dense``, whose gradient gives the BN's γ and β theirs from the
+  kernel's own product instead of a product of its own. The BN layer still gives the normalized
+  input z = x̂ (its call with γ = 1 and β = 0) and updates its moving statistics as always; the
+  folded product applies the real γ and β.
+- every plain BN layer (``layers.native_bn.applies``: Keras's or bnlab's, no renorm, Ghost BN or
+  synchronized statistics) is computed by ``layers.native_bn.train_call``, two C++ calls in
+  place of XLA's ten-odd kernels, where the kernels are built (JAX on a CPU).
+
+Any other model gets its plain ``stateless_call``.
 
 The pattern: a ``keras.Sequential`` whose layers before the BN have no weights (Flatten, Reshape),
 so the BN's input is data and needs no gradient; the BN (Keras's or bnlab's, any variant) is
@@ -16,7 +23,7 @@ trainable, normalizes the last axis, and has both γ and β; the next layer is a
 
 import keras
 
-from bnlab.layers import BatchNorm
+from bnlab.layers import BatchNorm, native_bn
 from bnlab.layers.folded_dense import folded_dense
 
 ENABLED = True  # bench/input_bn.py turns it off to time the model's own call beside the fold
@@ -41,23 +48,30 @@ def input_pair(model):
     return (norm, dense) if foldable_norm and foldable_dense else None
 
 
+def _has_batch_norm(model):
+    return any(isinstance(layer, (keras.layers.BatchNormalization, BatchNorm))
+               for layer in model.layers)
+
+
 def training_call(model):
     """f(trainable, non_trainable, x) -> (outputs, non_trainable'): ``model.stateless_call`` in
-    training mode, with the input BN and its Dense folded where ``input_pair`` finds them."""
+    training mode, with the input BN and its Dense folded where ``input_pair`` finds them and the
+    plain BN layers by the C++ kernels (the module docstring)."""
     pair = input_pair(model) if ENABLED else None
-    if pair is None:
+    if pair is None and not (ENABLED and isinstance(model, keras.Sequential)
+                             and _has_batch_norm(model)):
         return lambda trainable, non_trainable, x: model.stateless_call(
             trainable, non_trainable, x, training=True)
-    norm, dense = pair
+    norm, dense = pair or (None, None)
     position = {id(v): i for i, v in enumerate(model.trainable_variables)}
-    gamma_at, beta_at = position[id(norm.gamma)], position[id(norm.beta)]
 
     def call(trainable, non_trainable, x):
-        gamma, beta = trainable[gamma_at], trainable[beta_at]
         mapping = [*zip(model.trainable_variables, trainable),
                    *zip(model.non_trainable_variables, non_trainable)]
-        mapping[gamma_at] = (norm.gamma, keras.ops.ones_like(gamma))
-        mapping[beta_at] = (norm.beta, keras.ops.zeros_like(beta))
+        if norm is not None:  # the BN gives z = x̂ with γ = 1 and β = 0; the fold applies them
+            gamma, beta = (trainable[position[id(v)]] for v in (norm.gamma, norm.beta))
+            mapping[position[id(norm.gamma)]] = (norm.gamma, keras.ops.ones_like(gamma))
+            mapping[position[id(norm.beta)]] = (norm.beta, keras.ops.zeros_like(beta))
         with keras.StatelessScope(state_mapping=mapping) as scope:
             h = x
             for layer in model.layers:
@@ -65,7 +79,9 @@ def training_call(model):
                     h = folded_dense(h, gamma, beta, dense.kernel.value,
                                      dense.bias.value if dense.use_bias else None)
                     h = dense.activation(h) if dense.activation is not None else h
-                else:  # the BN gives z = x̂ here: its γ and β are 1 and 0 in this scope
+                elif native_bn.applies(layer, h):
+                    h = native_bn.train_call(layer, h)
+                else:
                     h = layer(h, training=True)
             updated = [scope.get_current_value(v) for v in model.non_trainable_variables]
         return h, updated

@@ -1,8 +1,10 @@
-"""A kernel in C++ for what XLA's CPU code runs slowly, called through XLA's FFI (JAX on a CPU).
+"""Kernels in C++ for what XLA's CPU code runs slowly, called through XLA's FFI (JAX on a CPU).
 
-    available() -> bool              whether the kernel is built and registered in this process
+    available() -> bool              whether the kernels are built and registered in this process
     applies(*arrays) -> bool         available() and every array float32
     row_dots(W, P, s) -> (g, b)      g = Σ_u W ⊙ P and b = W s, over the last axis of W
+    batch_norm(x, γ, β, ε) -> (y, μ, σ²)   BN's training-mode forward over x's rows, one call
+                                     each way (``batch_norm.cc``), differentiable
 
 ``row_dots`` is the input BN's ∂γ and ∂β in ``layers.folded_dense``. Shapes: W and P (…, D, U),
 s (…, U), g and b (…, D), float32; any leading axes, ``jax.vmap`` included. XLA computes the two as
@@ -10,6 +12,13 @@ separate kernels, a row sum of W ⊙ P and a matrix-vector product, which read W
 third of the rate of XLA's own elementwise loops (bench/tried.md). The kernel, ``row_dots.cc``,
 reads W and P once, half the rows on each of two threads: bench/input_bn.py, docs/performance.md.
 Its sums run in another order than XLA's, so the two agree to float32 round-off, not bit for bit.
+
+``batch_norm`` is BN over every axis of x but the last (x (…, R, C), γ and β (…, C)): the two-pass
+statistics and y = γ (x − μ) / √(σ² + ε) + β in one call, and its gradient (the closed form of
+``layers.closed_form``, with the cotangents of μ and σ² too) in another. XLA runs BN as five
+reductions and as many elementwise loops, each a kernel of its own (bench/bn.py). The statistics
+are the biased two-pass ones of ``statistics.moments``; its users update the moving statistics
+from the μ and σ² it returns (``lab.fast_training``).
 
 The kernel is built on first use by the host's C++ compiler (``$CXX``, else ``c++``), against the
 FFI headers jaxlib ships (``jax.ffi.include_dir()``), for this host's CPU. It goes into
@@ -32,13 +41,17 @@ import warnings
 from pathlib import Path
 
 import keras
+import numpy
 
 from bnlab.paths import cache_dir
 
-SOURCE = Path(__file__).with_name("row_dots.cc")
-TARGET = "bnlab_row_dots"
-# Reassociation only (no change to NaN, infinities or each product): the sums use vector lanes.
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("row_dots.cc", "batch_norm.cc"))
+HEADERS = (Path(__file__).with_name("parallel.h"),)
+TARGETS = {"bnlab_row_dots": "BnlabRowDots", "bnlab_bn_forward": "BnlabBatchNormForward",
+           "bnlab_bn_backward": "BnlabBatchNormBackward"}  # XLA's name: the library's symbol
+# Reassociation, and sqrt without errno (no change to a value, NaN or infinity): vector lanes.
 FLAGS = ("-O3", "-march=native", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math",
+         "-fno-math-errno",
          "-std=c++17", "-shared", "-fPIC", "-w")
 BUILD_SECONDS = 120
 _registered = []  # the library, once registered: XLA keeps a target for the process's life
@@ -61,16 +74,18 @@ def library_path():
     compiler = os.environ.get("CXX") or "c++"
     if shutil.which(compiler) is None:
         raise OSError(f"no C++ compiler {compiler!r} on the PATH")
-    parts = [SOURCE.read_text(), *FLAGS, compiler, jaxlib.__version__, platform.machine(), _cpu()]
+    parts = [*(f.read_text() for f in SOURCES + HEADERS), *FLAGS, compiler, jaxlib.__version__,
+             platform.machine(), _cpu()]
     key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
-    path = cache_dir() / "kernels" / f"row_dots-{key}.so"
+    path = cache_dir() / "kernels" / f"bnlab-{key}.so"
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".row_dots-", suffix=".so", dir=path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=".bnlab-", suffix=".so", dir=path.parent)
     os.close(handle)
     try:
-        command = [compiler, *FLAGS, "-I", jax.ffi.include_dir(), str(SOURCE), "-o", temporary]
+        command = [compiler, *FLAGS, "-I", jax.ffi.include_dir(), *map(str, SOURCES),
+                   "-o", temporary]
         built = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_SECONDS)
         if built.returncode != 0:
             raise OSError(f"{compiler} exited with {built.returncode}: "
@@ -96,12 +111,13 @@ def available():
     if not _registered:
         try:
             library = ctypes.cdll.LoadLibrary(str(library_path()))
-            capsule = jax.ffi.pycapsule(library.BnlabRowDots)
+            capsules = {t: jax.ffi.pycapsule(getattr(library, s)) for t, s in TARGETS.items()}
         except (OSError, AttributeError) as exc:
-            warnings.warn(f"bnlab: the input BN's kernel is not built ({exc}); XLA computes its "
-                          "gradients instead, more slowly", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"bnlab: the C++ kernels are not built ({exc}); XLA computes BN and "
+                          "its gradients instead, more slowly", RuntimeWarning, stacklevel=2)
             return False
-        jax.ffi.register_ffi_target(TARGET, capsule, platform="cpu")
+        for target, capsule in capsules.items():
+            jax.ffi.register_ffi_target(target, capsule, platform="cpu")
         _registered.append(library)
     return True
 
@@ -116,5 +132,65 @@ def row_dots(w, p, s):
     """(Σ_u W ⊙ P, W s) by the C++ kernel; call it only where ``applies(w, p, s)``."""
     import jax
 
+    _require()
     out = jax.ShapeDtypeStruct(w.shape[:-1], w.dtype)
-    return jax.ffi.ffi_call(TARGET, (out, out), vmap_method="broadcast_all")(w, p, s)
+    return jax.ffi.ffi_call("bnlab_row_dots", (out, out), vmap_method="broadcast_all")(w, p, s)
+
+
+def batch_norm(x, gamma, beta, epsilon):
+    """(y, μ, σ²) of BN over x's rows (module docstring) by the C++ kernels, differentiable in x,
+    γ and β (through y, μ and σ²); call it only where ``applies(x, gamma, beta)``.
+
+    x: (…, R, C); gamma, beta: (C,) or (…, C) as x's leading axes; epsilon: a Python float.
+    """
+    _require()
+    return _batch_norm()(x, gamma, beta, float(epsilon))
+
+
+def _require():
+    if not available():
+        raise RuntimeError("bnlab's C++ kernels are not available here; check native.applies() "
+                           "before calling them")
+
+
+@functools.cache
+def _batch_norm():
+    """``batch_norm`` as a ``jax.custom_vjp`` (made on first use: jax is imported only here)."""
+    import jax
+
+    def statistics_shape(x):
+        return jax.ShapeDtypeStruct(x.shape[:-2] + x.shape[-1:], x.dtype)
+
+    def forward(x, gamma, beta, epsilon):
+        out = (jax.ShapeDtypeStruct(x.shape, x.dtype), statistics_shape(x), statistics_shape(x))
+        gamma, beta = (jax.numpy.broadcast_to(t, statistics_shape(x).shape) for t in (gamma, beta))
+        return jax.ffi.ffi_call("bnlab_bn_forward", out, vmap_method="broadcast_all")(
+            x, gamma, beta, epsilon=numpy.float32(epsilon))
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+    def bn(x, gamma, beta, epsilon):
+        return forward(x, gamma, beta, epsilon)
+
+    def bn_forward(x, gamma, beta, epsilon):
+        y, mean, variance = forward(x, gamma, beta, epsilon)
+        return (y, mean, variance), (x, mean, variance, gamma, beta)
+
+    def bn_backward(epsilon, residuals, cotangents):
+        x, mean, variance, gamma, beta = residuals
+        dy, d_mean, d_variance = cotangents
+        out = (jax.ShapeDtypeStruct(x.shape, x.dtype), statistics_shape(x), statistics_shape(x))
+        dx, d_gamma, d_beta = jax.ffi.ffi_call(
+            "bnlab_bn_backward", out, vmap_method="broadcast_all")(
+            x, dy, mean, variance, jax.numpy.broadcast_to(gamma, mean.shape), d_mean, d_variance,
+            epsilon=numpy.float32(epsilon))
+        # γ and β given as (C,) for a batch of groups: their gradient is the groups' sum
+        return dx, _sum_to(d_gamma, gamma.shape), _sum_to(d_beta, beta.shape)
+
+    bn.defvjp(bn_forward, bn_backward)
+    return bn
+
+
+def _sum_to(t, shape):
+    """t summed over its leading axes down to ``shape`` (the transpose of a broadcast)."""
+    extra = t.ndim - len(shape)
+    return t.sum(axis=tuple(range(extra))) if extra else t

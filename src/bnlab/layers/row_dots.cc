@@ -5,14 +5,11 @@
 //   g[r] = Σ_u W[r, u] · P[r, u]        b[r] = Σ_u W[r, u] · s[r / D, u]        g, b (R)
 //
 // One pass reads W and P once (XLA's two kernels read W twice, at a third of the copy rate).
-// The second half of the rows is offered to XLA's thread pool; whichever thread claims it first
-// computes it, so the call finishes even when no pool thread is free.
+// The rows in chunks, on two threads (parallel.h).
 
-#include <atomic>
 #include <cstdint>
-#include <memory>
-#include <thread>
 
+#include "parallel.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -33,11 +30,6 @@ static void Rows(const float* W, const float* P, const float* S, float* G, float
   }
 }
 
-struct Half {
-  std::atomic<bool> claimed{false};
-  std::atomic<bool> finished{false};
-};
-
 static ffi::Error RowDots(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> p,
                           ffi::Buffer<ffi::F32> s, ffi::ResultBuffer<ffi::F32> g,
                           ffi::ResultBuffer<ffi::F32> b) {
@@ -53,21 +45,10 @@ static ffi::Error RowDots(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w, ffi::Bu
   }
   const float *W = w.typed_data(), *P = p.typed_data(), *S = s.typed_data();
   float *G = g->typed_data(), *B = b->typed_data();
-  const int64_t mid = rows / 2;
-  auto second = std::make_shared<Half>();
-  auto run_second = [=]() { Rows(W, P, S, G, B, D, U, mid, rows); };
-  pool.Schedule([second, run_second]() {
-    if (!second->claimed.exchange(true)) {
-      run_second();
-      second->finished.store(true, std::memory_order_release);
-    }
+  const int64_t chunks = 8;
+  bnlab::ParallelFor(pool, chunks, [&](int64_t i) {
+    Rows(W, P, S, G, B, D, U, rows * i / chunks, rows * (i + 1) / chunks);
   });
-  Rows(W, P, S, G, B, D, U, 0, mid);
-  if (!second->claimed.exchange(true)) {
-    run_second();
-  } else {
-    while (!second->finished.load(std::memory_order_acquire)) std::this_thread::yield();
-  }
   return ffi::Error::Success();
 }
 

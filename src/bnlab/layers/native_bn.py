@@ -1,0 +1,59 @@
+"""A BN layer's training call computed by ``native.batch_norm``'s C++ kernels (JAX on a CPU).
+
+    applies(layer, x) -> bool     whether ``train_call`` computes exactly what ``layer`` would
+    train_call(layer, x, gamma=None, beta=None) -> y
+
+``train_call`` is ``layer(x, training=True)`` for a plain BN: Keras's ``BatchNormalization`` or
+bnlab's ``BatchNorm``, normalizing the last axis over every other, in float32, without renorm,
+Ghost BN, synchronized statistics or a mask. Its y, its gradient and the layer's new moving
+statistics are the layer's own up to float32 round-off (tests/test_native_bn.py); only the number
+of XLA kernels changes: two calls of C++ (forward, backward) in place of about ten reductions and
+elementwise loops (bench/bn.py). Call it where the layer's variables are those of the current
+scope, as inside ``model.stateless_call``'s ``StatelessScope`` (``lab.folded_input``): it reads
+γ, β and the moving statistics there and assigns the new moving statistics there.
+"""
+
+import keras
+from keras import ops
+
+from bnlab.layers import native
+from bnlab.layers.batchnorm import BatchNorm
+
+
+def applies(layer, x):
+    """Whether ``layer`` is a plain BN (module docstring) and ``x`` a float32 input it takes."""
+    rank = len(x.shape)
+    if isinstance(layer, keras.layers.BatchNormalization):
+        plain = not layer.renorm and not layer.synchronized
+    elif isinstance(layer, BatchNorm):
+        plain = not (layer.renorm or layer.synchronized or layer.virtual_batch_size
+                     or layer.axis_name is not None)
+    else:
+        return False
+    return (plain and layer.trainable and rank >= 2 and layer.axis in (-1, rank - 1)
+            and layer.compute_dtype == "float32" and getattr(x, "_keras_mask", None) is None
+            and native.applies(x))
+
+
+def train_call(layer, x, gamma=None, beta=None):
+    """``layer(x, training=True)`` by the C++ kernels, where ``applies(layer, x)``.
+
+    ``gamma`` and ``beta`` (C,), when given, replace the layer's own (``lab.folded_input`` passes
+    1 and 0 to get x̂ alone); the layer's absent γ or β (``scale``/``center`` False) are 1 and 0.
+    """
+    channels = x.shape[-1]
+    if gamma is None:
+        gamma = layer.gamma.value if layer.scale else ops.ones((channels,), x.dtype)
+    if beta is None:
+        beta = layer.beta.value if layer.center else ops.zeros((channels,), x.dtype)
+    rows = ops.reshape(x, (-1, channels))
+    y, mean, variance = native.batch_norm(rows, gamma, beta, layer.epsilon)
+    mean, variance = ops.stop_gradient(mean), ops.stop_gradient(variance)
+    if isinstance(layer, BatchNorm):  # its own rule: momentum=None, unbiased_moving_variance
+        layer._update_moving_statistics(mean, variance, ops.cast(rows.shape[0], x.dtype))
+    else:  # Keras's BatchNormalization.call, verbatim
+        momentum = layer.momentum
+        layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
+        layer.moving_variance.assign(
+            layer.moving_variance * momentum + variance * (1.0 - momentum))
+    return ops.reshape(y, x.shape)
