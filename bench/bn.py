@@ -3,7 +3,8 @@
     python bench/bn.py --copy      # the copy rates: main memory and in cache, one thread and all
     python bench/bn.py --layers    # the layers, on KERAS_BACKEND=jax|tensorflow|torch
 
-bnlab's BatchNorm (both gradients), Keras's and torch's own (NCHW) at SHAPES: the median of REPS
+bnlab's BatchNorm (both gradients; on JAX, also its training call by the C++ kernels of
+``layers.native_bn``, NATIVE), Keras's and torch's own (NCHW) at SHAPES: the median of REPS
 calls of forward + backward; the bytes, N values and C channels: 5 × N × 4 (x read, y written; x,
 dy read, dx written) + 32 × C (the per-channel vectors). The copies: 256 MB (main memory) and each
 BN tensor's size (in cache: what a memory-bound kernel of that size can reach). On JAX, XLA's
@@ -20,6 +21,7 @@ from common import copy_gbps, emit, log, median, timings
 
 SHAPES = ((256, 784), (64, 28, 28, 16))
 FLOOR = "XLA's floor: the same bytes, elementwise"
+NATIVE = "bnlab.layers.BatchNorm by its C++ kernels (native_bn)"
 REPS = 200
 
 
@@ -46,15 +48,29 @@ def xla_floor(x, dy):
     return lambda: jax.block_until_ready(both(x, dy, a, b, c))
 
 
-def step_jax(layer, x, dy):
+def native_call(layer):
+    """``layer.stateless_call`` in training mode, by ``layers.native_bn.train_call``."""
+    import keras
+    from bnlab.layers import native_bn
+
+    def call(tv, ntv, x, training=True):
+        mapping = [*zip(layer.trainable_variables, tv), *zip(layer.non_trainable_variables, ntv)]
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            y = native_bn.train_call(layer, x)
+            return y, [scope.get_current_value(v) for v in layer.non_trainable_variables]
+    return call
+
+
+def step_jax(layer, x, dy, call=None):
     import jax
+    call = call or layer.stateless_call
     tv = [v.value for v in layer.trainable_variables]
     ntv = [v.value for v in layer.non_trainable_variables]
     x, dy = jax.numpy.asarray(x), jax.numpy.asarray(dy)
 
     @jax.jit
     def fwd_bwd(tv, ntv, x, dy):  # stateless_call: (y, the new moving statistics)
-        y, vjp, new_ntv = jax.vjp(lambda tv, x: layer.stateless_call(tv, ntv, x, training=True),
+        y, vjp, new_ntv = jax.vjp(lambda tv, x: call(tv, ntv, x, training=True),
                                   tv, x, has_aux=True)
         dtv, dx = vjp(dy)
         return y, dx, dtv, new_ntv
@@ -112,12 +128,17 @@ def layers():
             native = (torch.nn.BatchNorm1d if len(shape) == 2 else torch.nn.BatchNorm2d)(shape[-1])
             cases.append((f"torch.nn.{type(native).__name__} (NCHW)", native))
         if backend == "jax":
+            from bnlab.layers import native
+            if native.applies(x):
+                cases.append((NATIVE, cases[0][1]))
             cases.append((FLOOR, None))
         for name, layer in cases:
             xs, dys = x, dy
             if name.startswith("torch.nn") and len(shape) == 4:
                 xs, dys = (np.ascontiguousarray(a.transpose(0, 3, 1, 2)) for a in (x, dy))
-            call = xla_floor(xs, dys) if layer is None else step(layer, xs, dys)
+            call = (xla_floor(xs, dys) if layer is None
+                    else step(layer, xs, dys, native_call(layer)) if name == NATIVE
+                    else step(layer, xs, dys))
             seconds = median(timings(call, REPS, warmup=5))
             nbytes = 5 * 4 * int(np.prod(shape)) + 32 * shape[-1]  # the module docstring says why
             rows.append({"backend": backend, "layer": name, "shape": list(shape),

@@ -93,12 +93,29 @@ def test_every_norm_in_the_study_cnn_together_equals_separate_fit_runs(norm, opt
     assert together[0][0] != together[1][0]  # two seeds, two histories
 
 
+@pytest.fixture
+def keras_own_bn(monkeypatch):
+    """The seeds-together path with Keras's own BN code instead of bnlab's C++ kernels
+    (layers.native_bn), for a comparison with fit that must hold to the last bit."""
+    from bnlab.layers import native
+
+    monkeypatch.setenv("BNLAB_NATIVE", "0")
+    native.available.cache_clear()
+    yield
+    native.available.cache_clear()
+
+
 @pytest.mark.parametrize("experiment,arm", [("deep-mlp", "bn"), ("deep-mlp", "no-bn")])
-def test_deep_nets_agree_with_fit_step_by_step(experiment, arm, fashion_mnist):
+def test_deep_nets_agree_with_fit_step_by_step(experiment, arm, fashion_mnist, keras_own_bn):
     """The 20-layer MLP (SGD 0.01) is chaotic at initialization: Keras's fit itself, given inputs
     scaled by 1 + 1e-7, ends 3 steps later with weights that differ by 100%. So the two paths are
     compared one step at a time: after the first step on the same batch, the weights agree to
-    float round-off. (The 19-layer CNN with Adam behaves alike; it is not vectorized by default.)"""
+    float round-off. (The 19-layer CNN with Adam behaves alike; it is not vectorized by default.)
+    With Keras's own BN code on both sides: bnlab's C++ kernels round differently, and in this
+    relu net a pre-activation within round-off of 0 then takes the other side of the kink on a
+    real batch, moving a whole column of a kernel's gradient (measured: 0.4 % of the weights
+    beyond 1e-5, finite differences halfway between the two). tests/test_native_bn.py holds the
+    kernels to Keras's BN layer by layer and on whole models without such ties."""
     config = configs_for(experiment, arm, (1,), epochs=1, steps=1, limit=500)[0]
     arrays, _ = recipe.load_data(config)
     x, y = arrays["train"][0], recipe.labels(config, arrays["train"][1])
