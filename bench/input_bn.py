@@ -2,7 +2,9 @@
 (``bnlab.lab.folded_input``: γ and β's gradients from the first Dense's own product) saves.
 
 One process, K seeds (``--seeds``; XLA's options are those ``bnlab run`` picks for K), the arms
-baseline, bn-after and bn-before, each BN arm with the fold and without it; blocks of STEPS steps
+baseline, bn-after and bn-before, each BN arm without the fold, with it and XLA's BN ("folded,
+XLA BN"), and with it and every hidden BN by the C++ kernels of ``layers.native_bn`` ("folded",
+what bnlab runs) where they are built; blocks of STEPS steps
 of the first training batches, alternated over ROUNDS; ms a step, median [min-max] over the rounds,
 and ÷ the baseline's median. Run it idle: ``python bench/input_bn.py --seeds 1`` (and 3). The
 folded arms use ``bnlab.layers.native``'s kernel where it builds; ``BNLAB_NATIVE=0``: XLA's form.
@@ -51,11 +53,12 @@ def main(argv):
     blocks = {}
     for _, arm, config in configs(["bn-placement"], ["baseline", "bn-after", "bn-before"]):
         x, y = training_block(config, steps)
-        for fold in (False,) if arm == "baseline" else (False, True):
-            folded_input.ENABLED = fold  # read when the seed group is built
-            name = arm + (" folded" if fold else "")
-            blocks[name] = bnlab_block(config, x, y, seeds=args.seeds)[1]
-            blocks[name]()  # compiles
+        variants = [("", False, False)] if arm == "baseline" else [
+            ("", False, False), (" folded, XLA BN", True, False), (" folded", True, True)]
+        for suffix, fold, native_bn in variants:
+            folded_input.ENABLED, folded_input.NATIVE_BN = fold, native_bn  # read when built
+            blocks[arm + suffix] = bnlab_block(config, x, y, seeds=args.seeds)[1]
+            blocks[arm + suffix]()  # compiles
     ms = {name: [] for name in blocks}
     for r in range(rounds):
         for name in list(blocks)[::1 if r % 2 == 0 else -1]:
@@ -63,7 +66,7 @@ def main(argv):
     rows = [{"arm": name, **spread(v), "over_baseline": median(v) / median(ms["baseline"])}
             for name, v in ms.items()]
     for row in rows:
-        log(f"{args.seeds} seed(s), {row['arm']:18} {fmt(row)} ms/step, ÷ baseline "
+        log(f"{args.seeds} seed(s), {row['arm']:25} {fmt(row)} ms/step, ÷ baseline "
             f"{row['over_baseline']:.2f}")
     kernels = {name: profile(block, steps) for name, block in blocks.items() if args.profile}
     for name, top in kernels.items():

@@ -27,6 +27,7 @@ from bnlab.layers import BatchNorm, native_bn
 from bnlab.layers.folded_dense import folded_dense
 
 ENABLED = True  # bench/input_bn.py turns it off to time the model's own call beside the fold
+NATIVE_BN = True  # and this, to time the fold with XLA's BN beside the C++ kernels'
 
 
 def input_pair(model):
@@ -79,7 +80,7 @@ def training_call(model):
                     h = folded_dense(h, gamma, beta, dense.kernel.value,
                                      dense.bias.value if dense.use_bias else None)
                     h = dense.activation(h) if dense.activation is not None else h
-                elif native_bn.applies(layer, h):
+                elif NATIVE_BN and native_bn.applies(layer, h):
                     h = native_bn.train_call(layer, h)
                 else:
                     h = layer(h, training=True)
