@@ -218,3 +218,24 @@ def test_a_models_training_call_runs_the_kernels_and_is_its_own(name, norm):
     scale = max(float(jnp.abs(g).max()) for g in want)
     for variable, got, expected in zip(model.trainable_variables, grads, want, strict=True):
         np.testing.assert_allclose(got, expected, atol=1e-4 * scale, err_msg=variable.path)
+
+
+@pytest.mark.parametrize("experiment,seeds,kernels", [
+    ("bn-placement", 1, False),  # one seed of an MLP: XLA's BN, measured faster there
+    ("bn-placement", 2, True), ("lenet-bn", 1, True)])
+def test_the_seeds_together_step_uses_the_kernels_where_they_were_faster(experiment, seeds,
+                                                                          kernels):
+    import jax
+    import jax.numpy as jnp
+
+    from bnlab.lab import experiments, multiseed
+
+    exp = experiments.get(experiment)
+    configs = [experiments.trial_config(exp, exp.arms[-1], s, backend="jax")
+               for s in range(1, seeds + 1)]
+    group = multiseed.SeedGroup(configs)
+    steps = jax.jit(multiseed.SeedGroup._scan(group._each_seed(group._step)))
+    shape = (32 * seeds, 28, 28) + ((1,) if experiment == "lenet-bn" else ())
+    x, y = jnp.zeros(shape), jnp.zeros(32 * seeds, "int32")
+    idx = jnp.arange(32 * seeds).reshape(1, seeds, 32)  # (steps, seeds, batch)
+    assert ("bnlab_bn_forward" in steps.lower(group.state, x, y, idx).as_text()) == kernels

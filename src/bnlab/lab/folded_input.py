@@ -11,7 +11,12 @@ gradient's values are those of ``model.stateless_call(..., training=True)`` up t
   folded product applies the real γ and β.
 - every plain BN layer (``layers.native_bn.applies``: Keras's or bnlab's, no renorm, Ghost BN or
   synchronized statistics) is computed by ``layers.native_bn.train_call``, two C++ calls in
-  place of XLA's ten-odd kernels, where the kernels are built (JAX on a CPU).
+  place of XLA's ten-odd kernels, where the kernels are built (JAX on a CPU) and the caller
+  asks for it (``native_bn``). Measured on 2 cores (docs/performance.md), step time with the
+  kernels ÷ with XLA's BN: 3 seeds together, LeNet 0.65-0.67, the deep MLP 0.93, bn-placement's
+  BN arms 0.88-1.05 (three runs); one seed, LeNet 0.86 but the MLPs 1.07-1.08 (there XLA, without YNNPACK,
+  fuses BN into the loops around it). So ``multiseed`` asks for it for several seeds or a conv
+  model.
 
 Any other model gets its plain ``stateless_call``.
 
@@ -23,7 +28,8 @@ trainable, normalizes the last axis, and has both γ and β; the next layer is a
 
 import keras
 
-from bnlab.layers import BatchNorm, native_bn
+from bnlab.layers import BatchNorm
+from bnlab.layers import native_bn as kernels
 from bnlab.layers.folded_dense import folded_dense
 
 ENABLED = True  # bench/input_bn.py turns it off to time the model's own call beside the fold
@@ -54,12 +60,13 @@ def _has_batch_norm(model):
                for layer in model.layers)
 
 
-def training_call(model):
+def training_call(model, native_bn=True):
     """f(trainable, non_trainable, x) -> (outputs, non_trainable'): ``model.stateless_call`` in
-    training mode, with the input BN and its Dense folded where ``input_pair`` finds them and the
-    plain BN layers by the C++ kernels (the module docstring)."""
+    training mode, with the input BN and its Dense folded where ``input_pair`` finds them and,
+    with ``native_bn``, the plain BN layers by the C++ kernels (the module docstring)."""
+    native_bn = native_bn and NATIVE_BN
     pair = input_pair(model) if ENABLED else None
-    if pair is None and not (ENABLED and isinstance(model, keras.Sequential)
+    if pair is None and not (ENABLED and native_bn and isinstance(model, keras.Sequential)
                              and _has_batch_norm(model)):
         return lambda trainable, non_trainable, x: model.stateless_call(
             trainable, non_trainable, x, training=True)
@@ -80,8 +87,8 @@ def training_call(model):
                     h = folded_dense(h, gamma, beta, dense.kernel.value,
                                      dense.bias.value if dense.use_bias else None)
                     h = dense.activation(h) if dense.activation is not None else h
-                elif NATIVE_BN and native_bn.applies(layer, h):
-                    h = native_bn.train_call(layer, h)
+                elif native_bn and kernels.applies(layer, h):
+                    h = kernels.train_call(layer, h)
                 else:
                     h = layer(h, training=True)
             updated = [scope.get_current_value(v) for v in model.non_trainable_variables]
