@@ -3,14 +3,16 @@
     available() -> bool              whether the kernels are built and registered in this process
     applies(*arrays) -> bool         available() and every array float32
     row_dots(W, P, s) -> (g, b)      g = Σ_u W ⊙ P and b = W s, over the last axis of W
-    batch_norm(x, γ, β, ε) -> (y, μ, σ²)   BN's training-mode forward over x's rows, one call
-                                     each way (``batch_norm.cc``), differentiable
+    batch_norm(x, γ, β, ε) -> (y, μ, σ²)
+                                     BN's training-mode forward over x's rows, differentiable:
+                                     one call forward and one backward (``batch_norm.cc``)
 
 ``row_dots`` is the input BN's ∂γ and ∂β in ``layers.folded_dense``. Shapes: W and P (…, D, U),
 s (…, U), g and b (…, D), float32; any leading axes, ``jax.vmap`` included. XLA computes the two as
 separate kernels, a row sum of W ⊙ P and a matrix-vector product, which read W twice at about a
 third of the rate of XLA's own elementwise loops (bench/tried.md). The kernel, ``row_dots.cc``,
-reads W and P once, half the rows on each of two threads: bench/input_bn.py, docs/performance.md.
+reads W and P once, its rows in chunks on two threads (``parallel.h``): bench/input_bn.py,
+docs/performance.md.
 Its sums run in another order than XLA's, so the two agree to float32 round-off, not bit for bit.
 
 ``batch_norm`` is BN over every axis of x but the last (x (…, R, C), γ and β (…, C)): the two-pass
@@ -18,15 +20,15 @@ statistics and y = γ (x − μ) / √(σ² + ε) + β in one call, and its grad
 ``layers.closed_form``, with the cotangents of μ and σ² too) in another. XLA runs BN as five
 reductions and as many elementwise loops, each a kernel of its own (bench/bn.py). The statistics
 are the biased two-pass ones of ``statistics.moments``; its users update the moving statistics
-from the μ and σ² it returns (``lab.fast_training``).
+from the μ and σ² it returns (``layers.native_bn``). The NumPy reference holds it in the tests.
 
-The kernel is built on first use by the host's C++ compiler (``$CXX``, else ``c++``), against the
-FFI headers jaxlib ships (``jax.ffi.include_dir()``), for this host's CPU. It goes into
-``paths.cache_dir()/kernels/``, named by a hash of the source, the flags, jaxlib's version and the
-CPU, and is written under a temporary name and then renamed, so processes that build it at once
-never load a half-written library. Where it cannot be used (another Keras backend, JAX on a GPU,
-no compiler, or ``BNLAB_NATIVE=0``), ``available()`` is False and callers keep their XLA form. The
-tests hold the kernel to that form.
+The kernels are built on first use by the host's C++ compiler (``$CXX``, else ``c++``), against
+the FFI headers jaxlib ships (``jax.ffi.include_dir()``), for this host's CPU, into one library
+in ``paths.cache_dir()/kernels/``, named by a hash of the sources, the flags, jaxlib's version
+and the CPU, and written under a temporary name and then renamed, so processes that build it at
+once never load a half-written library. Where they cannot be used (another Keras backend, JAX on
+a GPU, no compiler, or ``BNLAB_NATIVE=0``), ``available()`` is False and callers keep their XLA
+form. The tests hold the kernels to that form.
 """
 
 import ctypes
