@@ -26,13 +26,27 @@ class ClosedFormBatchNorm(BatchNorm):
         super().__init__(*args, gradient=gradient, **kwargs)
 
 
+@keras.saving.register_keras_serializable(package="bnlab_tests")
+class NativeBatchNorm(BatchNorm):
+    """bnlab's BatchNorm with ``gradient="native"`` (C++ kernels, on JAX) unless told otherwise."""
+
+    def __init__(self, *args, gradient="native", **kwargs):
+        super().__init__(*args, gradient=gradient, **kwargs)
+
+
+# "native" only where its kernels can run: elsewhere it is the closed form, tested already
+GRADIENT_LAYERS = {"closed-form": ClosedFormBatchNorm,
+                   **({"native": NativeBatchNorm} if BACKEND == "jax" else {})}
+
+
 def each_gradient(module_name):
     """An autouse fixture that runs every test of ``module_name`` once per ``BatchNorm`` gradient:
-    the module's name ``BatchNorm`` is the closed-form layer in the second run."""
-    @pytest.fixture(autouse=True, params=["autodiff", "closed-form"])
+    the module's name ``BatchNorm`` is the closed-form (native) layer in the second (third) run."""
+    @pytest.fixture(autouse=True, params=["autodiff", *GRADIENT_LAYERS])
     def gradient(request, monkeypatch):
-        if request.param == "closed-form":
-            monkeypatch.setattr(sys.modules[module_name], "BatchNorm", ClosedFormBatchNorm)
+        if request.param in GRADIENT_LAYERS:
+            monkeypatch.setattr(sys.modules[module_name], "BatchNorm",
+                                GRADIENT_LAYERS[request.param])
         return request.param
     return gradient
 

@@ -4,7 +4,7 @@ The file is read from the installed keras package (so it follows Keras upgrades)
 name ``layers`` is replaced by a proxy whose ``BatchNormalization`` is ``bnlab.layers.BatchNorm``
 and whose every other attribute is Keras's (``Masking``, ``Input``, ...). pytest then collects
 and runs every test of Keras's ``BatchNormalizationTest`` against bnlab's layer, once with each
-``gradient`` (autodiff, closed-form).
+``gradient`` (autodiff, closed-form, and native on JAX).
 """
 
 import importlib.util
@@ -15,7 +15,7 @@ import pytest
 import bnlab  # noqa: F401  (sets the default backend before Keras is imported)
 import keras
 from keras.src import layers as keras_layers
-from backend_utils import ClosedFormBatchNorm
+from backend_utils import BACKEND, ClosedFormBatchNorm, NativeBatchNorm
 from bnlab.layers import BatchNorm
 
 pytestmark = pytest.mark.backend
@@ -66,3 +66,13 @@ class TestKerasBatchNormalizationSuiteClosedForm(_closed_form_suite.BatchNormali
 
     def test_the_layer_under_test_is_bnlab(self):
         assert _closed_form_suite.layers.BatchNormalization is ClosedFormBatchNorm
+
+
+if BACKEND == "jax":
+    _native_suite = _load_keras_suite(NativeBatchNorm)
+
+    class TestKerasBatchNormalizationSuiteNative(_native_suite.BatchNormalizationTest):
+        """The same tests with ``gradient="native"``: the C++ kernels where they apply."""
+
+        def test_the_layer_under_test_is_bnlab(self):
+            assert _native_suite.layers.BatchNormalization is NativeBatchNorm

@@ -49,11 +49,11 @@ import keras
 from keras import ops
 
 from bnlab.errors import UserError
-from bnlab.layers import closed_form, ghost, statistics
+from bnlab.layers import closed_form, ghost, native, statistics
 from bnlab.layers import renorm as batch_renorm
 
 _LOW_PRECISION = ("float16", "bfloat16")
-GRADIENTS = ("autodiff", "closed-form")
+GRADIENTS = ("autodiff", "closed-form", "native")
 
 
 @keras.saving.register_keras_serializable(package="bnlab")
@@ -81,9 +81,12 @@ class BatchNorm(keras.layers.Layer):
         axis_index_groups: with ``axis_name``, groups of replica indices that share statistics
             (a partition into equal groups, as ``jax.lax.psum`` takes it).
         unbiased_moving_variance: store n/(n−1)·σ²_B in the moving variance (PyTorch's convention).
-        gradient: ``"autodiff"`` (the backend differentiates the code above) or ``"closed-form"``
+        gradient: ``"autodiff"`` (the backend differentiates the code above), ``"closed-form"``
             (``closed_form.py``: the same normalization with its gradient written from x̂ and two
-            sums; renorm keeps autodiff).
+            sums; renorm keeps autodiff) or ``"native"`` (the same training step by the C++
+            kernels of ``native.py``, one call forward and one backward, on JAX on a CPU where
+            they are built, for the channels last without renorm, Ghost BN, replicas or a mask;
+            elsewhere the closed form).
 
     Call arguments:
         inputs: a tensor of any rank ≥ 2.
@@ -243,6 +246,8 @@ class BatchNorm(keras.layers.Layer):
                                       self._param(self.moving_variance, x))
             return ops.cast(outputs, self.compute_dtype)
 
+        if self.gradient == "native" and mask is None and self._kernels_apply(x):
+            return ops.cast(self._kernels_call(x), self.compute_dtype)
         if mask is not None:
             mask = ops.broadcast_to(ops.expand_dims(ops.cast(mask, "bool"), -1), ops.shape(x))
         shape, axes, ghosts = ops.shape(x), self._reduction_axes, self.virtual_batch_size
@@ -267,7 +272,7 @@ class BatchNorm(keras.layers.Layer):
                 self._param(self.renorm_stddev, x), self.epsilon, clipping,
             )
         self._update_moving_statistics(mean, variance, count, shares)
-        if self.gradient == "closed-form" and not self.renorm:
+        if self.gradient in ("closed-form", "native") and not self.renorm:
             weights = None if mask is None else ops.cast(mask, x.dtype)
             outputs = closed_form.normalize(
                 x, mean, variance, count, self._scale_or(self.gamma, 1.0, x),
@@ -277,6 +282,26 @@ class BatchNorm(keras.layers.Layer):
         if ghosts is not None:
             outputs = ghost.merge(outputs, shape)
         return ops.cast(outputs, self.compute_dtype)
+
+    def _kernels_apply(self, x):
+        """Whether ``native.batch_norm`` computes this layer's training step on x: plain BN (no
+        renorm, Ghost BN or replicas), the channels last, x float32, the kernels built."""
+        plain = not (self.renorm or self.synchronized or self.virtual_batch_size
+                     or self.axis_name is not None)
+        return plain and self.axis in (-1, len(x.shape) - 1) and native.applies(x)
+
+    def _kernels_call(self, x, gamma=None, beta=None):
+        """The training step by ``native.batch_norm``: y, and the moving statistics updated.
+        ``gamma``, ``beta`` (C,), when given, replace the layer's (``lab.folded_input``)."""
+        channels = x.shape[-1]
+        if gamma is None:
+            gamma = ops.reshape(self._scale_or(self.gamma, 1.0, x), (channels,))
+        if beta is None:
+            beta = ops.reshape(self._scale_or(self.beta, 0.0, x), (channels,))
+        y, mean, variance = native.batch_norm_channels_last(x, gamma, beta, self.epsilon)
+        count = ops.cast(x.size // channels, x.dtype)
+        self._update_moving_statistics(ops.stop_gradient(mean), ops.stop_gradient(variance), count)
+        return y
 
     def _param(self, weight, x):
         """A (C,) weight as x's dtype, shaped to broadcast against x (grouped or not)."""

@@ -6,6 +6,8 @@
     batch_norm(x, γ, β, ε) -> (y, μ, σ²)
                                      BN's training-mode forward over x's rows, differentiable:
                                      one call forward and one backward (``batch_norm.cc``)
+    batch_norm_channels_last(x, γ, β, ε) -> (y, μ, σ²)
+                                     the same over every axis of x but the last, any rank
 
 ``row_dots`` is the input BN's ∂γ and ∂β in ``layers.folded_dense``. Shapes: W and P (…, D, U),
 s (…, U), g and b (…, D), float32; any leading axes, ``jax.vmap`` included. XLA computes the two as
@@ -147,6 +149,12 @@ def batch_norm(x, gamma, beta, epsilon):
     """
     _require()
     return _batch_norm()(x, gamma, beta, float(epsilon))
+
+
+def batch_norm_channels_last(x, gamma, beta, epsilon):
+    """``batch_norm`` over every axis of x (any rank ≥ 2) but the last: y as x, μ and σ² (C,)."""
+    y, mean, variance = batch_norm(x.reshape(-1, x.shape[-1]), gamma, beta, epsilon)
+    return y.reshape(x.shape), mean, variance
 
 
 def _require():

@@ -23,15 +23,13 @@ from bnlab.layers.batchnorm import BatchNorm
 def applies(layer, x):
     """Whether ``layer`` is a plain BN (module docstring) and ``x`` a float32 input it takes."""
     rank = len(x.shape)
-    if isinstance(layer, keras.layers.BatchNormalization):
-        plain = not layer.renorm and not layer.synchronized
-    elif isinstance(layer, BatchNorm):
-        plain = not (layer.renorm or layer.synchronized or layer.virtual_batch_size
-                     or layer.axis_name is not None)
-    else:
+    if not (isinstance(layer, (keras.layers.BatchNormalization, BatchNorm)) and layer.trainable
+            and rank >= 2 and layer.compute_dtype == "float32"
+            and getattr(x, "_keras_mask", None) is None):
         return False
-    return (plain and layer.trainable and rank >= 2 and layer.axis in (-1, rank - 1)
-            and layer.compute_dtype == "float32" and getattr(x, "_keras_mask", None) is None
+    if isinstance(layer, BatchNorm):
+        return layer._kernels_apply(x)
+    return (not layer.renorm and not layer.synchronized and layer.axis in (-1, rank - 1)
             and native.applies(x))
 
 
@@ -41,19 +39,16 @@ def train_call(layer, x, gamma=None, beta=None):
     ``gamma`` and ``beta`` (C,), when given, replace the layer's own (``lab.folded_input`` passes
     1 and 0 to get x̂ alone); the layer's absent γ or β (``scale``/``center`` False) are 1 and 0.
     """
+    if isinstance(layer, BatchNorm):  # its own moving statistics' rule, momentum=None included
+        return layer._kernels_call(x, gamma, beta)
     channels = x.shape[-1]
     if gamma is None:
         gamma = layer.gamma.value if layer.scale else ops.ones((channels,), x.dtype)
     if beta is None:
         beta = layer.beta.value if layer.center else ops.zeros((channels,), x.dtype)
-    rows = ops.reshape(x, (-1, channels))
-    y, mean, variance = native.batch_norm(rows, gamma, beta, layer.epsilon)
+    y, mean, variance = native.batch_norm_channels_last(x, gamma, beta, layer.epsilon)
     mean, variance = ops.stop_gradient(mean), ops.stop_gradient(variance)
-    if isinstance(layer, BatchNorm):  # its own rule: momentum=None, unbiased_moving_variance
-        layer._update_moving_statistics(mean, variance, ops.cast(rows.shape[0], x.dtype))
-    else:  # Keras's BatchNormalization.call, verbatim
-        momentum = layer.momentum
-        layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
-        layer.moving_variance.assign(
-            layer.moving_variance * momentum + variance * (1.0 - momentum))
-    return ops.reshape(y, x.shape)
+    momentum = layer.momentum  # Keras's BatchNormalization.call, verbatim
+    layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
+    layer.moving_variance.assign(layer.moving_variance * momentum + variance * (1.0 - momentum))
+    return y
