@@ -14,9 +14,9 @@ gradient's values are those of ``model.stateless_call(..., training=True)`` up t
   place of XLA's ten-odd kernels, where the kernels are built (JAX on a CPU) and the caller
   asks for it (``native_bn``). Measured on 2 cores (docs/performance.md), step time with the
   kernels ÷ with XLA's BN: 3 seeds together, LeNet 0.65-0.67, the deep MLP 0.93, bn-placement's
-  BN arms 0.88-1.05 (three runs); one seed, LeNet 0.86 but the MLPs 1.07-1.08 (there XLA,
-  without YNNPACK, fuses BN into the loops around it). So ``multiseed`` asks for it for several
-  seeds or a conv model.
+  BN arms 0.88-1.05 (three runs); one seed, the study CNN 0.84-0.92 but the MLPs 1.07-1.08
+  (there XLA, without YNNPACK, fuses BN into the loops around it). So ``multiseed`` asks for it
+  for several seeds or a conv model.
 
 Any other model gets its plain ``stateless_call``.
 
