@@ -110,7 +110,6 @@ void Affine2(float* __restrict out, const float* __restrict dy, const float* __r
   }
 }
 
-
 // x as one call of Forward or Backward reads it: for each of `groups`, `rows` rows of `width`
 // values, `stride` floats apart, from column `first` on; `channels` channels, value j of a row
 // belonging to channel j mod channels. Either all C channels, narrow ones (C < 64, R a multiple
@@ -332,8 +331,8 @@ ffi::Error Shape(ffi::Buffer<ffi::F32>& x, std::initializer_list<int64_t> channe
   return ffi::Error::Success();
 }
 
-ffi::Error BatchNormForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> gamma,
-                            ffi::Buffer<ffi::F32> beta, float epsilon,
+ffi::Error BatchNormForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x,
+                            ffi::Buffer<ffi::F32> gamma, ffi::Buffer<ffi::F32> beta, float epsilon,
                             ffi::ResultBuffer<ffi::F32> y, ffi::ResultBuffer<ffi::F32> mean,
                             ffi::ResultBuffer<ffi::F32> variance) {
   int64_t groups, R, C;
@@ -347,8 +346,9 @@ ffi::Error BatchNormForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::
   return ffi::Error::Success();
 }
 
-ffi::Error BatchNormBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
-                             ffi::Buffer<ffi::F32> mean, ffi::Buffer<ffi::F32> variance,
+ffi::Error BatchNormBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x,
+                             ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> mean,
+                             ffi::Buffer<ffi::F32> variance,
                              ffi::Buffer<ffi::F32> gamma, ffi::Buffer<ffi::F32> d_mean,
                              ffi::Buffer<ffi::F32> d_variance, float epsilon,
                              ffi::ResultBuffer<ffi::F32> dx, ffi::ResultBuffer<ffi::F32> d_gamma,

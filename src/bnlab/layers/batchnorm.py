@@ -290,14 +290,11 @@ class BatchNorm(keras.layers.Layer):
                      or self.axis_name is not None)
         return plain and self.axis in (-1, len(x.shape) - 1) and native.applies(x)
 
-    def _kernels_call(self, x, gamma=None, beta=None):
-        """The training step by ``native.batch_norm``: y, and the moving statistics updated.
-        ``gamma``, ``beta`` (C,), when given, replace the layer's (``lab.folded_input``)."""
+    def _kernels_call(self, x):
+        """The training step by ``native.batch_norm``: y, and the moving statistics updated."""
         channels = x.shape[-1]
-        if gamma is None:
-            gamma = ops.reshape(self._scale_or(self.gamma, 1.0, x), (channels,))
-        if beta is None:
-            beta = ops.reshape(self._scale_or(self.beta, 0.0, x), (channels,))
+        gamma = ops.reshape(self._scale_or(self.gamma, 1.0, x), (channels,))
+        beta = ops.reshape(self._scale_or(self.beta, 0.0, x), (channels,))
         y, mean, variance = native.batch_norm_channels_last(x, gamma, beta, self.epsilon)
         count = ops.cast(x.size // channels, x.dtype)
         self._update_moving_statistics(ops.stop_gradient(mean), ops.stop_gradient(variance), count)

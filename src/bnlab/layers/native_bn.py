@@ -1,7 +1,7 @@
 """A BN layer's training call computed by ``native.batch_norm``'s C++ kernels (JAX on a CPU).
 
     applies(layer, x) -> bool     whether ``train_call`` computes exactly what ``layer`` would
-    train_call(layer, x, gamma=None, beta=None) -> y
+    train_call(layer, x) -> y
 
 ``train_call`` is ``layer(x, training=True)`` for a plain BN: Keras's ``BatchNormalization`` or
 bnlab's ``BatchNorm``, normalizing the last axis over every other, in float32, without renorm,
@@ -33,19 +33,14 @@ def applies(layer, x):
             and native.applies(x))
 
 
-def train_call(layer, x, gamma=None, beta=None):
-    """``layer(x, training=True)`` by the C++ kernels, where ``applies(layer, x)``.
-
-    ``gamma`` and ``beta`` (C,), when given, replace the layer's own (``lab.folded_input`` passes
-    1 and 0 to get x̂ alone); the layer's absent γ or β (``scale``/``center`` False) are 1 and 0.
-    """
+def train_call(layer, x):
+    """``layer(x, training=True)`` by the C++ kernels, where ``applies(layer, x)``; the layer's
+    absent γ or β (``scale``/``center`` False) are 1 and 0."""
     if isinstance(layer, BatchNorm):  # its own moving statistics' rule, momentum=None included
-        return layer._kernels_call(x, gamma, beta)
+        return layer._kernels_call(x)
     channels = x.shape[-1]
-    if gamma is None:
-        gamma = layer.gamma.value if layer.scale else ops.ones((channels,), x.dtype)
-    if beta is None:
-        beta = layer.beta.value if layer.center else ops.zeros((channels,), x.dtype)
+    gamma = layer.gamma.value if layer.scale else ops.ones((channels,), x.dtype)
+    beta = layer.beta.value if layer.center else ops.zeros((channels,), x.dtype)
     y, mean, variance = native.batch_norm_channels_last(x, gamma, beta, layer.epsilon)
     mean, variance = ops.stop_gradient(mean), ops.stop_gradient(variance)
     momentum = layer.momentum  # Keras's BatchNormalization.call, verbatim
