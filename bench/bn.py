@@ -10,6 +10,11 @@ dy read, dx written) + 32 × C (the per-channel vectors). The copies: 256 MB (ma
 BN tensor's size (in cache: what a memory-bound kernel of that size can reach). On JAX, XLA's
 floor: one jitted call that moves the same bytes with no reduction (y = a·x + b, dx = a·dy + c·x),
 the fastest any BN written in XLA can be, so a BN near it is at the wall of XLA's own code.
+
+On JAX each call runs on the calling thread (``jax_cpu_enable_async_dispatch`` off): by default
+JAX hands a program to a pool thread and the caller sleeps until it is done, which on a small VM
+costs about 80 µs a call in wake-ups (bench/tried.md, 7 Dec) — a cost of calling a program from
+Python, paid once by a training step, not by each BN in it.
 """
 
 import os
@@ -110,6 +115,9 @@ def layers():
     import keras
     from bnlab.layers import BatchNorm
     backend = keras.backend.backend()
+    if backend == "jax":  # before the first array: JAX reads it when it starts its CPU client
+        import jax
+        jax.config.update("jax_cpu_enable_async_dispatch", False)
     step = {"jax": step_jax, "tensorflow": step_tf, "torch": step_torch}[backend]
     rows = []
     for shape in SHAPES:
