@@ -162,6 +162,48 @@ def test_a_saved_model_path_stays_in_its_folder(tmp_path):
         paths.inside(tmp_path, "link", "x")
 
 
+@pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()])
+def test_write_whole_leaves_the_old_file_and_no_temporary_when_the_write_fails(tmp_path, error):
+    target = tmp_path / "report.md"
+    target.write_text("old")
+
+    def write(temporary):
+        temporary.write_text("half")
+        raise error
+    with pytest.raises(type(error)):
+        paths.write_whole(target, write)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["report.md"]
+    assert paths.write_whole(target, lambda t: t.write_text("new"), suffix=".npz") == target
+    assert target.read_text() == "new" and target.stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
+WRITERS = """
+import sys
+from pathlib import Path
+from bnlab import paths
+target, byte = Path(sys.argv[1]), sys.argv[2].encode()
+for _ in range(40):
+    paths.write_whole(target, lambda t: t.write_bytes(byte * 1_000_000))
+"""
+
+
+def test_write_whole_from_three_processes_at_once_is_only_ever_read_whole(tmp_path):
+    """Three processes replace one file 40 times each while this one reads it: every read is
+    one writer's whole file, and no temporary is left."""
+    target = tmp_path / "shared.bin"
+    target.write_bytes(b"a" * 1_000_000)
+    writers = [subprocess.Popen([sys.executable, "-c", WRITERS, str(target), byte])
+               for byte in "xyz"]
+    seen = set()
+    while any(w.poll() is None for w in writers):
+        data = target.read_bytes()
+        assert len(data) == 1_000_000 and data == data[:1] * len(data)
+        seen.add(data[:1])
+    assert [w.returncode for w in writers] == [0, 0, 0]
+    assert seen & {b"x", b"y", b"z"} and [p.name for p in tmp_path.iterdir()] == ["shared.bin"]
+
+
 def test_tensorboard_never_writes_outside_dir_nor_deletes_a_users_file(finished, tmp_path):
     """Item 2: a store row whose arm is ``../../../victim2`` (a crafted store) is refused, the
     victim untouched; a re-export keeps a user's file in a trial folder."""

@@ -4,6 +4,7 @@
     inside(root, *parts) -> Path      root/parts resolved, proven to lie under root resolved
     Manifest(folder)                  the files bnlab wrote in a folder; only those it replaces
     cache_dir() -> Path               bnlab's cache folder (parsed datasets, built kernels)
+    write_whole(path, write, suffix)  path written whole or not at all (a temporary, renamed)
 
 An experiment's and an arm's names become folder and file names (``runs/NAME/``, saved models,
 TensorBoard's ``DIR/NAME/ARM/seed-N``), so they are checked where an experiment is loaded and
@@ -22,7 +23,9 @@ This module is at the bottom of bnlab's import graph: it imports only ``bnlab.er
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import unicodedata
 from pathlib import Path
 
@@ -40,6 +43,30 @@ def cache_dir() -> Path:
     if os.environ.get("XDG_CACHE_HOME"):
         return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "bnlab"
     return Path.home() / ".cache" / "bnlab"
+
+
+def write_whole(path, write, suffix: str = ".tmp") -> Path:
+    """Write ``path`` whole or not at all; returns it.
+
+    ``write(temporary)`` fills a new file beside ``path`` (the same folder, so that the rename is
+    atomic), which then replaces ``path``. On any error or interruption (Ctrl-C, or the exception
+    bnlab's SIGTERM handler raises) the temporary file is removed and ``path`` is as it was, so
+    a reader, or a process writing the same file at once, only ever sees a whole one. ``suffix``
+    ends the temporary's name: NumPy and Keras choose a file's format by it. The file is made
+    readable by all (0644), as a plain ``open`` would leave it; ``path`` is not checked here
+    (callers find it through :func:`inside` or a :class:`Manifest`)."""
+    path = Path(path)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        write(temporary)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):  # renamed: nothing left to remove
+            temporary.unlink()
+    return path
 
 
 class PathError(UserError):

@@ -2,20 +2,20 @@
 into place only once verified.
 
 Each file is fetched by ``get_file`` under a hidden temporary name beside its final one, checked
-against the published MD5 by ``get_file`` itself, and only then moved to its final name with
-``os.replace``: whatever happens (no network, a reset connection, a wrong checksum, a kill), no
-partial or unverified file is ever left under the final name, and the temporary one is removed.
+against the published MD5 by ``get_file`` itself, and only then moved to its final name
+(``paths.write_whole``): whatever happens (no network, a reset connection, a wrong checksum, a
+kill), no partial or unverified file is ever left under the final name, and the temporary one is
+removed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import socket
-import tempfile
 from pathlib import Path
 
+from bnlab import paths
 from bnlab.data.idx import DatasetError, one_line
 
 
@@ -39,21 +39,14 @@ def _fetch(url: str, final: Path, want_md5: str) -> None:
     the MD5 matches."""
     from keras.utils import get_file  # imports Keras: only when a download is needed
 
-    try:
-        if not os.access(final.parent, os.W_OK):  # get_file would fall back to /tmp/.keras
-            raise PermissionError(13, "not writable")
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
-        os.close(fd)
-    except OSError as e:
-        raise DownloadFailed(f"cannot write to {final.parent} ({e.strerror})") from e
-    try:
+    def fetch(temporary: Path) -> None:
         previous = socket.getdefaulttimeout()
         socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
         try:
-            get_file(fname=Path(tmp).name, origin=url, file_hash=want_md5, hash_algorithm="md5",
-                     cache_dir=str(final.parent), cache_subdir="", force_download=True)
+            get_file(fname=temporary.name, origin=url, file_hash=want_md5, hash_algorithm="md5",
+                     cache_dir=str(temporary.parent), cache_subdir="", force_download=True)
         except ValueError as e:  # get_file's "file hash does not match"
-            got = _md5(Path(tmp)) if os.path.exists(tmp) else "nothing"
+            got = _md5(temporary) if temporary.exists() else "nothing"
             raise DatasetError(f"{final}: checksum mismatch for the download from {url}: "
                                f"expected MD5 {want_md5}, got {got}; the file was discarded; "
                                "fix: try again later, or put the files in place yourself") from e
@@ -61,10 +54,13 @@ def _fetch(url: str, final: Path, want_md5: str) -> None:
             raise DownloadFailed(f"{url}: {one_line(e)}") from e
         finally:
             socket.setdefaulttimeout(previous)
-        os.replace(tmp, final)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+
+    try:
+        if not os.access(final.parent, os.W_OK):  # get_file would fall back to /tmp/.keras
+            raise PermissionError(13, "not writable")
+        paths.write_whole(final, fetch, suffix=".part")
+    except OSError as e:  # the folder, the temporary or the rename; fetch raises none
+        raise DownloadFailed(f"cannot write to {final.parent} ({e.strerror})") from e
 
 
 def download_files(info: dict, dest: Path) -> None:

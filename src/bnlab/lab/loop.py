@@ -26,7 +26,6 @@ alone, summed. Reported training metrics follow Keras's ``fit``: averages over t
 examples, taken while training.
 """
 
-import os
 import time
 from pathlib import Path
 
@@ -223,12 +222,6 @@ def save_model(model, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     owned = paths.Manifest(path.parent)
-    path = owned.target(path.name)
-    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.keras")
-    try:
-        model.save(partial)
-        os.replace(partial, path)
-        owned.wrote(path.name)
-    finally:
-        partial.unlink(missing_ok=True)
+    path = paths.write_whole(owned.target(path.name), model.save, suffix=".keras")
+    owned.wrote(path.name)
     return str(path)

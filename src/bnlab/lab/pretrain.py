@@ -24,11 +24,11 @@ in training mode while it runs) before fine-tuning starts.
 
 import hashlib
 import json
-import os
 
 import numpy as np
 
 from bnlab import data as bndata
+from bnlab import paths
 from bnlab.tools import precise
 
 RESTATISTICS_BATCH = 50
@@ -69,12 +69,7 @@ def source_weights(config, train_source):
     for i, layer in enumerate(weights):
         flat[f"{i}_n"] = len(layer)
         flat.update({f"{i}_{j}": w for j, w in enumerate(layer)})
-    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.npz")
-    try:
-        np.savez(partial, **flat)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    paths.write_whole(path, lambda temporary: np.savez(temporary, **flat), suffix=".npz")
     return weights
 
 

@@ -40,14 +40,13 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import warnings
 from pathlib import Path
 
 import keras
 import numpy
 
-from bnlab.paths import cache_dir
+from bnlab.paths import cache_dir, write_whole
 
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("row_dots.cc", "batch_norm.cc"))
 HEADERS = (Path(__file__).with_name("parallel.h"),)
@@ -85,21 +84,19 @@ def library_path():
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".bnlab-", suffix=".so", dir=path.parent)
-    os.close(handle)
-    try:
+
+    def build(temporary):
         command = [compiler, *FLAGS, "-I", jax.ffi.include_dir(), *map(str, SOURCES),
-                   "-o", temporary]
-        built = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_SECONDS)
+                   "-o", str(temporary)]
+        try:
+            built = subprocess.run(command, capture_output=True, text=True,
+                                   timeout=BUILD_SECONDS)
+        except subprocess.TimeoutExpired:
+            raise OSError(f"{compiler} ran past {BUILD_SECONDS} s") from None
         if built.returncode != 0:
             raise OSError(f"{compiler} exited with {built.returncode}: "
                           + (built.stderr.strip().splitlines() or [""])[-1])
-        os.replace(temporary, path)
-    except subprocess.TimeoutExpired:
-        raise OSError(f"{compiler} ran past {BUILD_SECONDS} s") from None
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    write_whole(path, build, suffix=".so")
     return path
 
 

@@ -1,21 +1,18 @@
 """Reports from the store: confidence intervals, learning curves, tables, Markdown and HTML.
 
 The statistics (t intervals, Welch's difference, verdicts) live in :mod:`bnlab.results.stats`.
-Every file is written atomically (temporary name in the same folder, then ``os.replace``), and only
-where ``bnlab.paths.Manifest`` allows: a file in the folder that bnlab did not write is refused,
-never replaced. Text from an experiment (title, description, names) is escaped in both outputs:
+Every file is written whole or not at all (``paths.write_whole``), and only where
+``bnlab.paths.Manifest`` allows: a file in the folder that bnlab did not write is refused, never
+replaced. Text from an experiment (title, description, names) is escaped in both outputs:
 HTML by Jinja2, Markdown by :func:`_md_text`, so neither carries raw HTML a viewer would run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import html
 import io
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -503,17 +500,8 @@ def _write_atomic(path: Path, data: bytes) -> Path:
     """Write ``path`` whole or not at all, if its folder's manifest allows (bnlab.paths)."""
     owned = paths.Manifest(path.parent)
     owned.target(path.name)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-        owned.wrote(path.name)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    paths.write_whole(path, lambda temporary: temporary.write_bytes(data))
+    owned.wrote(path.name)
     return path
 
 

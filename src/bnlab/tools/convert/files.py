@@ -1,9 +1,9 @@
 """``bnlab convert IN OUT``: a ``.pt2`` to a ``.keras`` or back, checked before it is written."""
 
 import os
-import tempfile
 from pathlib import Path
 
+from bnlab import paths
 from bnlab.errors import UserError
 from bnlab.tools.convert import verify
 
@@ -44,15 +44,11 @@ def convert_file(source, target):
     if not ok:
         raise UserError(f"the conversion disagrees beyond {verify.TOLERANCE:g}: {lines[0]}; "
                          f"{target} not written")
-    handle, temporary = tempfile.mkstemp(suffix=target.suffix, dir=target.parent)
-    os.close(handle)
-    try:
-        os.unlink(temporary)
+
+    def write(temporary):
+        temporary.unlink()  # each saver creates its file itself
         save(temporary)
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    paths.write_whole(target, write, suffix=target.suffix)
     bn = len(pairs)
     return [f"{source} -> {target}: {bn} BN layer(s) with running statistics"] + info["notes"] \
         + lines
