@@ -245,14 +245,15 @@ def test_run_trials_trains_the_seeds_of_an_arm_together_and_resumes(tmp_path, mo
 
 
 def test_paths_choose_which_seeds_train_together():
-    """auto: dense models together, conv models one by one with fit; together: every arm; fit:
-    none. A conv model's group loops over its seeds and steps (no vmap, no scan: see
-    SeedGroup._each_seed), a dense model's is vectorized."""
+    """auto: the dense models, LeNet and the study CNN together, the deep CNN one by one with
+    fit; together: every arm; fit: none. A conv model's group loops over its seeds and steps (no
+    vmap, no scan: see SeedGroup._each_seed), a dense model's is vectorized."""
     mlp = configs_for("bn-placement", "bn-after", (1, 2), epochs=1)
     lenet = configs_for("lenet-bn", "scratch", (1, 2), epochs=1)
-    units = {path: [len(u) for u in train.work_units(mlp + lenet, path)]
+    deep_cnn = configs_for("deep-cnn", "keras", (1, 2), epochs=1)
+    units = {path: [len(u) for u in train.work_units(mlp + lenet + deep_cnn, path)]
              for path in train.PATHS}
-    assert units == {"auto": [2, 1, 1], "together": [2, 2], "fit": [1, 1, 1, 1]}
+    assert units == {"auto": [2, 2, 1, 1], "together": [2, 2, 2], "fit": [1] * 6}
     # many seeds: units of at most MAX_TOGETHER, each claimed when it starts (bnlab.lab.sweep)
     many = configs_for("bn-placement", "bn-after", range(1, 2 * train.MAX_TOGETHER + 2), epochs=1)
     units = train.work_units(many, "auto")

@@ -32,11 +32,12 @@ from bnlab.tools import probe as probe_tools
 
 # Models ``bnlab run`` trains together by default: those for which it is faster than K fit runs.
 # Any model and norm can be trained together (``--path together``; the tests hold every norm, the
-# conv models included, against fit). Of the conv models only the batch-size study's small CNN
-# gains, at the study's small batches; LeNet's seeds gain little together over one seed at a time
-# with fit, and the deep CNN's unrolled program would compile for minutes: those two stay on fit
-# (the numbers: bench/tried.md, "XLA's options").
-VECTORIZED_MODELS = ("mlp", "deep-mlp", "sigmoid-mlp", "study-cnn", "relu-mlp", "dropout-mlp")
+# conv models included, against fit). Of the conv models the batch-size study's small CNN gains at
+# its small batches, and LeNet since its BN layers train by the C++ kernels: one seed 0.57-0.63 ×
+# fit's step, every norm at most fit's (bench/tried.md, "LeNet's trials"). The deep CNN's
+# unrolled program would compile for minutes: it stays on fit.
+VECTORIZED_MODELS = ("mlp", "deep-mlp", "sigmoid-mlp", "lenet", "study-cnn", "relu-mlp",
+                     "dropout-mlp")
 
 # Conv models' seed-steps per compiled call (``SeedGroup._unrolled``): UNROLL // K steps of the K
 # seeds, written out one after the other, so no while loop slows the convolutions and Python is
