@@ -184,7 +184,10 @@ def test_path_together_times_the_seeds_together_path_of_a_conv_arm():
     config = experiments.trial_config(lenet, lenet.arm("scratch"), 1, epochs=1)
     x = np.random.default_rng(0).random((64, 28, 28, 1), dtype="float32")
     y = np.arange(64) % 10
-    assert steps.bnlab_block(config, x, y)[0] == "keras-fit"  # bnlab run's default for LeNet
+    assert steps.bnlab_block(config, x, y)[0] == "jax-scan"  # bnlab run's default for LeNet
+    deep = experiments.get("deep-cnn")
+    config = experiments.trial_config(deep, deep.arm("keras"), 1, epochs=1)
+    assert steps.bnlab_block(config, x, y)[0] == "keras-fit"  # and the deep CNN's
     study = experiments.get("study-cnn-batches")
     config = experiments.trial_config(study, study.arm("bn-b8"), 1, epochs=1)
     path, block = steps.bnlab_block(config, x[:16], y[:16], "together")
