@@ -122,6 +122,7 @@ PLAIN = {
     "bnlab-cumulative-unbiased-no-beta": lambda: BatchNorm(
         momentum=None, unbiased_moving_variance=True, center=False),
     "keras-no-gamma": lambda: keras.layers.BatchNormalization(scale=False, epsilon=1e-5),
+    "bnlab-ghost": lambda: BatchNorm(momentum=0.7, virtual_batch_size=4),
 }
 
 
@@ -162,8 +163,9 @@ def test_train_call_is_the_layers_own(kind, shape):
 
 
 def test_only_plain_layers_apply():
-    """Renorm, Ghost BN, statistics across replicas, another axis, low precision or a frozen
-    layer keep the layer's own call (Keras's synchronized=True cannot be built on JAX)."""
+    """Renorm, Ghost BN whose k does not divide the batch, statistics across replicas, another
+    axis, low precision or a frozen layer keep the layer's own call (Keras's synchronized=True
+    cannot be built on JAX)."""
     import jax.numpy as jnp
 
     from bnlab.layers import native_bn
@@ -171,7 +173,7 @@ def test_only_plain_layers_apply():
     x = jnp.zeros((8, 4, 4, 6))
     for make in PLAIN.values():
         assert native_bn.applies(make(), x)
-    for layer in [BatchNorm(renorm=True), BatchNorm(virtual_batch_size=4),
+    for layer in [BatchNorm(renorm=True), BatchNorm(virtual_batch_size=3),
                   BatchNorm(axis_name="seeds"), keras.layers.BatchNormalization(axis=1),
                   keras.layers.BatchNormalization(dtype="mixed_float16"),
                   keras.layers.BatchNormalization(renorm=True),

@@ -85,8 +85,8 @@ class BatchNorm(keras.layers.Layer):
             (``closed_form.py``: the same normalization with its gradient written from x̂ and two
             sums; renorm keeps autodiff) or ``"native"`` (the same training step by the C++
             kernels of ``native.py``, one call forward and one backward, on JAX on a CPU where
-            they are built, for the channels last without renorm, Ghost BN, replicas or a mask;
-            elsewhere the closed form).
+            they are built, for the channels last without renorm, replicas or a mask, Ghost BN
+            where k divides the batch; elsewhere the closed form).
 
     Call arguments:
         inputs: a tensor of any rank ≥ 2.
@@ -284,21 +284,27 @@ class BatchNorm(keras.layers.Layer):
         return ops.cast(outputs, self.compute_dtype)
 
     def _kernels_apply(self, x):
-        """Whether ``native.batch_norm`` computes this layer's training step on x: plain BN (no
-        renorm, Ghost BN or replicas), the channels last, x float32, the kernels built."""
-        plain = not (self.renorm or self.synchronized or self.virtual_batch_size
-                     or self.axis_name is not None)
-        return plain and self.axis in (-1, len(x.shape) - 1) and native.applies(x)
+        """Whether ``native.batch_norm`` computes this layer's training step on x: BN or Ghost BN
+        whose k divides the batch (no renorm, replicas or padded group), the channels last, x
+        float32, the kernels built."""
+        k = self.virtual_batch_size
+        plain = not (self.renorm or self.synchronized or self.axis_name is not None)
+        whole_groups = k is None or (x.shape[0] is not None and x.shape[0] % k == 0)
+        return (plain and whole_groups and self.axis in (-1, len(x.shape) - 1)
+                and native.applies(x))
 
     def _kernels_call(self, x):
-        """The training step by ``native.batch_norm``: y, and the moving statistics updated."""
+        """The training step by ``native.batch_norm``: y, and the moving statistics updated.
+        Ghost BN's G virtual batches are the kernels' groups: x (G, k·…, C), μ and σ² (G, C)."""
         channels = x.shape[-1]
         gamma = ops.reshape(self._scale_or(self.gamma, 1.0, x), (channels,))
         beta = ops.reshape(self._scale_or(self.beta, 0.0, x), (channels,))
-        y, mean, variance = native.batch_norm_channels_last(x, gamma, beta, self.epsilon)
-        count = ops.cast(x.size // channels, x.dtype)
+        groups = 1 if self.virtual_batch_size is None else x.shape[0] // self.virtual_batch_size
+        y, mean, variance = native.batch_norm(ops.reshape(x, (groups, -1, channels)), gamma, beta,
+                                              self.epsilon)
+        count = ops.cast(x.size // channels // groups, x.dtype)
         self._update_moving_statistics(ops.stop_gradient(mean), ops.stop_gradient(variance), count)
-        return y
+        return ops.reshape(y, x.shape)
 
     def _param(self, weight, x):
         """A (C,) weight as x's dtype, shaped to broadcast against x (grouped or not)."""

@@ -5,7 +5,8 @@
 
 ``train_call`` is ``layer(x, training=True)`` for a plain BN: Keras's ``BatchNormalization`` or
 bnlab's ``BatchNorm``, normalizing the last axis over every other, in float32, without renorm,
-Ghost BN, synchronized statistics or a mask. Its y, its gradient and the layer's new moving
+synchronized statistics or a mask; bnlab's Ghost BN too where its k divides the batch (its
+virtual batches are the kernels' groups). Its y, its gradient and the layer's new moving
 statistics are the layer's own up to float32 round-off (tests/test_native_bn.py); only the number
 of XLA kernels changes: two calls of C++ (forward, backward) in place of about ten reductions and
 elementwise loops (bench/bn.py). Call it where the layer's variables are those of the current
