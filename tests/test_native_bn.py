@@ -179,6 +179,8 @@ def test_only_plain_layers_apply():
                   keras.layers.BatchNormalization(renorm=True),
                   keras.layers.LayerNormalization()]:
         assert not native_bn.applies(layer, x), layer
+    assert native_bn.applies(BatchNorm(virtual_batch_size=4), x)  # 8 = 2 groups of 4
+    assert not native_bn.applies(BatchNorm(virtual_batch_size=4), x[:0])  # no group at all
     frozen = keras.layers.BatchNormalization()
     frozen.trainable = False
     assert not native_bn.applies(frozen, x)

@@ -289,7 +289,7 @@ class BatchNorm(keras.layers.Layer):
         float32, the kernels built."""
         k = self.virtual_batch_size
         plain = not (self.renorm or self.synchronized or self.axis_name is not None)
-        whole_groups = k is None or (x.shape[0] is not None and x.shape[0] % k == 0)
+        whole_groups = k is None or (bool(x.shape[0]) and x.shape[0] % k == 0)  # N > 0
         return (plain and whole_groups and self.axis in (-1, len(x.shape) - 1)
                 and native.applies(x))
 
