@@ -9,14 +9,14 @@ gradient's values are those of ``model.stateless_call(..., training=True)`` up t
   kernel's own product instead of a product of its own. The BN layer still gives the normalized
   input z = x̂ (its call with γ = 1 and β = 0) and updates its moving statistics as always; the
   folded product applies the real γ and β.
-- every plain BN layer (``layers.native_bn.applies``: Keras's or bnlab's, no renorm, Ghost BN or
-  synchronized statistics) is computed by ``layers.native_bn.train_call``, two C++ calls in
-  place of XLA's ten-odd kernels, where the kernels are built (JAX on a CPU) and the caller
-  asks for it (``native_bn``). Measured on 2 cores (docs/performance.md), step time with the
-  kernels ÷ with XLA's BN: 3 seeds together, LeNet 0.65-0.67, the deep MLP 0.93, bn-placement's
-  BN arms 0.88-1.05 (three runs); one seed, the study CNN 0.84-0.92 but the MLPs 1.07-1.08
-  (there XLA, without YNNPACK, fuses BN into the loops around it). So ``multiseed`` asks for it
-  for several seeds or a conv model.
+- every plain BN layer (``layers.native_bn.applies``: Keras's or bnlab's, no renorm or
+  synchronized statistics; bnlab's Ghost BN where k divides the batch) is computed by
+  ``layers.native_bn.train_call``, two C++ calls in place of XLA's ten-odd kernels, where the
+  kernels are built (JAX on a CPU) and the caller asks for it (``native_bn``). Measured on 2
+  cores (docs/performance.md), step time with the kernels ÷ with XLA's BN: 3 seeds together,
+  LeNet 0.65-0.67, the deep MLP 0.93, bn-placement's BN arms 0.88-1.05 (three runs); one seed,
+  the study CNN 0.84-0.92 but the MLPs 1.07-1.08 (there XLA, without YNNPACK, fuses BN into the
+  loops around it). So ``multiseed`` asks for it for several seeds or a conv model.
 
 Any other model gets its plain ``stateless_call``.
 

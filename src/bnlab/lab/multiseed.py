@@ -72,10 +72,10 @@ class SeedGroup:
         self.model, self.optimizer = built[0], built[0].optimizer
         self.params = models.count_params(self.model)
         self.loss_fn, _ = recipe.loss_and_metric(configs[0])
+        self.convolutional = configs[0]["model"]["name"] in models.CONVOLUTIONAL
         # the input BN's γ, β cheaper; BN by the C++ kernels where they were measured faster
-        convolutional = configs[0]["model"]["name"] in models.CONVOLUTIONAL
         self._training_call = folded_input.training_call(
-            self.model, native_bn=self.k > 1 or convolutional)
+            self.model, native_bn=self.k > 1 or self.convolutional)
         self.one_hot = recipe.one_hot_labels(configs[0])
 
         def stacked(variables_of):
@@ -85,7 +85,6 @@ class SeedGroup:
         self.state = (stacked(lambda m: m.trainable_variables),
                       stacked(lambda m: m.non_trainable_variables),
                       stacked(lambda m: m.optimizer.variables))
-        self.convolutional = configs[0]["model"]["name"] in models.CONVOLUTIONAL
         step = self._each_seed(self._step)
         self._train_step = jax.jit(step, donate_argnums=0)
         if self.convolutional:
