@@ -3,6 +3,7 @@
     check_name(name, what) -> name    refuse a name that is not one safe file name
     inside(root, *parts) -> Path      root/parts resolved, proven to lie under root resolved
     Manifest(folder)                  the files bnlab wrote in a folder; only those it replaces
+                                      (``.write(name, write)``: write_whole where allowed)
     cache_dir() -> Path               bnlab's cache folder (parsed datasets, built kernels)
     write_whole(path, write, suffix)  path written whole or not at all (a temporary, renamed)
 
@@ -146,6 +147,13 @@ class Manifest:
     def check(self, names) -> None:
         for name in names:
             self.target(name)
+
+    def write(self, name: str, write, suffix: str = ".tmp") -> Path:
+        """``write_whole`` of the file ``name`` where :meth:`target` allows it, then recorded
+        as bnlab's (:meth:`wrote`); returns its path."""
+        path = write_whole(self.target(name), write, suffix)
+        self.wrote(name)
+        return path
 
     def wrote(self, name: str) -> None:
         """Record that bnlab wrote ``name`` (once)."""

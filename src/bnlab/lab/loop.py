@@ -221,7 +221,4 @@ def save_model(model, path):
     where its folder's manifest allows (``bnlab.paths.Manifest``); returns the path as a string."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    owned = paths.Manifest(path.parent)
-    path = paths.write_whole(owned.target(path.name), model.save, suffix=".keras")
-    owned.wrote(path.name)
-    return str(path)
+    return str(paths.Manifest(path.parent).write(path.name, model.save, suffix=".keras"))

@@ -498,10 +498,7 @@ def _html(blocks: list[tuple], title: str) -> str:
 
 def _write_atomic(path: Path, data: bytes) -> Path:
     """Write ``path`` whole or not at all, if its folder's manifest allows (bnlab.paths)."""
-    owned = paths.Manifest(path.parent)
-    owned.target(path.name)
-    paths.write_whole(path, lambda temporary: temporary.write_bytes(data))
-    owned.wrote(path.name)
+    paths.Manifest(path.parent).write(path.name, lambda temporary: temporary.write_bytes(data))
     return path
 
 
