@@ -6,8 +6,9 @@ baseline, bn-after and bn-before, each BN arm without the fold, with it and XLA'
 XLA BN"), and with it and every hidden BN by the C++ kernels of ``layers.native_bn`` ("folded",
 what bnlab runs; for one seed bnlab keeps XLA's BN, so the two are one program); blocks of
 STEPS steps of the first training batches, alternated over ROUNDS; ms a step, median [min-max]
-over the rounds, and ÷ the baseline's median. Run it idle: ``python bench/input_bn.py --seeds 1`` (and 3). The
-folded arms use ``bnlab.layers.native``'s kernel where it builds; ``BNLAB_NATIVE=0``: XLA's form.
+over the rounds, and ÷ the baseline's median. Run it idle: ``python bench/input_bn.py --seeds 1``
+(and 3). The folded arms use ``bnlab.layers.native``'s kernel where it builds; ``BNLAB_NATIVE=0``:
+XLA's form.
 """
 
 import argparse
