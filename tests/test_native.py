@@ -124,29 +124,58 @@ def test_a_failed_build_warns_once_and_leaves_nothing_behind(monkeypatch, tmp_pa
 
 
 @compiler
-def test_the_kernel_is_built_once_per_source_and_host(monkeypatch, tmp_path):
-    from bnlab.layers import native
-
-    monkeypatch.setenv("BNLAB_CACHE_DIR", str(tmp_path))
-    first = native.library_path()
-    assert first.exists() and first.parent == tmp_path / "kernels"
-    stamp = first.stat().st_mtime_ns
-    assert native.library_path() == first and first.stat().st_mtime_ns == stamp
-
-
-@compiler
-def test_processes_building_at_once_each_load_a_whole_library(tmp_path):
-    """Three processes build into one empty cache at once: each gets a library it can load, and
-    the folder holds one library and no temporary file."""
+def test_processes_building_at_once_compile_once_and_each_load_it(tmp_path, monkeypatch):
+    """Two processes start at once with an empty cache: the compiler runs once (the other process
+    waits for that build), each loads the library, and the folder holds it and nothing else.
+    Asked again, the cache answers with that library, not rebuilt."""
     import subprocess
     import sys
 
+    from bnlab.layers import native
+
+    calls = tmp_path / "calls"
+    compiler = tmp_path / "c++"  # the real compiler, each call counted
+    real = shutil.which(os.environ.get("CXX") or "c++")
+    compiler.write_text(f'#!/bin/sh\necho call >> "{calls}"\nexec "{real}" "$@"\n')
+    compiler.chmod(0o755)
+    cache = tmp_path / "cache"
     script = ("import ctypes; from bnlab.layers import native; "
               "ctypes.cdll.LoadLibrary(str(native.library_path())).BnlabBatchNormForward")
-    env = {**os.environ, "BNLAB_CACHE_DIR": str(tmp_path), "KERAS_BACKEND": "jax"}
+    env = {**os.environ, "BNLAB_CACHE_DIR": str(cache), "KERAS_BACKEND": "jax",
+           "CXX": str(compiler)}
     runs = [subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE,
-                             text=True) for _ in range(3)]
+                             text=True) for _ in range(2)]
     for run in runs:
         assert run.wait(timeout=300) == 0, run.stderr.read()
-    (built,) = (tmp_path / "kernels").iterdir()
+    assert calls.read_text() == "call\n"
+    (built,) = (cache / "kernels").iterdir()
     assert built.name.startswith("bnlab-") and built.suffix == ".so"
+    stamp = built.stat().st_mtime_ns
+    monkeypatch.setenv("BNLAB_CACHE_DIR", str(cache))
+    monkeypatch.setenv("CXX", str(compiler))
+    assert native.library_path() == built and built.stat().st_mtime_ns == stamp
+    assert calls.read_text() == "call\n"
+
+
+@compiler
+def test_a_build_held_by_a_hung_process_is_waited_for_only_so_long(tmp_path, monkeypatch):
+    """Another holder of the build lock that never lets go (a process stopped mid-build): this
+    process waits at most BUILD_SECONDS + 10 s, then builds its own library."""
+    import fcntl
+    import time
+
+    from bnlab.layers import native
+
+    monkeypatch.setenv("BNLAB_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(native, "BUILD_SECONDS", -9.7)  # the wait: 0.3 s
+    monkeypatch.setattr(native, "_build", lambda compiler: lambda path: path.write_text("built"))
+    (tmp_path / "kernels").mkdir()
+    holder = os.open(tmp_path / "kernels", os.O_RDONLY)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        start = time.monotonic()
+        path = native.library_path()
+        waited = time.monotonic() - start
+    finally:
+        os.close(holder)
+    assert path.read_text() == "built" and waited >= 0.3  # it did wait for the lock

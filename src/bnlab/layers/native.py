@@ -27,19 +27,23 @@ from the μ and σ² it returns (``layers.native_bn``). The NumPy reference hold
 The kernels are built on first use by the host's C++ compiler (``$CXX``, else ``c++``), against
 the FFI headers jaxlib ships (``jax.ffi.include_dir()``), for this host's CPU, into one library
 in ``paths.cache_dir()/kernels/``, named by a hash of the sources, the flags, jaxlib's version
-and the CPU, and written under a temporary name and then renamed, so processes that build it at
-once never load a half-written library. Where they cannot be used (another Keras backend, JAX on
-a GPU, no compiler, or ``BNLAB_NATIVE=0``), ``available()`` is False and callers keep their XLA
-form. The tests hold the kernels to that form.
+and the CPU, and written under a temporary name and then renamed, so no process ever loads a
+half-written library; a process that finds another building it waits for that build. Where they
+cannot be used (another Keras backend, JAX on a GPU, no compiler, or ``BNLAB_NATIVE=0``),
+``available()`` is False and callers keep their XLA form. The tests hold the kernels to that
+form.
 """
 
+import contextlib
 import ctypes
+import fcntl
 import functools
 import hashlib
 import os
 import platform
 import shutil
 import subprocess
+import time
 import warnings
 from pathlib import Path
 
@@ -71,7 +75,6 @@ def _cpu():
 
 def library_path():
     """The built kernel for this host, built first if it is not in the cache (OSError if not)."""
-    import jax
     import jaxlib
 
     compiler = os.environ.get("CXX") or "c++"
@@ -84,6 +87,15 @@ def library_path():
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
+    with _building(path.parent):
+        if not path.exists():  # not built by the process this one waited for
+            write_whole(path, _build(compiler), suffix=".so")
+    return path
+
+
+def _build(compiler):
+    """``write(temporary)`` for ``write_whole``: the sources compiled into ``temporary``."""
+    import jax
 
     def build(temporary):
         command = [compiler, *FLAGS, "-I", jax.ffi.include_dir(), *map(str, SOURCES),
@@ -96,8 +108,31 @@ def library_path():
         if built.returncode != 0:
             raise OSError(f"{compiler} exited with {built.returncode}: "
                           + (built.stderr.strip().splitlines() or [""])[-1])
-    write_whole(path, build, suffix=".so")
-    return path
+    return build
+
+
+@contextlib.contextmanager
+def _building(folder):
+    """Held while this process builds into ``folder``: a process that finds another building
+    waits for it (a lock on the folder itself, so no file is left behind), at most
+    BUILD_SECONDS and a little more, then builds anyway. So processes started at once (Ray's
+    workers, two terminals) compile the kernels once, not once each."""
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + BUILD_SECONDS + 10
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            except OSError:  # no locks on this file system: each process builds its own
+                break
+        yield
+    finally:
+        os.close(handle)  # releases the lock
 
 
 @functools.cache
