@@ -4,7 +4,10 @@
 //   x, y, dy, dx (…, R, C): R rows (every reduced axis flattened), C channels; any leading axes
 //   (K seeds under jax.vmap) are groups, each with its own statistics. μ, σ², γ, β (…, C).
 //
-//   forward    μ = Σ_r x / R        σ² = Σ_r (x − μ)² / R        (two passes, biased)
+//   forward    μ = o + S₁ / R       σ² = S₂ / R − (S₁ / R)²        (biased)
+//              S₁ = Σ_r (x − o),  S₂ = Σ_r (x − o)²: one pass over x shifted by o, the mean of
+//              its first ≤ kBlock rows, so the sums are of the data's own scale whatever its
+//              offset (digits are lost only as ((μ − o) / σ)² grows, not as (μ / σ)²)
 //              y = γ (x − μ) i + β,  i = 1 / √(σ² + ε)
 //   backward   dβ = Σ_r dy          dγ = Σ_r dy (x − μ) i
 //              dx = γ i (dy − (dβ + (x − μ) i dγ) / R) + dμ / R + 2 dσ² (x − μ) / R
@@ -41,33 +44,24 @@ constexpr int64_t kWide = 64;
 // Rows of `width` values, `stride` floats apart. restrict: no output aliases an input, so each
 // loop over a row vectorizes.
 
-// s[c] += Σ_r x[r, c]
-void SumRows(float* __restrict s, const float* __restrict x, int64_t rows, int64_t stride,
-             int64_t width) {
+// s[c] += Σ_r (x[r, c] − o[c]);  t[c] += Σ_r (x[r, c] − o[c])²
+void SumShifted(float* __restrict s, float* __restrict t, const float* __restrict x,
+                const float* __restrict o, int64_t rows, int64_t stride, int64_t width) {
   int64_t r = 0;
   for (; r + 4 <= rows; r += 4, x += 4 * stride) {
     for (int64_t c = 0; c < width; ++c) {
-      s[c] += (x[c] + x[stride + c]) + (x[2 * stride + c] + x[3 * stride + c]);
+      const float d0 = x[c] - o[c], d1 = x[stride + c] - o[c];
+      const float d2 = x[2 * stride + c] - o[c], d3 = x[3 * stride + c] - o[c];
+      s[c] += (d0 + d1) + (d2 + d3);
+      t[c] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3);
     }
   }
   for (; r < rows; ++r, x += stride) {
-    for (int64_t c = 0; c < width; ++c) s[c] += x[c];
-  }
-}
-
-// s[c] += Σ_r (x[r, c] − μ[c])²
-void SumSquares(float* __restrict s, const float* __restrict x, const float* __restrict mu,
-                int64_t rows, int64_t stride, int64_t width) {
-  int64_t r = 0;
-  for (; r + 4 <= rows; r += 4, x += 4 * stride) {
     for (int64_t c = 0; c < width; ++c) {
-      const float d0 = x[c] - mu[c], d1 = x[stride + c] - mu[c];
-      const float d2 = x[2 * stride + c] - mu[c], d3 = x[3 * stride + c] - mu[c];
-      s[c] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3);
+      const float d = x[c] - o[c];
+      s[c] += d;
+      t[c] += d * d;
     }
-  }
-  for (; r < rows; ++r, x += stride) {
-    for (int64_t c = 0; c < width; ++c) s[c] += (x[c] - mu[c]) * (x[c] - mu[c]);
   }
 }
 
@@ -176,8 +170,8 @@ class Sums {
   }
 
   // Sum k of every group's channels (groups, channels), over the chunks and the wide row's
-  // copies, times `scale`.
-  std::vector<float> Channels(int k, double scale) const {
+  // copies.
+  std::vector<double> Totals(int k) const {
     const int64_t n = v_.channels;
     std::vector<double> sum(v_.groups * n, 0.0);
     for (int64_t chunk = 0; chunk < v_.Chunks(); ++chunk) {
@@ -188,6 +182,12 @@ class Sums {
         }
       }
     }
+    return sum;
+  }
+
+  // Totals(k) times `scale`, in float.
+  std::vector<float> Channels(int k, double scale) const {
+    const std::vector<double> sum = Totals(k);
     std::vector<float> out(sum.size());
     for (size_t i = 0; i < sum.size(); ++i) out[i] = static_cast<float>(sum[i] * scale);
     return out;
@@ -227,23 +227,41 @@ std::vector<float> Widen(const View& v, const std::vector<float>& values) {
   return wide;
 }
 
+// o of the forward pass: each group's mean of its first ≤ kBlock rows, per channel (zero for
+// R = 0). Any value near μ serves: it only keeps the sums of x − o small.
+std::vector<float> Offset(const View& v, const float* x) {
+  const int64_t rows = std::min(v.R, kBlock);
+  std::vector<float> o(v.groups * v.channels, 0.0f);
+  for (int64_t g = 0; g < v.groups; ++g) {
+    float* out = o.data() + g * v.channels;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* row = x + (g * v.R + r) * v.C + v.first;
+      for (int64_t c = 0; c < v.channels; ++c) out[c] += row[c];
+    }
+    const float count = static_cast<float>(std::max<int64_t>(rows, 1));
+    for (int64_t c = 0; c < v.channels; ++c) out[c] /= count;
+  }
+  return o;
+}
+
 void Forward(ffi::ThreadPool& pool, const View& v, const float* x, const float* gamma,
              const float* beta, float epsilon, float* y, float* mean, float* variance) {
   const double n = static_cast<double>(std::max<int64_t>(v.R, 1));
-  Sums<1> sums(v);
+  const std::vector<float> o = Offset(v, x), o_wide = Widen(v, o);
+  Sums<2> sums(v);  // Σ (x − o) and Σ (x − o)²
   EachChunk(pool, v, [&](int64_t chunk, int64_t g, int64_t first, int64_t count) {
     sums.Add(chunk, g, first, count, [&](float* block, int64_t r, int64_t rows) {
-      SumRows(block, v.Row(x, g, r), rows, v.stride, v.width);
+      SumShifted(block, block + v.width, v.Row(x, g, r), o_wide.data() + g * v.width, rows,
+                 v.stride, v.width);
     });
   });
-  const std::vector<float> mu = sums.Channels(0, 1.0 / n), mu_wide = Widen(v, mu);
-  Sums<1> squares(v);
-  EachChunk(pool, v, [&](int64_t chunk, int64_t g, int64_t first, int64_t count) {
-    squares.Add(chunk, g, first, count, [&](float* block, int64_t r, int64_t rows) {
-      SumSquares(block, v.Row(x, g, r), mu_wide.data() + g * v.width, rows, v.stride, v.width);
-    });
-  });
-  const std::vector<float> var = squares.Channels(0, 1.0 / n);
+  const std::vector<double> s1 = sums.Totals(0), s2 = sums.Totals(1);
+  std::vector<float> mu(s1.size()), var(s1.size());
+  for (size_t i = 0; i < s1.size(); ++i) {
+    const double m1 = s1[i] / n;
+    mu[i] = static_cast<float>(o[i] + m1);
+    var[i] = static_cast<float>(std::max(s2[i] / n - m1 * m1, 0.0));
+  }
   std::vector<float> a = Gather(v, gamma), b = Gather(v, beta);
   for (size_t i = 0; i < a.size(); ++i) {
     a[i] = a[i] / std::sqrt(var[i] + epsilon);

@@ -17,12 +17,14 @@ reads W and P once, its rows in chunks on two threads (``parallel.h``): bench/in
 docs/performance.md.
 Its sums run in another order than XLA's, so the two agree to float32 round-off, not bit for bit.
 
-``batch_norm`` is BN over every axis of x but the last (x (…, R, C), γ and β (…, C)): the two-pass
+``batch_norm`` is BN over every axis of x but the last (x (…, R, C), γ and β (…, C)): the batch
 statistics and y = γ (x − μ) / √(σ² + ε) + β in one call, and its gradient (the closed form of
 ``layers.closed_form``, with the cotangents of μ and σ² too) in another. XLA runs BN as five
 reductions and as many elementwise loops, each a kernel of its own (bench/bn.py). The statistics
-are the biased two-pass ones of ``statistics.moments``; its users update the moving statistics
-from the μ and σ² it returns (``layers.native_bn``). The NumPy reference holds it in the tests.
+are the biased ones of ``statistics.moments``, summed in one pass over x − o instead of two, o
+the mean of the first rows (``batch_norm.cc``): as stable as two passes at any offset of the
+mean, unless those rows sit many σ from it. Its users update the moving statistics from the μ and
+σ² it returns (``layers.native_bn``). The NumPy reference holds it in the tests.
 
 The kernels are built on first use by the host's C++ compiler (``$CXX``, else ``c++``), against
 the FFI headers jaxlib ships (``jax.ffi.include_dir()``), for this host's CPU, into one library
