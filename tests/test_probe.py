@@ -38,8 +38,12 @@ def test_both_paths_record_the_same_percentiles(tmp_path, fashion_mnist):
     assert fit["steps"] == auto["steps"] == [0, 5, 10, 15]
     assert list(fit["layers"]) == ["1:BatchNormalization", "2:Dense", "3:BatchNormalization",
                                    "5:BatchNormalization"]
+    # The paths' BN round off differently (XLA's two passes, the C++ kernels' one), and after 10
+    # steps a pre-activation within round-off of 0 may sit on the other side of relu's kink: a
+    # low percentile then moves to the next order statistic. Measured: at most 3.4e-4 (of a
+    # range of 1.2), against 2.5e-7 when the kernels summed in two passes as XLA does.
     for key in fit["layers"]:
-        np.testing.assert_allclose(auto["layers"][key], fit["layers"][key], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(auto["layers"][key], fit["layers"][key], rtol=1e-4, atol=1e-3)
         if key != "1:BatchNormalization":  # its input is the images: fixed
             assert fit["layers"][key][-1] != fit["layers"][key][0]  # training moved them
     # step 0 is the untrained model's inputs on the first 256 training images, in training mode
