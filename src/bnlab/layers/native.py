@@ -63,6 +63,7 @@ FLAGS = ("-O3", "-march=native", "-fassociative-math", "-fno-signed-zeros", "-fn
          "-fno-math-errno",
          "-std=c++17", "-shared", "-fPIC", "-w")
 BUILD_SECONDS = 120
+WAIT_SECONDS = BUILD_SECONDS + 10  # for another process's build: its compile and its rename
 _registered = []  # the library, once registered: XLA keeps a target for the process's life
 
 
@@ -117,11 +118,11 @@ def _build(compiler):
 def _building(folder):
     """Held while this process builds into ``folder``: a process that finds another building
     waits for it (a lock on the folder itself, so no file is left behind), at most
-    BUILD_SECONDS and a little more, then builds anyway. So processes started at once (Ray's
-    workers, two terminals) compile the kernels once, not once each."""
+    WAIT_SECONDS, then builds anyway. So processes started at once (Ray's workers, two
+    terminals) compile the kernels once, not once each."""
     handle = os.open(folder, os.O_RDONLY)
     try:
-        deadline = time.monotonic() + BUILD_SECONDS + 10
+        deadline = time.monotonic() + WAIT_SECONDS
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
