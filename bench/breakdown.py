@@ -5,10 +5,21 @@ the no-BN baseline, in parts (``scan_seconds``): the products (with the input BN
 layer's input gradient too, which only BN's γ and β need), the three BN layers (Keras's, bnlab's),
 activations, loss, SGD update, gather; bnlab's whole step and the validation per step. Bounds: the
 products at NumPy's BLAS, every other part its minimal bytes at NumPy's in-cache copy rate.
+
+Beside the parts, bnlab's own step as it runs (``thunk_profile``): one block of its scan under
+``jax.profiler``, each of XLA's thunks timed and sorted by what it computes (the compiled HLO:
+products, BN's C++ kernels, the input BN's ``row_dots``, copies, the other loops), so that what the
+BN arm adds to the step is read off the program itself, not inferred from parts timed alone.
 """
 
 import argparse
+import collections
+import glob
+import gzip
+import json
+import re
 import sys
+import tempfile
 
 import bnlab  # noqa: F401  (first: where KERAS_BACKEND is unset, it picks Keras's backend)
 import jax
@@ -126,6 +137,81 @@ def whole_steps(k, steps, quick):
     return out
 
 
+KINDS = {"bnlab_bn_forward": "BN forward (C++ kernels)",
+         "bnlab_bn_backward": "BN backward (C++ kernels)",
+         "bnlab_row_dots": "the input BN's γ, β gradient (row_dots)"}
+INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%?([\w.-]+) = .*? ([a-z-]+)\(")
+
+
+def thunk_kinds(hlo):
+    """{instruction: kind} of a compiled module's text: products (a dot, or a fusion calling
+    one), the kernels of ``KINDS``, copies, and every other loop or reduction."""
+    computations, current = {}, None
+    for line in hlo.splitlines():
+        if line.endswith("{") and not line.startswith(" "):
+            current = computations.setdefault(line.split()[0].lstrip("%"), [])
+        elif current is not None:
+            current.append(line)
+    kinds = {}
+    for lines in computations.values():
+        for line in lines:
+            if not (match := INSTRUCTION.match(line)):
+                continue
+            name, op = match.groups()
+            called = re.search(r"calls=%?([\w.-]+)", line)
+            target = re.search(r'custom_call_target="(\w+)"', line)
+            body = computations.get(called[1], []) if called else []
+            if op == "dot" or (op == "fusion" and any(" dot(" in ln or " convolution(" in ln
+                                                      for ln in body)):
+                kinds[name] = "products"
+            elif op == "custom-call" and target:
+                kinds[name] = KINDS.get(target[1], f"custom call {target[1]}")
+            elif op == "copy":
+                kinds[name] = "copies"
+            elif op == "fusion":
+                kinds[name] = "other loops and reductions"
+    return kinds
+
+
+def thunk_profile(k, steps, rounds=3):
+    """µs per step of each kind of thunk (``thunk_kinds``) in bnlab's own scan, baseline and
+    BN-after: the median over ``rounds`` of one block under ``jax.profiler``, the two arms in
+    ABBA order (the host drifts by a third between blocks). XLA may run independent thunks at
+    once on its two threads, so a step's kinds may add up to more than its time."""
+    exp = experiments.get("bn-placement")
+    arms = {}
+    for arm in ("baseline", "bn-after"):
+        configs = [experiments.trial_config(exp, exp.arm(arm), s, dataset="fashion_mnist",
+                                            epochs=1) for s in range(1, k + 1)]
+        x, y = training_block(configs[0], steps)
+        group, block = scan_block(configs, x, y)
+        block()
+        idx = np.stack([np.arange(steps * BATCH).reshape(steps, BATCH)] * k, 1)
+        hlo = group._train_steps.lower(group.state, jnp.asarray(x), jnp.asarray(y),
+                                       idx).compile().as_text()
+        arms[arm] = (block, thunk_kinds(hlo), collections.defaultdict(list))
+    for r in range(rounds):
+        for arm in (("baseline", "bn-after") if r % 2 == 0 else ("bn-after", "baseline")):
+            block, kinds, times = arms[arm]
+            micro = collections.Counter({kind: 0.0 for kind in kinds.values()})
+            with tempfile.TemporaryDirectory() as folder:
+                with jax.profiler.trace(folder, create_perfetto_trace=True):
+                    block()
+                [path] = glob.glob(f"{folder}/**/*.trace.json.gz", recursive=True)
+                with gzip.open(path) as f:
+                    events = json.load(f)["traceEvents"]
+            for e in events:
+                if e.get("ph") == "X" and e.get("name") in kinds:
+                    micro[kinds[e["name"]]] += e["dur"] / steps
+            for kind, value in micro.items():
+                times[kind].append(value)
+    out = {arm: {kind: float(np.median(v)) for kind, v in times.items()}
+           for arm, (_, _, times) in arms.items()}
+    for arm, kinds in out.items():
+        log(f"{k} seed(s): {arm}: " + ", ".join(f"{n} {v:.0f} µs" for n, v in kinds.items()))
+    return out
+
+
 def measure(k, steps, quick):
     rates = host_rates()
     copy = rates["copy_gbps_cache"] * 1e9
@@ -159,7 +245,8 @@ def measure(k, steps, quick):
         row(f"BN backward, 3 layers ({name})", bwd, 3 * nbytes / copy)
     for name, seconds in whole_steps(k, steps, quick).items():
         row(f"bnlab's {name}" + ("" if "evaluation" in name else " step"), seconds, 0.0)
-    return {"seeds": k, "steps": steps, "rates": rates, "rows": rows}
+    return {"seeds": k, "steps": steps, "rates": rates, "rows": rows,
+            "thunks": thunk_profile(k, steps)}
 
 
 def main(argv):

@@ -185,8 +185,33 @@ def breakdown_section(results):
                 f"input BN need the first layer's input gradient, a product the baseline never "
                 f"computes: {bn['ms'] - base['ms']:.3f} ms a step at XLA's rate, against "
                 f"{sum(kernels):.3f} ms for Keras's three BN layers' own kernels "
-                f"({runs[0]['seeds']} seed(s)).", ""]
+                f"({runs[0]['seeds']} seed(s)). bnlab's own step computes no such product: its "
+                f"fold gives γ and β their gradient by `row_dots` from the kernel's gradient "
+                f"(the thunk table below).", ""]
+    out += thunks_table(runs)
     return out + [f"Host rates in that process: {rates_text(runs[0]['rates'])}.", ""]
+
+
+def thunks_table(runs):
+    """bnlab's own step, thunk by thunk (breakdown.thunk_profile): µs a step of each kind, per
+    arm and seed count, and what the BN arm adds."""
+    runs = [r for r in runs if r.get("thunks")]
+    if not runs:
+        return []
+    kinds = list(dict.fromkeys(kind for r in runs for arm in r["thunks"].values() for kind in arm))
+    head, body = ["kind of thunk"], {kind: [kind] for kind in kinds}
+    for run in runs:
+        head += [f"{run['seeds']} seed(s): {arm} µs" for arm in run["thunks"]] + ["BN arm adds µs"]
+        arms = list(run["thunks"].values())
+        for kind in kinds:
+            values = [arm.get(kind, 0.0) for arm in arms]
+            body[kind] += [f"{v:.0f}" for v in values] + [f"{values[-1] - values[0]:+.0f}"]
+    return ["bnlab's own step as it runs: one block of its scan under `jax.profiler`, each XLA "
+            "thunk's time added up by what the compiled program says it computes "
+            "(bench/breakdown.py `thunk_profile`); µs a step. XLA may run two thunks at once, so "
+            "a column may add up to more than the step. The products move with the host from "
+            "run to run by up to a third; BN's own thunks are the rows to read.", ""] + table(
+        head, list(body.values()))
 
 
 def bn_section(results):

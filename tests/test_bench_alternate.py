@@ -251,3 +251,31 @@ def test_a_host_faster_than_planned_runs_what_the_plan_would_have_skipped(monkey
     assert set(sized["skipped"]) == {"peers", "fold"}
     results, errors, _, elapsed = run.run(list(planned), sized, 750.0, quick=False)
     assert set(results) == set(planned) and errors == {} and elapsed == 600.0
+
+
+def test_thunk_kinds_sorts_a_compiled_program_by_what_it_computes():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import breakdown
+    from bnlab.layers import native
+
+    def program(a, b, gamma, beta):
+        out = [jnp.tanh(a @ b) * 2.0 + 1.0]
+        return out + (list(native.batch_norm(a, gamma, beta, 1e-3)) if native.available() else [])
+    args = [np.ones(s, np.float32) for s in ((32, 64), (64, 16), (64,), (64,))]
+    kinds = breakdown.thunk_kinds(jax.jit(program).lower(*args).compile().as_text())
+    assert "products" in kinds.values()
+    assert "other loops and reductions" in kinds.values()
+    assert ("BN forward (C++ kernels)" in kinds.values()) == native.available()
+
+
+def test_the_thunk_table_gives_what_the_bn_arm_adds():
+    run = {"seeds": 3, "thunks": {"baseline": {"products": 1000.0, "copies": 20.0},
+                                  "bn-after": {"products": 1100.0, "row_dots": 90.0}}}
+    lines = report.thunks_table([run])
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in lines if line.startswith("| ")}
+    assert rows["products"] == "| products | 1000 | 1100 | +100 |"
+    assert rows["copies"] == "| copies | 20 | 0 | -20 |"
+    assert rows["row_dots"] == "| row_dots | 0 | 90 | +90 |"
