@@ -121,15 +121,20 @@ def elementwise_parts(k, steps, bn):
             for part, (fn, operands, values) in parts.items()}
 
 
+def arm_block(arm, k, steps):
+    """(x, y, seed group, block) of bnlab's scan over ``steps`` batches, K seeds of ``arm``."""
+    exp = experiments.get("bn-placement")
+    configs = [experiments.trial_config(exp, exp.arm(arm), s, dataset="fashion_mnist", epochs=1)
+               for s in range(1, k + 1)]
+    x, y = training_block(configs[0], steps)
+    return (x, y) + scan_block(configs, x, y)
+
+
 def whole_steps(k, steps, quick):
     """bnlab's own step (ms) for the baseline and the BN-after arm, and the evaluation per step."""
-    exp = experiments.get("bn-placement")
     out = {}
     for arm in ("baseline", "bn-after"):
-        configs = [experiments.trial_config(exp, exp.arm(arm), s, dataset="fashion_mnist",
-                                            epochs=1) for s in range(1, k + 1)]
-        x, y = training_block(configs[0], steps)
-        group, block = scan_block(configs, x, y)
+        x, y, group, block = arm_block(arm, k, steps)
         out[arm] = fastest([block], 3 if quick else 5)[0] / steps
         val = (x[:1000], y[:1000]) if quick else (np.tile(x, (VAL // len(x) + 1, 1, 1))[:VAL],
                                                   np.tile(y, VAL // len(y) + 1)[:VAL])
@@ -178,13 +183,9 @@ def thunk_profile(k, steps, rounds=3):
     BN-after: the median over ``rounds`` of one block under ``jax.profiler``, the two arms in
     ABBA order (the host drifts by a third between blocks). XLA may run independent thunks at
     once on its two threads, so a step's kinds may add up to more than its time."""
-    exp = experiments.get("bn-placement")
     arms = {}
     for arm in ("baseline", "bn-after"):
-        configs = [experiments.trial_config(exp, exp.arm(arm), s, dataset="fashion_mnist",
-                                            epochs=1) for s in range(1, k + 1)]
-        x, y = training_block(configs[0], steps)
-        group, block = scan_block(configs, x, y)
+        x, y, group, block = arm_block(arm, k, steps)
         block()
         idx = np.stack([np.arange(steps * BATCH).reshape(steps, BATCH)] * k, 1)
         hlo = group._train_steps.lower(group.state, jnp.asarray(x), jnp.asarray(y),
