@@ -62,6 +62,19 @@ def timings(fn, reps, warmup=1):
     return times[warmup:]
 
 
+def interleaved(blocks, reps):
+    """Wall seconds of ``reps`` calls of each of ``blocks`` ([seconds of block 0], ...), after one
+    untimed call of each, the blocks in ABBA order: a host that drifts lands on all alike."""
+    for block in blocks:
+        block()
+    times = [[] for _ in blocks]
+    order = list(range(len(blocks)))
+    for r in range(reps):
+        for i in order if r % 2 == 0 else order[::-1]:
+            times[i] += timings(blocks[i], 1, warmup=0)
+    return times
+
+
 def fastest(fns, reps):
     """The fastest of ``reps`` interleaved timings of each of ``fns`` (the least disturbed)."""
     for fn in fns:

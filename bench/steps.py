@@ -1,7 +1,8 @@
 """Steady-state ms per training step of the experiments' arms on ONE side (alternate.py's child).
 
 Alone in a fresh process (a second runtime's threads slowed PyTorch 2.1×: bench/tried.md); per
-arm, the median of BLOCKS timed blocks of STEPS[model] × ``--scale`` batches, after a warm-up one
+arm, the median of BLOCKS timed blocks of STEPS[model] × ``--scale`` batches, after a warm-up one,
+the arms' blocks interleaved in ABBA order so that one arm's time over another's is paired in time
 (bench/method.md). The ``fold`` sides time inference instead (``fold_rows``).
 """
 
@@ -20,7 +21,8 @@ from bnlab import models
 from bnlab.lab import estimate, experiments, multiseed, recipe, runtime, train
 from bnlab.layers import BatchNorm, fast_conv
 from bnlab.tools.fold import fold
-from common import KERAS_BACKEND, child_env, emit, log, median, run_child, timings, training_block
+from common import (KERAS_BACKEND, child_env, emit, interleaved, log, median, run_child,
+                    timings, training_block)
 
 EXPERIMENTS = ("bn-placement", "lenet-bn", "deep-mlp", "deep-cnn")
 BLOCKS = 3  # timed blocks of a side's process, after one warm-up block; its answer is the median
@@ -151,7 +153,7 @@ def main(argv):
         runtime.enable_compilation_cache()
     if args.gradient == "closed-form":  # bnlab's models build their BatchNorm with it from here on
         models.BatchNorm = functools.partial(models.BatchNorm, gradient="closed-form")
-    rows = []
+    rows, blocks = [], []
     arms = [a for a in (args.arms or "").split(",") if a] or None
     for experiment, arm, config in configs(names, arms, args.norm):
         model = config["model"]["name"]
@@ -163,11 +165,15 @@ def main(argv):
             path, block = bnlab_block(config, x, y, seeds=args.seeds)
         else:
             path, block = "keras-fit", keras_block(config, args.side, x, y)
+        blocks.append(block)
         rows.append({"experiment": experiment, "arm": arm, "path": path, "steps": steps,
-                     "ms": 1000 * median(timings(block, BLOCKS)) / steps,
                      "batch_size": config["batch_size"],
                      "macs": estimate.multiply_adds(models.build(model, norm="none"))})
-        log(f"{args.side}: {experiment} / {arm}: {rows[-1]['ms']:.2f} ms/step ({path})")
+    # every arm's blocks interleaved: an arm's ratio to another is paired in time (method.md)
+    for row, seconds in zip(rows, interleaved(blocks, BLOCKS)):
+        row["ms"] = 1000 * median(seconds) / row["steps"]
+        log(f"{args.side}: {row['experiment']} / {row['arm']}: {row['ms']:.2f} ms/step "
+            f"({row['path']})")
     emit({"side": args.side, "rows": rows})
 
 

@@ -279,3 +279,13 @@ def test_the_thunk_table_gives_what_the_bn_arm_adds():
     assert rows["products"] == "| products | 1000 | 1100 | +100 |"
     assert rows["copies"] == "| copies | 20 | 0 | -20 |"
     assert rows["row_dots"] == "| row_dots | 0 | 90 | +90 |"
+
+
+def test_arms_blocks_are_interleaved_abba_after_one_warm_up_each():
+    import common
+
+    calls = []
+    blocks = [lambda name=name: calls.append(name) for name in "abc"]
+    times = common.interleaved(blocks, 3)
+    assert "".join(calls) == "abc" + "abc" + "cba" + "abc"
+    assert [len(t) for t in times] == [3, 3, 3]
