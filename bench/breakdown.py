@@ -130,11 +130,11 @@ def arm_block(arm, k, steps):
     return (x, y) + scan_block(configs, x, y)
 
 
-def whole_steps(k, steps, quick):
-    """bnlab's own step (ms) for the baseline and the BN-after arm, and the evaluation per step."""
+def whole_steps(built, steps, quick):
+    """bnlab's own step (ms) for each arm of ``built`` ({arm: ``arm_block``}), and the
+    evaluation per step."""
     out = {}
-    for arm in ("baseline", "bn-after"):
-        x, y, group, block = arm_block(arm, k, steps)
+    for arm, (x, y, group, block) in built.items():
         out[arm] = fastest([block], 3 if quick else 5)[0] / steps
         val = (x[:1000], y[:1000]) if quick else (np.tile(x, (VAL // len(x) + 1, 1, 1))[:VAL],
                                                   np.tile(y, VAL // len(y) + 1)[:VAL])
@@ -178,21 +178,25 @@ def thunk_kinds(hlo):
     return kinds
 
 
-def thunk_profile(k, steps, rounds=3):
-    """µs per step of each kind of thunk (``thunk_kinds``) in bnlab's own scan, baseline and
-    BN-after: the median over ``rounds`` of one block under ``jax.profiler``, the two arms in
-    ABBA order (the host drifts by a third between blocks). XLA may run independent thunks at
-    once on its two threads, so a step's kinds may add up to more than its time."""
+def thunk_profile(built, k, steps, rounds=3):
+    """µs per step of each kind of thunk (``thunk_kinds``) in bnlab's own scan, for each arm of
+    ``built`` (``whole_steps``): the median over ``rounds`` of one block under ``jax.profiler``,
+    the arms in ABBA order (the host drifts by a third between blocks). XLA may run independent
+    thunks at once on its two threads, so a step's kinds may add up to more than its time."""
     arms = {}
-    for arm in ("baseline", "bn-after"):
-        x, y, group, block = arm_block(arm, k, steps)
+    for arm, (x, y, group, _) in built.items():
+        args = (jnp.asarray(x), jnp.asarray(y),
+                np.stack([np.arange(steps * BATCH).reshape(steps, BATCH)] * k, 1))
+        compiled = group._train_steps.lower(group.state, *args).compile()  # its HLO is the one run
+
+        def block(group=group, compiled=compiled, args=args):
+            group.state = compiled(group.state, *args)[0]
+            jax.block_until_ready(group.state)
         block()
-        idx = np.stack([np.arange(steps * BATCH).reshape(steps, BATCH)] * k, 1)
-        hlo = group._train_steps.lower(group.state, jnp.asarray(x), jnp.asarray(y),
-                                       idx).compile().as_text()
-        arms[arm] = (block, thunk_kinds(hlo), collections.defaultdict(list))
+        arms[arm] = (block, thunk_kinds(compiled.as_text()), collections.defaultdict(list))
+    order = list(arms)
     for r in range(rounds):
-        for arm in (("baseline", "bn-after") if r % 2 == 0 else ("bn-after", "baseline")):
+        for arm in order if r % 2 == 0 else order[::-1]:
             block, kinds, times = arms[arm]
             micro = collections.Counter({kind: 0.0 for kind in kinds.values()})
             with tempfile.TemporaryDirectory() as folder:
@@ -244,10 +248,11 @@ def measure(k, steps, quick):
         fwd, bwd = bn_parts(cls, k, steps)
         row(f"BN forward, 3 layers ({name})", fwd, 2 * nbytes / copy)
         row(f"BN backward, 3 layers ({name})", bwd, 3 * nbytes / copy)
-    for name, seconds in whole_steps(k, steps, quick).items():
+    built = {arm: arm_block(arm, k, steps) for arm in ("baseline", "bn-after")}
+    for name, seconds in whole_steps(built, steps, quick).items():
         row(f"bnlab's {name}" + ("" if "evaluation" in name else " step"), seconds, 0.0)
     return {"seeds": k, "steps": steps, "rates": rates, "rows": rows,
-            "thunks": thunk_profile(k, steps)}
+            "thunks": thunk_profile(built, k, steps)}
 
 
 def main(argv):
