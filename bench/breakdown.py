@@ -14,12 +14,8 @@ BN arm adds to the step is read off the program itself, not inferred from parts 
 
 import argparse
 import collections
-import glob
-import gzip
-import json
 import re
 import sys
-import tempfile
 
 import bnlab  # noqa: F401  (first: where KERAS_BACKEND is unset, it picks Keras's backend)
 import jax
@@ -29,7 +25,7 @@ import numpy as np
 
 from bnlab.lab import experiments, runtime
 from bnlab.layers import BatchNorm
-from common import emit, fastest, host_rates, log, training_block
+from common import emit, fastest, host_rates, log, thunk_micros, training_block
 from steps import scan_block
 
 BATCH, SIZES, LR, EPOCH_STEPS, VAL = 32, (784, 300, 100, 10), 1e-3, 1719, 5000
@@ -199,15 +195,9 @@ def thunk_profile(built, k, steps, rounds=3):
         for arm in order if r % 2 == 0 else order[::-1]:
             block, kinds, times = arms[arm]
             micro = collections.Counter({kind: 0.0 for kind in kinds.values()})
-            with tempfile.TemporaryDirectory() as folder:
-                with jax.profiler.trace(folder, create_perfetto_trace=True):
-                    block()
-                [path] = glob.glob(f"{folder}/**/*.trace.json.gz", recursive=True)
-                with gzip.open(path) as f:
-                    events = json.load(f)["traceEvents"]
-            for e in events:
-                if e.get("ph") == "X" and e.get("name") in kinds:
-                    micro[kinds[e["name"]]] += e["dur"] / steps
+            for name, us in thunk_micros(block, steps).items():
+                if name in kinds:
+                    micro[kinds[name]] += us
             for kind, value in micro.items():
                 times[kind].append(value)
     out = {arm: {kind: float(np.median(v)) for kind, v in times.items()}

@@ -4,7 +4,9 @@ A measuring child (a process of its own: Keras fixes its backend at import) prin
 progress lines on stderr and its answer as ONE JSON object on stdout's last line.
 """
 
+import collections
 import contextlib
+import gzip
 import json
 import os
 import platform
@@ -12,6 +14,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -73,6 +76,22 @@ def interleaved(blocks, reps):
         for i in order if r % 2 == 0 else order[::-1]:
             times[i] += timings(blocks[i], 1, warmup=0)
     return times
+
+
+def thunk_micros(block, steps):
+    """{XLA thunk: µs a step} of one call of ``block`` (``steps`` steps) from a ``jax.profiler``
+    trace. Where XLA runs two thunks at once on the two cores, their times overlap."""
+    import jax  # not at the top: PyTorch's processes import this module too
+    with tempfile.TemporaryDirectory() as folder:
+        with jax.profiler.trace(folder, create_perfetto_trace=True):
+            block()
+        with gzip.open(next(Path(folder).rglob("*.trace.json.gz"))) as f:
+            events = json.load(f)["traceEvents"]
+    micros = collections.Counter()
+    for e in events:
+        if e.get("ph") == "X" and not e["name"].startswith(("$", "Thunk")):
+            micros[e["name"]] += e.get("dur", 0) / steps
+    return micros
 
 
 def fastest(fns, reps):

@@ -12,35 +12,21 @@ XLA's form.
 """
 
 import argparse
-import collections
-import gzip
-import json
 import sys
-import tempfile
-from pathlib import Path
 
 import bnlab  # noqa: F401  (first: where KERAS_BACKEND is unset, it picks Keras's backend)
-import jax
 from bnlab.lab import folded_input, runtime
 
-from common import emit, fmt, log, median, spread, timings, training_block
+from common import emit, fmt, log, median, spread, thunk_micros, timings, training_block
 from steps import bnlab_block, configs
 
 STEPS, ROUNDS = 400, 8
 
 
 def profile(block, steps, top=12):
-    """XLA's kernels (thunks) of one block, by µs a step, from a ``jax.profiler`` trace. Where XLA
-    runs two kernels at once on the two cores, their times overlap."""
-    with tempfile.TemporaryDirectory() as folder:
-        with jax.profiler.trace(folder, create_perfetto_trace=True):
-            block()
-        events = json.load(gzip.open(next(Path(folder).rglob("*.json.gz"))))["traceEvents"]
-    micros = collections.Counter()
-    for e in events:
-        if e.get("ph") == "X" and not e["name"].startswith(("$", "Thunk")):
-            micros[e["name"]] += e.get("dur", 0) / steps
-    return [{"kernel": name, "us": us} for name, us in micros.most_common(top)]
+    """XLA's ``top`` kernels (thunks) of one block, by µs a step (``common.thunk_micros``)."""
+    return [{"kernel": name, "us": us}
+            for name, us in thunk_micros(block, steps).most_common(top)]
 
 
 def main(argv):
