@@ -28,6 +28,9 @@ ROOT = BENCH.parent
 PACKAGES = ("keras", "jax", "jaxlib", "tensorflow-cpu", "tensorflow", "torch", "numpy")
 # The sides of bench/steps.py, each with the KERAS_BACKEND its process needs (None: bnlab's default)
 KERAS_BACKEND = {"bnlab": None, "keras-jax": "jax", "keras-tf": "tensorflow", "torch": None}
+# breakdown.py's row of the baseline's products at NumPy's BLAS timed between the baseline's
+# whole steps: the bound of the products goal (report.py), measured beside what it bounds
+BESIDE = "the baseline's products at BLAS, timed between its steps"
 
 
 def log(message):

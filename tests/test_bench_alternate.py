@@ -289,3 +289,17 @@ def test_arms_blocks_are_interleaved_abba_after_one_warm_up_each():
     times = common.interleaved(blocks, 3)
     assert "".join(calls) == "abc" + "abc" + "cba" + "abc"
     assert [len(t) for t in times] == [3, 3, 3]
+
+
+def test_the_products_goal_divides_by_the_bound_timed_between_the_steps():
+    import common
+
+    rows = [{"part": "bnlab's baseline step", "ms": 0.6, "bound_ms": 0.0},
+            {"part": "products (baseline, 8)", "ms": 0.4, "bound_ms": 0.3},
+            {"part": common.BESIDE, "ms": 0.4, "bound_ms": 0.0}]
+    results = {"results": {"breakdown": [{"seeds": 1, "rows": rows}]}}
+    [(label, ratio)] = report.measured(results, "products")
+    assert abs(ratio - 1.5) < 1e-12 and "between its steps" in label
+    rows.pop()  # a report from before the bound was timed beside the step: its start-up bound
+    [(label, ratio)] = report.measured(results, "products")
+    assert abs(ratio - 2.0) < 1e-12 and "between" not in label
