@@ -7,7 +7,7 @@ activations, loss, SGD update, gather; bnlab's whole step and the validation per
 products at NumPy's BLAS, every other part its minimal bytes at NumPy's in-cache copy rate. The
 products goal's bound, the baseline's products at NumPy's BLAS, is timed again between the
 baseline's whole steps (``BESIDE``): timed only at the start, it once read 79 GFLOP/s in a process
-whose host ran at 135 an hour before, and the goal moved with it.
+whose host ran at 135 twenty minutes before, and the goal moved with it.
 
 Beside the parts, bnlab's own step as it runs (``thunk_profile``): one block of its scan under
 ``jax.profiler``, each of XLA's thunks timed and sorted by what it computes (the compiled HLO:
