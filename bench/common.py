@@ -145,7 +145,7 @@ def run_child(script, args=(), backend=None, env=None, timeout=900):
         proc.wait()
         if not isinstance(exc, subprocess.TimeoutExpired):
             raise
-        raise RuntimeError(f"{' '.join(cmd[1:])} ran past {timeout} s") from None
+        raise RuntimeError(f"{' '.join(cmd[1:])} ran past {timeout:.0f} s") from None
     for reader in readers:
         reader.join()
     lines = [ln for ln in "".join(out).splitlines() if ln.strip()]

@@ -35,7 +35,7 @@ SECTIONS = {
            + [("bn.py", ["--layers"], b) for b in ("jax", "tensorflow", "torch")], (28, 0)),
     "breakdown": ("Where a bn-placement step goes (JAX)",
                   [("breakdown.py", ["--seeds", k], None) for k in (1, 3)],
-                  (72, 0)),  # 8 Dec, with its thunk profile: 27 s + 33 s measured
+                  (90, 0)),  # 8 Dec: 27 s + 33 s measured; its share scales with BLAS, they do not
     "peers": ("Head to head: bnlab, plain Keras on JAX, plain PyTorch",
               [alternation("bnlab,keras-jax,torch")], (10, 180)),
     "bn-cost": ("The bn-placement arms: 3 seeds together and one seed",
