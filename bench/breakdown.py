@@ -16,7 +16,6 @@ BN arm adds to the step is read off the program itself, not inferred from parts 
 """
 
 import argparse
-import collections
 import re
 import sys
 
@@ -28,8 +27,8 @@ import numpy as np
 
 from bnlab.lab import experiments, runtime
 from bnlab.layers import BatchNorm
-from common import (BESIDE, emit, fastest, host_rates, log, thunk_micros, timings,
-                    training_block)
+from common import (BESIDE, emit, fastest, host_rates, interleaved, log, thunk_micros,
+                    timings, training_block)
 from steps import scan_block
 
 BATCH, SIZES, LR, EPOCH_STEPS, VAL = 32, (784, 300, 100, 10), 1e-3, 1719, 5000
@@ -192,8 +191,8 @@ def thunk_profile(built, k, steps, rounds=3):
     ``built`` (``whole_steps``): the median over ``rounds`` of one block under ``jax.profiler``,
     the arms in ABBA order (the host drifts by a third between blocks). XLA may run independent
     thunks at once on its two threads, so a step's kinds may add up to more than its time."""
-    arms = {}
-    for arm, (x, y, group, _) in built.items():
+    blocks, kinds = [], []
+    for x, y, group, _ in built.values():
         args = (jnp.asarray(x), jnp.asarray(y),
                 np.stack([np.arange(steps * BATCH).reshape(steps, BATCH)] * k, 1))
         compiled = group._train_steps.lower(group.state, *args).compile()  # its HLO is the one run
@@ -201,22 +200,20 @@ def thunk_profile(built, k, steps, rounds=3):
         def block(group=group, compiled=compiled, args=args):
             group.state = compiled(group.state, *args)[0]
             jax.block_until_ready(group.state)
-        block()
-        arms[arm] = (block, thunk_kinds(compiled.as_text()), collections.defaultdict(list))
-    order = list(arms)
-    for r in range(rounds):
-        for arm in order if r % 2 == 0 else order[::-1]:
-            block, kinds, times = arms[arm]
-            micro = collections.Counter({kind: 0.0 for kind in kinds.values()})
-            for name, us in thunk_micros(block, steps).items():
-                if name in kinds:
-                    micro[kinds[name]] += us
-            for kind, value in micro.items():
-                times[kind].append(value)
-    out = {arm: {kind: float(np.median(v)) for kind, v in times.items()}
-           for arm, (_, _, times) in arms.items()}
-    for arm, kinds in out.items():
-        log(f"{k} seed(s): {arm}: " + ", ".join(f"{n} {v:.0f} µs" for n, v in kinds.items()))
+        blocks.append(block)
+        kinds.append(thunk_kinds(compiled.as_text()))
+    profiles = interleaved(blocks, rounds, measure=lambda block: thunk_micros(block, steps))
+    out = {}
+    for arm, kind_of, rounds_ in zip(built, kinds, profiles):
+        totals = []  # one {kind: µs a step} a round
+        for micros in rounds_:
+            total = dict.fromkeys(kind_of.values(), 0.0)
+            for name, us in micros.items():
+                if name in kind_of:
+                    total[kind_of[name]] += us
+            totals.append(total)
+        out[arm] = {kind: float(np.median([t[kind] for t in totals])) for kind in totals[0]}
+        log(f"{k} seed(s): {arm}: " + ", ".join(f"{n} {v:.0f} µs" for n, v in out[arm].items()))
     return out
 
 

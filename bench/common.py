@@ -68,17 +68,18 @@ def timings(fn, reps, warmup=1):
     return times[warmup:]
 
 
-def interleaved(blocks, reps):
-    """Wall seconds of ``reps`` calls of each of ``blocks`` ([seconds of block 0], ...), after one
-    untimed call of each, the blocks in ABBA order: a host that drifts lands on all alike."""
+def interleaved(blocks, reps, measure=lambda block: timings(block, 1, warmup=0)[0]):
+    """``measure(block)`` of ``reps`` calls of each of ``blocks`` ([of block 0], ...; by default
+    its wall seconds), after one untimed call of each, the blocks in ABBA order: a host that
+    drifts lands on all alike."""
     for block in blocks:
         block()
-    times = [[] for _ in blocks]
+    results = [[] for _ in blocks]
     order = list(range(len(blocks)))
     for r in range(reps):
         for i in order if r % 2 == 0 else order[::-1]:
-            times[i] += timings(blocks[i], 1, warmup=0)
-    return times
+            results[i].append(measure(blocks[i]))
+    return results
 
 
 def thunk_micros(block, steps):
